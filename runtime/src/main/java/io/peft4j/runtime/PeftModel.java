@@ -1,0 +1,339 @@
+package io.peft4j.runtime;
+
+import io.peft4j.annotations.LoRA;
+import io.peft4j.runtime.internal.AgentStatus;
+import io.peft4j.runtime.internal.GraphFreezer;
+import io.peft4j.runtime.internal.LoraBranch;
+import io.peft4j.runtime.internal.LoraSettings;
+import io.peft4j.runtime.internal.ModelWalker;
+import io.peft4j.runtime.internal.WeightAccessors;
+import io.peft4j.runtime.spi.LoraMerge;
+import io.peft4j.runtime.spi.WeightAccessor;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.HashSet;
+import java.util.IdentityHashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import org.nd4j.autodiff.samediff.SDVariable;
+import org.nd4j.autodiff.samediff.SameDiff;
+import org.nd4j.autodiff.samediff.TrainingConfig;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.dataset.api.iterator.DataSetIterator;
+import org.nd4j.linalg.factory.Nd4j;
+
+/**
+ * A model with LoRA branches attached to its {@code @LoRA} layers.
+ *
+ * <pre>{@code
+ * SameDiff sd = SameDiff.create();
+ * MyModel model = new MyModel(sd);                 // layers create their weights
+ * PeftModel peft = PeftModel.attach(model);        // A [in, r], B [r, out] = 0; everything else frozen
+ * SDVariable logits = model.forward(input);        // adapted layers now add x·A·s·B
+ * peft.train(trainingConfig, trainData, epochs);   // only A and B change
+ * peft.merge();                                    // W += s·A·B, then deploy without the agent
+ * }</pre>
+ *
+ * <p>Attach before the graph is built: the branch joins each adapted layer's forward call made
+ * afterwards. Layers are named by their field path from the root. A layer's {@code @LoRA}
+ * comes from its field if the field is annotated, else from its class.
+ */
+public final class PeftModel {
+
+    private final Object root;
+    private final Map<String, LoraBranch> branches;
+    private final Map<String, WeightAccessor<Object>> accessors;
+    private final Set<String> trainableNames;
+    private final Map<SameDiff, Long> frozenParameters = new IdentityHashMap<>();
+    private final long eagerBaseParameters;
+    private boolean merged;
+    private boolean detached;
+
+    private PeftModel(Object root, Map<String, LoraBranch> branches, Map<String, WeightAccessor<Object>> accessors,
+                      Set<String> trainableNames, long eagerBaseParameters) {
+        this.root = root;
+        this.branches = branches;
+        this.accessors = accessors;
+        this.trainableNames = trainableNames;
+        this.eagerBaseParameters = eagerBaseParameters;
+    }
+
+    /** Attaches LoRA to every {@code @LoRA} layer reachable from {@code root}, with seed 42 for A's init. */
+    public static PeftModel attach(Object root) {
+        return builder(root).attach();
+    }
+
+    public static Builder builder(Object root) {
+        return new Builder(root);
+    }
+
+    /** Options for {@link PeftModel#attach}. */
+    public static final class Builder {
+        private final Object root;
+        private long seed = 42;
+        private final List<String> alsoTrain = new ArrayList<>();
+
+        private Builder(Object root) {
+            if (root == null) {
+                throw new PeftException("Cannot attach PEFT to a null model");
+            }
+            this.root = root;
+        }
+
+        /** The seed of lora_A's kaiming-uniform init. */
+        public Builder seed(long seed) {
+            this.seed = seed;
+            return this;
+        }
+
+        /**
+         * Keeps every SameDiff variable under these field paths trainable, like Hugging Face PEFT's
+         * {@code modules_to_save} (typically a new classifier head).
+         */
+        public Builder alsoTrain(String... paths) {
+            alsoTrain.addAll(List.of(paths));
+            return this;
+        }
+
+        public PeftModel attach() {
+            AgentStatus.requireInstalled("attach LoRA to " + root.getClass().getName());
+            List<ModelWalker.Node> nodes = ModelWalker.walk(root);
+            Map<String, LoraBranch> branches = new LinkedHashMap<>();
+            Map<String, WeightAccessor<Object>> accessors = new LinkedHashMap<>();
+            org.nd4j.linalg.api.rng.Random random = Nd4j.getRandomFactory().getNewRandomInstance(seed);
+            try {
+                for (ModelWalker.Node node : nodes) {
+                    LoRA annotation = loraOf(node);
+                    if (annotation == null) {
+                        continue;
+                    }
+                    @SuppressWarnings("unchecked")
+                    WeightAccessor<Object> accessor =
+                            (WeightAccessor<Object>) WeightAccessors.forLayer(node.value().getClass(), node.path());
+                    LoraSettings settings = LoraSettings.of(annotation, "layer '" + node.path() + "'");
+                    LoraBranch branch = new LoraBranch(node.path(), node.value(), accessor.weight(node.value()),
+                            accessor.layout(), settings, random);
+                    branch.register();
+                    branches.put(node.path(), branch);
+                    accessors.put(node.path(), accessor);
+                }
+            } catch (RuntimeException e) {
+                branches.values().forEach(LoraBranch::unregister);
+                throw e;
+            }
+            if (branches.isEmpty()) {
+                throw new PeftException("No layer reachable from " + root.getClass().getName() + " is annotated with @LoRA: "
+                        + "annotate a layer class (e.g. @LoRA(rank = 8) public final class Linear) or a layer field "
+                        + "(e.g. @LoRA(rank = 8) final Linear query) of the model");
+            }
+            Set<String> trainable = new HashSet<>();
+            branches.values().forEach(branch -> trainable.addAll(branch.variableNames()));
+            trainable.addAll(variablesUnder(nodes, alsoTrain));
+            long eagerBase = nodes.stream().filter(node -> node.value() instanceof INDArray)
+                    .mapToLong(node -> ((INDArray) node.value()).length()).sum();
+            PeftModel model = new PeftModel(root, branches, accessors, trainable, eagerBase);
+            model.freeze();
+            return model;
+        }
+
+        private static LoRA loraOf(ModelWalker.Node node) {
+            LoRA onField = node.field() == null ? null : node.field().getAnnotation(LoRA.class);
+            return onField != null ? onField : node.value().getClass().getAnnotation(LoRA.class);
+        }
+
+        private static Set<String> variablesUnder(List<ModelWalker.Node> nodes, List<String> paths) {
+            Set<String> names = new HashSet<>();
+            for (String path : paths) {
+                boolean found = false;
+                for (ModelWalker.Node node : nodes) {
+                    boolean under = node.path().equals(path) || node.path().startsWith(path + ".");
+                    found |= node.path().equals(path);
+                    if (under && node.value() instanceof SDVariable variable) {
+                        names.add(variable.name());
+                    }
+                }
+                if (!found) {
+                    throw new PeftException("alsoTrain(\"" + path + "\"): no field path '" + path + "' in the model");
+                }
+            }
+            return names;
+        }
+    }
+
+    /** Freezes every base variable of every graph the adapters live in (idempotent). */
+    private void freeze() {
+        for (SameDiff sameDiff : sameDiffs()) {
+            long frozenNow = GraphFreezer.freezeAllExcept(sameDiff, trainableNames).stream()
+                    .mapToLong(variable -> variable.getArr().length()).sum();
+            frozenParameters.merge(sameDiff, frozenNow, Long::sum);
+        }
+    }
+
+    private Set<SameDiff> sameDiffs() {
+        Set<SameDiff> graphs = Collections.newSetFromMap(new IdentityHashMap<>());
+        branches.values().stream().filter(LoraBranch::isGraph).forEach(branch -> graphs.add(branch.sameDiff()));
+        return graphs;
+    }
+
+    /** The model this PEFT view was attached to. */
+    public Object root() {
+        return root;
+    }
+
+    /** The adapted layers, in field order. */
+    public List<LoraLayer> layers() {
+        return branches.values().stream().map(PeftModel::view).toList();
+    }
+
+    /** The adapted layer at {@code path}. */
+    public LoraLayer layer(String path) {
+        LoraBranch branch = branches.get(path);
+        if (branch == null) {
+            throw new PeftException("No adapted layer at '" + path + "'; adapted layers are " + branches.keySet());
+        }
+        return view(branch);
+    }
+
+    private static LoraLayer view(LoraBranch branch) {
+        LoraSettings settings = branch.settings();
+        return new LoraLayer(branch.path(), branch.layer().getClass(), branch.in(), branch.out(), settings.rank(),
+                settings.alpha(), settings.dropout(), settings.rslora(), branch.weights());
+    }
+
+    /** Trainable and total parameters, counted as Hugging Face PEFT does (adapters are part of the total). */
+    public ParameterCount parameterCount() {
+        long trainable = 0;
+        long total = eagerBaseParameters;
+        for (SameDiff sameDiff : sameDiffs()) {
+            long graphTrainable = GraphFreezer.trainableParameters(sameDiff);
+            trainable += graphTrainable;
+            total += graphTrainable + frozenParameters.getOrDefault(sameDiff, 0L);
+        }
+        for (LoraBranch branch : branches.values()) {
+            if (!branch.isGraph()) {
+                trainable += branch.parameterCount();
+                total += branch.parameterCount();
+            }
+        }
+        return new ParameterCount(trainable, total);
+    }
+
+    /** Prints Hugging Face PEFT's trainable-parameter line to standard output. */
+    public void printTrainableParameters() {
+        System.out.println(parameterCount());
+    }
+
+    /**
+     * Trains the adapters (and any {@code alsoTrain} layers) with progress printed to standard output.
+     *
+     * @see #train(TrainingConfig, DataSetIterator, int, ProgressListener)
+     */
+    public TrainingReport train(TrainingConfig config, DataSetIterator data, int epochs) {
+        return train(config, data, epochs, new ProgressListener(System.out, SameDiffTrainer.DEFAULT_PROGRESS_INTERVAL));
+    }
+
+    /**
+     * Trains the adapters for {@code epochs} epochs. Base variables created since attaching are
+     * frozen first; LoRA dropout is active only for the duration of this call.
+     *
+     * @throws PeftException if the model is merged, or if an adapted layer's forward method never ran
+     *                       through peft4j (the graph was built before attaching, or the agent is missing)
+     */
+    public TrainingReport train(TrainingConfig config, DataSetIterator data, int epochs, ProgressListener progress) {
+        requireAttached();
+        if (merged) {
+            throw new PeftException("Cannot train a merged model: call unmerge() first");
+        }
+        List<SameDiff> graphs = new ArrayList<>(sameDiffs());
+        if (graphs.size() != 1) {
+            throw new PeftException("train() needs every adapted layer in one SameDiff graph, found " + graphs.size()
+                    + (graphs.isEmpty() ? " (the adapted layers hold INDArray weights, which are for eager inference only)" : ""));
+        }
+        List<String> unwired = branches.values().stream().filter(branch -> branch.graphUses() == 0)
+                .map(LoraBranch::path).toList();
+        if (!unwired.isEmpty()) {
+            throw new PeftException("The LoRA branch of " + unwired + " never joined the graph: build the graph (call the "
+                    + "model's forward) after PeftModel.attach(), in a JVM started with -javaagent:peft4j-agent.jar or after "
+                    + "PeftAgent.install()");
+        }
+        freeze();
+        branches.values().forEach(branch -> branch.setTraining(true));
+        try {
+            return SameDiffTrainer.fit(graphs.get(0), config, data, epochs, progress);
+        } finally {
+            branches.values().forEach(branch -> branch.setTraining(false));
+        }
+    }
+
+    /**
+     * Folds every branch into its layer's weight ({@code W += s·A·B}) through the generated
+     * accessors. All or nothing: if any layer's result would contain NaN or Inf, the layers merged
+     * so far are unmerged and nothing changes. Afterwards forward calls add no branch, and graphs
+     * built before see the branch scaled to zero.
+     */
+    public void merge() {
+        requireAttached();
+        if (merged) {
+            return;
+        }
+        List<String> done = new ArrayList<>();
+        try {
+            for (Map.Entry<String, LoraBranch> entry : branches.entrySet()) {
+                LoraMerge.merge(weightOf(entry.getKey()), entry.getValue().weights(), accessors.get(entry.getKey()).layout(),
+                        weightName(entry.getKey()));
+                done.add(entry.getKey());
+            }
+        } catch (RuntimeException e) {
+            for (String path : done) {
+                LoraMerge.unmerge(weightOf(path), branches.get(path).weights(), accessors.get(path).layout(), weightName(path));
+            }
+            throw e;
+        }
+        branches.values().forEach(branch -> branch.setMerged(true));
+        merged = true;
+    }
+
+    /** Subtracts exactly the delta that {@link #merge()} added and switches the branches back on. */
+    public void unmerge() {
+        requireAttached();
+        if (!merged) {
+            return;
+        }
+        for (Map.Entry<String, LoraBranch> entry : branches.entrySet()) {
+            LoraMerge.unmerge(weightOf(entry.getKey()), entry.getValue().weights(), accessors.get(entry.getKey()).layout(),
+                    weightName(entry.getKey()));
+        }
+        branches.values().forEach(branch -> branch.setMerged(false));
+        merged = false;
+    }
+
+    public boolean isMerged() {
+        return merged;
+    }
+
+    /**
+     * Stops adding branches to later forward calls of this model's layers (typically after
+     * {@link #merge()}, before building a deployment graph in another SameDiff). Graphs already built
+     * keep their branch variables.
+     */
+    public void detach() {
+        branches.values().forEach(LoraBranch::unregister);
+        detached = true;
+    }
+
+    private void requireAttached() {
+        if (detached) {
+            throw new PeftException("This PeftModel was detached from " + root.getClass().getName());
+        }
+    }
+
+    private Object weightOf(String path) {
+        return accessors.get(path).weight(branches.get(path).layer());
+    }
+
+    private String weightName(String path) {
+        return path + "." + accessors.get(path).weightName();
+    }
+}

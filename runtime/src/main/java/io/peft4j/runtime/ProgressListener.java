@@ -1,0 +1,89 @@
+package io.peft4j.runtime;
+
+import java.io.PrintStream;
+import java.util.Locale;
+import org.nd4j.autodiff.listeners.At;
+import org.nd4j.autodiff.listeners.BaseListener;
+import org.nd4j.autodiff.listeners.ListenerResponse;
+import org.nd4j.autodiff.listeners.Loss;
+import org.nd4j.autodiff.listeners.Operation;
+import org.nd4j.autodiff.listeners.records.LossCurve;
+import org.nd4j.autodiff.samediff.SameDiff;
+import org.nd4j.linalg.dataset.api.MultiDataSet;
+
+/**
+ * Records every training step's loss and prints a progress line (epoch, step, mean loss since the
+ * last line, steps per second) every {@code interval} steps and at the end of each epoch.
+ */
+public final class ProgressListener extends BaseListener {
+
+    private final PrintStream out;
+    private final int interval;
+    private double[] losses = new double[256];
+    private int steps;
+    private long startNanos;
+    private long lastLineNanos;
+    private int lastLineStep;
+    private double lossSinceLastLine;
+
+    /** Prints to {@code out} every {@code interval} steps; {@code out} may be {@code null} to record silently. */
+    public ProgressListener(PrintStream out, int interval) {
+        if (interval <= 0) {
+            throw new IllegalArgumentException("interval must be positive, got " + interval);
+        }
+        this.out = out;
+        this.interval = interval;
+    }
+
+    @Override
+    public boolean isActive(Operation operation) {
+        return operation == Operation.TRAINING;
+    }
+
+    @Override
+    public void epochStart(SameDiff sd, At at) {
+        if (startNanos == 0) {
+            startNanos = System.nanoTime();
+            lastLineNanos = startNanos;
+        }
+    }
+
+    @Override
+    public void iterationDone(SameDiff sd, At at, MultiDataSet dataSet, Loss loss) {
+        if (steps == losses.length) {
+            losses = java.util.Arrays.copyOf(losses, steps * 2);
+        }
+        double value = loss.totalLoss();
+        losses[steps++] = value;
+        lossSinceLastLine += value;
+        if (steps % interval == 0) {
+            printLine(at.epoch());
+        }
+    }
+
+    @Override
+    public ListenerResponse epochEnd(SameDiff sd, At at, LossCurve lossCurve, long epochTimeMillis) {
+        if (steps > lastLineStep) {
+            printLine(at.epoch());
+        }
+        return ListenerResponse.CONTINUE;
+    }
+
+    private void printLine(int epoch) {
+        long now = System.nanoTime();
+        int stepsInLine = steps - lastLineStep;
+        if (out != null) {
+            out.printf(Locale.ROOT, "[peft4j] epoch %d  step %5d  loss %.4f  %.2f steps/s%n", epoch + 1, steps,
+                    lossSinceLastLine / stepsInLine, stepsInLine / Math.max(1e-9, (now - lastLineNanos) / 1e9));
+        }
+        lastLineNanos = now;
+        lastLineStep = steps;
+        lossSinceLastLine = 0;
+    }
+
+    /** The run so far: every step's loss and the seconds since the first epoch started. */
+    public TrainingReport report() {
+        double seconds = startNanos == 0 ? 0 : (System.nanoTime() - startNanos) / 1e9;
+        return new TrainingReport(java.util.Arrays.copyOf(losses, steps), seconds);
+    }
+}
