@@ -1,5 +1,7 @@
 package io.peft4j.runtime;
 
+import java.util.ArrayList;
+import java.util.List;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.autodiff.samediff.TrainingConfig;
 import org.nd4j.linalg.dataset.api.iterator.DataSetIterator;
@@ -32,8 +34,23 @@ public final class SameDiffTrainer {
         if (epochs <= 0) {
             throw new IllegalArgumentException("epochs must be positive, got " + epochs);
         }
+        requestLossValues(sameDiff, config);
         sameDiff.setTrainingConfig(config);
         sameDiff.fit(data, epochs, progress);
         return progress.report();
+    }
+
+    /**
+     * SameDiff skips a loss op in training when its backward op needs no forward value (mean squared
+     * error, softmax cross-entropy), and then reports a loss of 0 to listeners. Registering each loss
+     * variable as a train "evaluation" with no evaluators makes the session compute it.
+     */
+    private static void requestLossValues(SameDiff sameDiff, TrainingConfig config) {
+        List<String> losses = config.getLossVariables() != null && !config.getLossVariables().isEmpty()
+                ? config.getLossVariables() : sameDiff.getLossVariables();
+        for (String loss : losses) {
+            config.getTrainEvaluations().putIfAbsent(loss, new ArrayList<>());
+            config.getTrainEvaluationLabels().putIfAbsent(loss, 0);
+        }
     }
 }

@@ -26,11 +26,15 @@ public final class ForwardDispatcher {
     }
 
     static void register(Object layer, ForwardExtension extension, String path) {
+        requireUnadapted(layer, path);
+        EXTENSIONS.put(layer, extension);
+    }
+
+    static void requireUnadapted(Object layer, String path) {
         if (EXTENSIONS.get(layer) != null) {
             throw new PeftException("Layer '" + path + "' (" + layer.getClass().getName()
                     + ") already has PEFT attached: call detach() on the first PeftModel before attaching another");
         }
-        EXTENSIONS.put(layer, extension);
     }
 
     static void unregister(Object layer) {

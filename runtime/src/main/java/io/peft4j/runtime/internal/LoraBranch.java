@@ -50,6 +50,7 @@ public final class LoraBranch implements ForwardExtension {
      */
     public LoraBranch(String path, Object layer, Object weight, WeightLayout layout, LoraSettings settings,
                       org.nd4j.linalg.api.rng.Random random) {
+        ForwardDispatcher.requireUnadapted(layer, path);
         this.path = path;
         this.layer = layer;
         this.settings = settings;
