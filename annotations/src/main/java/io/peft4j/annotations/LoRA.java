@@ -30,7 +30,7 @@ public @interface LoRA {
     /** The rank r of the update; must be positive and at most {@code min(in, out)}. */
     int rank() default 8;
 
-    /** The scaling numerator; must be positive. A value of 0 means "the same as rank". */
+    /** The scaling numerator; must be positive. */
     double alpha() default 8;
 
     /** Dropout probability applied to the branch's input during training, in {@code [0, 1)}. */
