@@ -1,0 +1,25 @@
+package io.peft4j.samples.transformer;
+
+import org.nd4j.autodiff.samediff.SDVariable;
+import org.nd4j.autodiff.samediff.SameDiff;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.factory.Nd4j;
+
+/** Layer normalisation over the last axis: {@code [rows, d] → [rows, d]}, gain {@code [d]}, bias {@code [d]}. */
+public final class LayerNorm {
+    final SDVariable gain;
+    final SDVariable bias;
+
+    public LayerNorm(SameDiff sd, String name, int size) {
+        this.gain = sd.var(name + ".gain", Nd4j.ones(DataType.FLOAT, size));
+        this.bias = sd.var(name + ".bias", Nd4j.zeros(DataType.FLOAT, size));
+    }
+
+    public SDVariable forward(SDVariable x) {
+        SameDiff sd = x.getSameDiff();
+        SDVariable mean = x.mean(true, 1);
+        SDVariable centred = x.sub(mean);
+        SDVariable variance = sd.math.square(centred).mean(true, 1);
+        return centred.div(sd.math.sqrt(variance.add(1e-5))).mul(gain).add(bias);
+    }
+}
