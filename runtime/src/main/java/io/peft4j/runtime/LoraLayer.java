@@ -1,5 +1,6 @@
 package io.peft4j.runtime;
 
+import io.peft4j.annotations.WeightLayout;
 import io.peft4j.runtime.spi.LoraWeights;
 
 /**
@@ -13,10 +14,11 @@ import io.peft4j.runtime.spi.LoraWeights;
  * @param alpha     the scaling numerator
  * @param dropout   the dropout rate applied to the branch input in training
  * @param rslora    whether the scale is {@code alpha / √r}
+ * @param layout    the layer's weight layout
  * @param weights   the live factors {@code A [in, r]}, {@code B [r, out]} and the scale
  */
 public record LoraLayer(String path, Class<?> layerType, long in, long out, int rank, double alpha, double dropout,
-                        boolean rslora, LoraWeights weights) {
+                        boolean rslora, WeightLayout layout, LoraWeights weights) {
 
     /** The number of LoRA parameters in this layer: {@code r · (in + out)}. */
     public long parameterCount() {

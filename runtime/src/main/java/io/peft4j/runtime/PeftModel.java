@@ -1,6 +1,8 @@
 package io.peft4j.runtime;
 
 import io.peft4j.annotations.LoRA;
+import io.peft4j.runtime.checkpoint.AdapterCheckpoint;
+import io.peft4j.runtime.checkpoint.CheckpointOptions;
 import io.peft4j.runtime.internal.AgentStatus;
 import io.peft4j.runtime.internal.GraphFreezer;
 import io.peft4j.runtime.internal.LoraBranch;
@@ -9,6 +11,7 @@ import io.peft4j.runtime.internal.ModelWalker;
 import io.peft4j.runtime.internal.WeightAccessors;
 import io.peft4j.runtime.spi.LoraMerge;
 import io.peft4j.runtime.spi.WeightAccessor;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.HashSet;
@@ -184,7 +187,7 @@ public final class PeftModel {
 
     /** The adapted layers, in field order. */
     public List<LoraLayer> layers() {
-        return branches.values().stream().map(PeftModel::view).toList();
+        return branches.values().stream().map(this::view).toList();
     }
 
     /** The adapted layer at {@code path}. */
@@ -196,10 +199,10 @@ public final class PeftModel {
         return view(branch);
     }
 
-    private static LoraLayer view(LoraBranch branch) {
+    private LoraLayer view(LoraBranch branch) {
         LoraSettings settings = branch.settings();
         return new LoraLayer(branch.path(), branch.layer().getClass(), branch.in(), branch.out(), settings.rank(),
-                settings.alpha(), settings.dropout(), settings.rslora(), branch.weights());
+                settings.alpha(), settings.dropout(), settings.rslora(), accessors.get(branch.path()).layout(), branch.weights());
     }
 
     /** Trainable and total parameters, counted as Hugging Face PEFT does (adapters are part of the total). */
@@ -311,6 +314,29 @@ public final class PeftModel {
 
     public boolean isMerged() {
         return merged;
+    }
+
+    /**
+     * Saves the adapter to {@code dir} in Hugging Face PEFT's format ({@code adapter_config.json},
+     * {@code adapter_model.safetensors}, F32); see {@link AdapterCheckpoint}.
+     */
+    public Path save(Path dir) {
+        return save(dir, CheckpointOptions.defaults());
+    }
+
+    public Path save(Path dir, CheckpointOptions options) {
+        requireAttached();
+        return AdapterCheckpoint.save(this, dir, options);
+    }
+
+    /** Loads an adapter saved by {@link #save} or by Hugging Face PEFT for the same layers. */
+    public void load(Path dir) {
+        load(dir, CheckpointOptions.defaults());
+    }
+
+    public void load(Path dir, CheckpointOptions options) {
+        requireAttached();
+        AdapterCheckpoint.load(this, dir, options);
     }
 
     /**
