@@ -6,7 +6,16 @@ import io.peft4j.runtime.SameDiffTrainer;
 import io.peft4j.runtime.TrainingReport;
 import io.peft4j.samples.transformer.TransformerClassifier;
 import io.peft4j.samples.transformer.TransformerConfig;
+import io.peft4j.runtime.checkpoint.CheckpointOptions;
+import io.peft4j.runtime.checkpoint.SafetensorsFile;
+import io.peft4j.runtime.checkpoint.TensorDtype;
+import java.io.IOException;
 import java.io.PrintStream;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.stream.Stream;
 import java.util.Locale;
 import java.util.Map;
 import org.nd4j.autodiff.samediff.SDVariable;
@@ -27,6 +36,8 @@ import org.nd4j.linalg.ops.transforms.Transforms;
  *   <li>loads those weights into a fresh model, attaches LoRA (r = 8 on the query and value
  *       projections, as {@code SelfAttention} declares) and trains only A and B on the shifted task;</li>
  *   <li>prints the trainable-parameter line and the accuracy before and after adaptation;</li>
+ *   <li>saves the adapter in Hugging Face PEFT's format, with the base weights and the test predictions,
+ *       for {@link LoraReload} to check in a fresh JVM;</li>
  *   <li>merges the adapters into the weights and reports the largest difference between merged and
  *       unmerged logits.</li>
  * </ol>
@@ -50,11 +61,19 @@ public final class LoraDemo {
                          TrainingReport baseTraining, TrainingReport loraTraining) {
     }
 
+    /** Where the demo leaves its adapter, base weights and predictions for {@link LoraReload}. */
+    public static final Path DEFAULT_OUTPUT = Path.of("target", "lora-demo");
+
     public static void main(String[] args) {
-        run(Settings.standard(), System.out);
+        run(Settings.standard(), System.out, args.length > 0 ? Path.of(args[0]) : DEFAULT_OUTPUT);
     }
 
-    public static Result run(Settings settings, PrintStream out) {
+    /**
+     * Runs the demo and writes to {@code output}: {@code base_model.safetensors} (the fully trained
+     * base), {@code adapter/} (the LoRA adapter in PEFT's format) and {@code predictions.safetensors}
+     * (the adapted model's test tokens and logits, before merging).
+     */
+    public static Result run(Settings settings, PrintStream out, Path output) {
         TransformerConfig config = settings.model();
         KeywordTask task = new KeywordTask(config.classes(), config.vocabulary(), config.sequenceLength());
         DataSet baseTrain = task.generate(settings.trainExamples(), false, settings.seed());
@@ -83,8 +102,18 @@ public final class LoraDemo {
         double after = adaptedGraph.accuracy(shiftedTest);
         out.printf(Locale.ROOT, "accuracy on the shifted task after adaptation:  %.4f (gain %+.4f)%n", after, after - before);
 
-        out.println("== 3. Merge ==");
         INDArray unmerged = adaptedGraph.logits(shiftedTest.getFeatures());
+        out.println("== 3. Save ==");
+        Path adapterDirectory = peft.save(output.resolve(ADAPTER), CheckpointOptions.defaults().withBaseModel(BASE_MODEL_NAME));
+        SafetensorsFile.write(output.resolve(BASE_WEIGHTS), base.parameters(), TensorDtype.F32, Map.of("format", "pt"));
+        Map<String, INDArray> predictions = new LinkedHashMap<>();
+        predictions.put(TOKENS, shiftedTest.getFeatures());
+        predictions.put(LOGITS, unmerged);
+        SafetensorsFile.write(output.resolve(PREDICTIONS), predictions, TensorDtype.F32, Map.of("format", "pt"));
+        out.printf(Locale.ROOT, "adapter saved to %s (%,d bytes); base weights and test predictions beside it%n",
+                adapterDirectory, directorySize(adapterDirectory));
+
+        out.println("== 4. Merge ==");
         peft.merge();
         Graph mergedGraph = Graph.build(adapted); // built after merge(): no LoRA branch in it
         INDArray merged = mergedGraph.logits(shiftedTest.getFeatures());
@@ -94,6 +123,21 @@ public final class LoraDemo {
                 absolute, relative);
         out.printf(Locale.ROOT, "merged model accuracy on the shifted task: %.4f%n", mergedGraph.accuracy(shiftedTest));
         return new Result(baseAccuracy, before, after, peft.parameterCount(), absolute, relative, baseTraining, loraTraining);
+    }
+
+    static final String ADAPTER = "adapter";
+    static final String BASE_WEIGHTS = "base_model.safetensors";
+    static final String PREDICTIONS = "predictions.safetensors";
+    static final String TOKENS = "tokens";
+    static final String LOGITS = "logits";
+    static final String BASE_MODEL_NAME = "peft4j-samples/keyword-transformer";
+
+    private static long directorySize(Path directory) {
+        try (Stream<Path> files = Files.list(directory)) {
+            return files.mapToLong(file -> file.toFile().length()).sum();
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
     }
 
     private static TrainingConfig trainingConfig(double learningRate) {
@@ -106,8 +150,8 @@ public final class LoraDemo {
     }
 
     /** The model's forward graph with its placeholders and loss. */
-    private record Graph(TransformerClassifier model, SDVariable logits) {
-        static final String TOKENS = "tokens";
+    record Graph(TransformerClassifier model, SDVariable logits) {
+        static final String TOKENS = LoraDemo.TOKENS;
         static final String LABELS = "labels";
 
         static Graph build(TransformerClassifier model) {
