@@ -1,6 +1,6 @@
 package io.peft4j.agent;
 
-import static net.bytebuddy.matcher.ElementMatchers.declaresField;
+import static net.bytebuddy.matcher.ElementMatchers.declaresMethod;
 import static net.bytebuddy.matcher.ElementMatchers.isAbstract;
 import static net.bytebuddy.matcher.ElementMatchers.isAnnotatedWith;
 import static net.bytebuddy.matcher.ElementMatchers.isInterface;
@@ -10,6 +10,7 @@ import static net.bytebuddy.matcher.ElementMatchers.isSynthetic;
 import static net.bytebuddy.matcher.ElementMatchers.nameStartsWith;
 import static net.bytebuddy.matcher.ElementMatchers.named;
 import static net.bytebuddy.matcher.ElementMatchers.not;
+import static net.bytebuddy.matcher.ElementMatchers.returns;
 import static net.bytebuddy.matcher.ElementMatchers.takesArguments;
 
 import net.bytebuddy.description.method.MethodDescription;
@@ -22,20 +23,20 @@ import net.bytebuddy.matcher.ElementMatcher;
  */
 final class LayerMatchers {
 
-    static final String LORA = "io.peft4j.annotations.LoRA";
-    static final String WEIGHT = "io.peft4j.annotations.Weight";
     static final String FORWARD = "io.peft4j.annotations.Forward";
 
     private LayerMatchers() {
     }
 
     /**
-     * Classes annotated {@code @LoRA}, and every class with a {@code @Weight} field: the latter is
-     * what makes a class the type of a {@code @LoRA} field (the processor enforces it), and it can be
-     * recognised when the class loads, before any field that refers to it is seen.
+     * Every layer class: a class that declares a forward method (see {@link #forwardMethodOf}).
+     * Which instances are adapted, and how, is decided per instance by the runtime when a
+     * {@code PeftModel} attaches: a {@code @LoRA} or {@code @Adapter} field can hold any layer class,
+     * and the field is not known when the class loads. Instances nobody adapted pass through the
+     * dispatcher unchanged.
      */
-    static ElementMatcher.Junction<TypeDescription> adaptableLayers() {
-        return not(isInterface()).and(isAnnotatedWith(named(LORA)).or(declaresField(isAnnotatedWith(named(WEIGHT)))));
+    static ElementMatcher.Junction<TypeDescription> layerClasses() {
+        return not(isInterface()).and(declaresMethod(forwardCandidates()));
     }
 
     /** JDK, ND4J and peft4j's own classes (with the relocated Byte Buddy) are never layers. */
@@ -48,12 +49,20 @@ final class LayerMatchers {
 
     /**
      * The layer's forward method: the one marked {@code @Forward} if the class marks one, else its
-     * public instance methods named {@code forward} that take the input as first parameter.
+     * public instance methods named {@code forward}; always a concrete instance method that takes the
+     * input as first parameter and returns the output.
      */
     static ElementMatcher<MethodDescription> forwardMethodOf(TypeDescription type) {
-        ElementMatcher.Junction<MethodDescription> concrete = not(isStatic()).and(not(isAbstract())).and(not(takesArguments(0)));
-        ElementMatcher.Junction<MethodDescription> marked = isAnnotatedWith(named(FORWARD));
+        ElementMatcher.Junction<MethodDescription> marked = isAnnotatedWith(named(FORWARD)).and(concrete());
         boolean marks = !type.getDeclaredMethods().filter(marked).isEmpty();
-        return marks ? marked.and(concrete) : named("forward").and(isPublic()).and(concrete);
+        return marks ? marked : named("forward").and(isPublic()).and(concrete());
+    }
+
+    private static ElementMatcher.Junction<MethodDescription> forwardCandidates() {
+        return isAnnotatedWith(named(FORWARD)).or(named("forward").and(isPublic())).and(concrete());
+    }
+
+    private static ElementMatcher.Junction<MethodDescription> concrete() {
+        return not(isStatic()).and(not(isAbstract())).and(not(takesArguments(0))).and(not(returns(void.class)));
     }
 }

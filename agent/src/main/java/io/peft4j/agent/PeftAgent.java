@@ -7,8 +7,9 @@ import net.bytebuddy.agent.builder.AgentBuilder;
 import net.bytebuddy.asm.Advice;
 
 /**
- * The peft4j Java agent: wraps the forward method of every layer class that PEFT can adapt so that
- * its result passes through the peft4j runtime.
+ * The peft4j Java agent: wraps the forward method of every layer class (a class with a public
+ * {@code forward} method or a {@code @Forward} method) so that its result passes through the
+ * peft4j runtime, which adds the adapters of the instances a {@code PeftModel} adapted.
  *
  * <p>Launch with {@code -javaagent:peft4j-agent.jar}, or call {@link #install()} in a running JVM
  * (tests, notebooks). Classes already loaded are retransformed, so {@code install()} may come after
@@ -52,7 +53,7 @@ public final class PeftAgent {
                 .with(AgentBuilder.RedefinitionStrategy.RETRANSFORMATION)
                 .with(new TransformationLogger(Boolean.getBoolean(TransformationLogger.VERBOSE_PROPERTY)))
                 .ignore(LayerMatchers.neverInstrumented())
-                .type(LayerMatchers.adaptableLayers())
+                .type(LayerMatchers.layerClasses())
                 .transform((builder, type, classLoader, module, protectionDomain) ->
                         builder.visit(Advice.to(ForwardAdvice.class).on(LayerMatchers.forwardMethodOf(type))))
                 .installOn(instrumentation);

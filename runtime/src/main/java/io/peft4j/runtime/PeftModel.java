@@ -1,9 +1,12 @@
 package io.peft4j.runtime;
 
+import io.peft4j.annotations.Adapter;
 import io.peft4j.annotations.LoRA;
 import io.peft4j.runtime.checkpoint.AdapterCheckpoint;
 import io.peft4j.runtime.checkpoint.CheckpointOptions;
+import io.peft4j.runtime.internal.AdapterSettings;
 import io.peft4j.runtime.internal.AgentStatus;
+import io.peft4j.runtime.internal.BottleneckAdapter;
 import io.peft4j.runtime.internal.GraphFreezer;
 import io.peft4j.runtime.internal.LoraBranch;
 import io.peft4j.runtime.internal.LoraSettings;
@@ -48,22 +51,30 @@ public final class PeftModel {
     private final Object root;
     private final Map<String, LoraBranch> branches;
     private final Map<String, WeightAccessor<Object>> accessors;
-    private final Set<String> trainableNames;
+    private final Map<String, BottleneckAdapter> adapters;
+    private final Set<String> alsoTrainable;
+    private final Set<SameDiff> graphs;
     private final Map<SameDiff, Long> frozenParameters = new IdentityHashMap<>();
     private final long eagerBaseParameters;
     private boolean merged;
     private boolean detached;
 
     private PeftModel(Object root, Map<String, LoraBranch> branches, Map<String, WeightAccessor<Object>> accessors,
-                      Set<String> trainableNames, long eagerBaseParameters) {
+                      Map<String, BottleneckAdapter> adapters, Set<String> alsoTrainable, Set<SameDiff> graphs,
+                      long eagerBaseParameters) {
         this.root = root;
         this.branches = branches;
         this.accessors = accessors;
-        this.trainableNames = trainableNames;
+        this.adapters = adapters;
+        this.alsoTrainable = alsoTrainable;
+        this.graphs = graphs;
         this.eagerBaseParameters = eagerBaseParameters;
     }
 
-    /** Attaches LoRA to every {@code @LoRA} layer reachable from {@code root}, with seed 42 for A's init. */
+    /**
+     * Attaches LoRA to every {@code @LoRA} layer and a bottleneck adapter to every {@code @Adapter}
+     * layer reachable from {@code root}, with seed 42 for the initialisations.
+     */
     public static PeftModel attach(Object root) {
         return builder(root).attach();
     }
@@ -77,6 +88,7 @@ public final class PeftModel {
         private final Object root;
         private long seed = 42;
         private final List<String> alsoTrain = new ArrayList<>();
+        private Set<PeftMethod> methods = java.util.EnumSet.allOf(PeftMethod.class);
 
         private Builder(Object root) {
             if (root == null) {
@@ -100,50 +112,74 @@ public final class PeftModel {
             return this;
         }
 
+        /**
+         * Activates only these methods' annotations (all by default): one model annotated for several
+         * methods can be adapted by each in turn.
+         */
+        public Builder only(PeftMethod... selected) {
+            if (selected.length == 0) {
+                throw new IllegalArgumentException("choose at least one PEFT method");
+            }
+            this.methods = java.util.EnumSet.copyOf(List.of(selected));
+            return this;
+        }
+
         public PeftModel attach() {
             AgentStatus.requireInstalled("attach LoRA to " + root.getClass().getName());
             List<ModelWalker.Node> nodes = ModelWalker.walk(root);
             Map<String, LoraBranch> branches = new LinkedHashMap<>();
             Map<String, WeightAccessor<Object>> accessors = new LinkedHashMap<>();
+            Map<String, BottleneckAdapter> adapters = new LinkedHashMap<>();
             org.nd4j.linalg.api.rng.Random random = Nd4j.getRandomFactory().getNewRandomInstance(seed);
             try {
                 for (ModelWalker.Node node : nodes) {
-                    LoRA annotation = loraOf(node);
-                    if (annotation == null) {
-                        continue;
+                    LoRA lora = methods.contains(PeftMethod.LORA) ? annotationOf(node, LoRA.class) : null;
+                    if (lora != null) {
+                        @SuppressWarnings("unchecked")
+                        WeightAccessor<Object> accessor =
+                                (WeightAccessor<Object>) WeightAccessors.forLayer(node.value().getClass(), node.path());
+                        LoraSettings settings = LoraSettings.of(lora, "layer '" + node.path() + "'");
+                        LoraBranch branch = new LoraBranch(node.path(), node.value(), accessor.weight(node.value()),
+                                accessor.layout(), settings, random);
+                        branch.register();
+                        branches.put(node.path(), branch);
+                        accessors.put(node.path(), accessor);
                     }
-                    @SuppressWarnings("unchecked")
-                    WeightAccessor<Object> accessor =
-                            (WeightAccessor<Object>) WeightAccessors.forLayer(node.value().getClass(), node.path());
-                    LoraSettings settings = LoraSettings.of(annotation, "layer '" + node.path() + "'");
-                    LoraBranch branch = new LoraBranch(node.path(), node.value(), accessor.weight(node.value()),
-                            accessor.layout(), settings, random);
-                    branch.register();
-                    branches.put(node.path(), branch);
-                    accessors.put(node.path(), accessor);
+                    Adapter adapter = methods.contains(PeftMethod.ADAPTER) ? annotationOf(node, Adapter.class) : null;
+                    if (adapter != null) {
+                        BottleneckAdapter bottleneck = new BottleneckAdapter(node.path(), node.value(),
+                                AdapterSettings.of(adapter, "layer '" + node.path() + "'"), random);
+                        bottleneck.register();
+                        adapters.put(node.path(), bottleneck);
+                    }
                 }
             } catch (RuntimeException e) {
                 branches.values().forEach(LoraBranch::unregister);
+                adapters.values().forEach(BottleneckAdapter::unregister);
                 throw e;
             }
-            if (branches.isEmpty()) {
-                throw new PeftException("No layer reachable from " + root.getClass().getName() + " is annotated with @LoRA: "
-                        + "annotate a layer class (e.g. @LoRA(rank = 8) public final class Linear) or a layer field "
+            if (branches.isEmpty() && adapters.isEmpty()) {
+                throw new PeftException("No layer reachable from " + root.getClass().getName() + " is annotated with "
+                        + methods.stream().map(method -> method == PeftMethod.LORA ? "@LoRA" : "@Adapter")
+                        .collect(java.util.stream.Collectors.joining(" or "))
+                        + ": annotate a layer class (e.g. @LoRA(rank = 8) public final class Linear) or a layer field "
                         + "(e.g. @LoRA(rank = 8) final Linear query) of the model");
             }
-            Set<String> trainable = new HashSet<>();
-            branches.values().forEach(branch -> trainable.addAll(branch.variableNames()));
-            trainable.addAll(variablesUnder(nodes, alsoTrain));
-            long eagerBase = nodes.stream().filter(node -> node.value() instanceof INDArray)
-                    .mapToLong(node -> ((INDArray) node.value()).length()).sum();
-            PeftModel model = new PeftModel(root, branches, accessors, trainable, eagerBase);
+            Set<SameDiff> graphs = Collections.newSetFromMap(new IdentityHashMap<>());
+            nodes.stream().filter(node -> node.value() instanceof SDVariable)
+                    .forEach(node -> graphs.add(((SDVariable) node.value()).getSameDiff()));
+            branches.values().stream().filter(LoraBranch::isGraph).forEach(branch -> graphs.add(branch.sameDiff()));
+            long eagerBase = graphs.isEmpty() ? nodes.stream().filter(node -> node.value() instanceof INDArray)
+                    .mapToLong(node -> ((INDArray) node.value()).length()).sum() : 0;
+            PeftModel model = new PeftModel(root, branches, accessors, adapters, variablesUnder(nodes, alsoTrain), graphs,
+                    eagerBase);
             model.freeze();
             return model;
         }
 
-        private static LoRA loraOf(ModelWalker.Node node) {
-            LoRA onField = node.field() == null ? null : node.field().getAnnotation(LoRA.class);
-            return onField != null ? onField : node.value().getClass().getAnnotation(LoRA.class);
+        private static <A extends java.lang.annotation.Annotation> A annotationOf(ModelWalker.Node node, Class<A> type) {
+            A onField = node.field() == null ? null : node.field().getAnnotation(type);
+            return onField != null ? onField : node.value().getClass().getAnnotation(type);
         }
 
         private static Set<String> variablesUnder(List<ModelWalker.Node> nodes, List<String> paths) {
@@ -165,19 +201,28 @@ public final class PeftModel {
         }
     }
 
-    /** Freezes every base variable of every graph the adapters live in (idempotent). */
+    /** Freezes every base variable of the model's graphs (idempotent; adapters created since stay trainable). */
     private void freeze() {
+        Set<String> trainable = trainableNames();
         for (SameDiff sameDiff : sameDiffs()) {
-            long frozenNow = GraphFreezer.freezeAllExcept(sameDiff, trainableNames).stream()
+            long frozenNow = GraphFreezer.freezeAllExcept(sameDiff, trainable).stream()
                     .mapToLong(variable -> variable.getArr().length()).sum();
             frozenParameters.merge(sameDiff, frozenNow, Long::sum);
         }
     }
 
+    private Set<String> trainableNames() {
+        Set<String> names = new HashSet<>(alsoTrainable);
+        branches.values().forEach(branch -> names.addAll(branch.variableNames()));
+        adapters.values().forEach(adapter -> names.addAll(adapter.variableNames()));
+        return names;
+    }
+
     private Set<SameDiff> sameDiffs() {
-        Set<SameDiff> graphs = Collections.newSetFromMap(new IdentityHashMap<>());
-        branches.values().stream().filter(LoraBranch::isGraph).forEach(branch -> graphs.add(branch.sameDiff()));
-        return graphs;
+        Set<SameDiff> all = Collections.newSetFromMap(new IdentityHashMap<>());
+        all.addAll(graphs);
+        adapters.values().stream().map(BottleneckAdapter::sameDiff).filter(java.util.Objects::nonNull).forEach(all::add);
+        return all;
     }
 
     /** The model this PEFT view was attached to. */
@@ -199,13 +244,23 @@ public final class PeftModel {
         return view(branch);
     }
 
+    /** The bottleneck adapters, in field order. */
+    public List<AdapterLayer> adapters() {
+        return adapters.values().stream().map(adapter -> new AdapterLayer(adapter.path(), adapter.hidden(),
+                adapter.hidden() == 0 ? 0 : adapter.settings().bottleneck(adapter.hidden()), adapter.settings().activation()))
+                .toList();
+    }
+
     private LoraLayer view(LoraBranch branch) {
         LoraSettings settings = branch.settings();
         return new LoraLayer(branch.path(), branch.layer().getClass(), branch.in(), branch.out(), settings.rank(),
                 settings.alpha(), settings.dropout(), settings.rslora(), accessors.get(branch.path()).layout(), branch.weights());
     }
 
-    /** Trainable and total parameters, counted as Hugging Face PEFT does (adapters are part of the total). */
+    /**
+     * Trainable and total parameters, counted as Hugging Face PEFT does (adapters are part of the
+     * total). Bottleneck adapters are sized by their layer's output, so they count once the graph is built.
+     */
     public ParameterCount parameterCount() {
         long trainable = 0;
         long total = eagerBaseParameters;
@@ -249,32 +304,33 @@ public final class PeftModel {
         if (merged) {
             throw new PeftException("Cannot train a merged model: call unmerge() first");
         }
-        List<SameDiff> graphs = new ArrayList<>(sameDiffs());
-        if (graphs.size() != 1) {
-            throw new PeftException("train() needs every adapted layer in one SameDiff graph, found " + graphs.size()
-                    + (graphs.isEmpty() ? " (the adapted layers hold INDArray weights, which are for eager inference only)" : ""));
+        List<SameDiff> trainedGraphs = new ArrayList<>(sameDiffs());
+        if (trainedGraphs.size() != 1) {
+            throw new PeftException("train() needs the model in one SameDiff graph, found " + trainedGraphs.size()
+                    + (trainedGraphs.isEmpty() ? " (the adapted layers hold INDArray weights, which are for eager inference only)" : ""));
         }
-        List<String> unwired = branches.values().stream().filter(branch -> branch.graphUses() == 0)
-                .map(LoraBranch::path).toList();
+        List<String> unwired = new ArrayList<>();
+        branches.values().stream().filter(branch -> branch.graphUses() == 0).forEach(branch -> unwired.add(branch.path()));
+        adapters.values().stream().filter(adapter -> adapter.graphUses() == 0).forEach(adapter -> unwired.add(adapter.path()));
         if (!unwired.isEmpty()) {
-            throw new PeftException("The LoRA branch of " + unwired + " never joined the graph: build the graph (call the "
+            throw new PeftException("The adapters of " + unwired + " never joined the graph: build the graph (call the "
                     + "model's forward) after PeftModel.attach(), in a JVM started with -javaagent:peft4j-agent.jar or after "
                     + "PeftAgent.install()");
         }
         freeze();
         branches.values().forEach(branch -> branch.setTraining(true));
         try {
-            return SameDiffTrainer.fit(graphs.get(0), config, data, epochs, progress);
+            return SameDiffTrainer.fit(trainedGraphs.get(0), config, data, epochs, progress);
         } finally {
             branches.values().forEach(branch -> branch.setTraining(false));
         }
     }
 
     /**
-     * Folds every branch into its layer's weight ({@code W += s·A·B}) through the generated
+     * Folds every LoRA branch into its layer's weight ({@code W += s·A·B}) through the generated
      * accessors. All or nothing: if any layer's result would contain NaN or Inf, the layers merged
      * so far are unmerged and nothing changes. Afterwards forward calls add no branch, and graphs
-     * built before see the branch scaled to zero.
+     * built before see the branch scaled to zero. Bottleneck adapters cannot be merged and stay.
      */
     public void merge() {
         requireAttached();
@@ -346,6 +402,7 @@ public final class PeftModel {
      */
     public void detach() {
         branches.values().forEach(LoraBranch::unregister);
+        adapters.values().forEach(BottleneckAdapter::unregister);
         detached = true;
     }
 

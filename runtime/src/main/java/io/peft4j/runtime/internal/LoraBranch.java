@@ -50,7 +50,7 @@ public final class LoraBranch implements ForwardExtension {
      */
     public LoraBranch(String path, Object layer, Object weight, WeightLayout layout, LoraSettings settings,
                       org.nd4j.linalg.api.rng.Random random) {
-        ForwardDispatcher.requireUnadapted(layer, path);
+        ForwardDispatcher.requireNone(layer, LoraBranch.class, path);
         this.path = path;
         this.layer = layer;
         this.settings = settings;
@@ -250,6 +250,6 @@ public final class LoraBranch implements ForwardExtension {
     }
 
     public void unregister() {
-        ForwardDispatcher.unregister(layer);
+        ForwardDispatcher.unregister(layer, this);
     }
 }
