@@ -1,5 +1,6 @@
 package io.peft4j.samples.transformer;
 
+import io.peft4j.annotations.Weight;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.linalg.api.buffer.DataType;
@@ -9,14 +10,16 @@ import org.nd4j.linalg.factory.Nd4j;
 /**
  * Token plus learned position embeddings.
  *
- * <p>Input: token ids {@code [batch, T]} (INT32). Output: {@code [batch·T, d]}, the rows of each
- * sequence in order. Tables: {@code tokens [vocab, d]}, {@code positions [T, d]}.
+ * <p>Input: token ids {@code [batch, T]} (INT32). Output: {@code [batch, T, d]}. Tables:
+ * {@code tokens [vocab, d]} (the {@code @Weight}, which prompt tuning reads to initialise prompts from
+ * vocabulary rows), {@code positions [T, d]}.
  *
  * <p>The lookup is a one-hot product rather than a gather: in ND4J 1.0.0-M2.1 the gradient of
  * {@code gather} fails in training ("One of Input arguments was closed before call"), and for this
  * small vocabulary the product costs little.
  */
 public final class Embedding {
+    @Weight
     final SDVariable tokens;
     final SDVariable positions;
     private final int sequenceLength;
@@ -34,6 +37,6 @@ public final class Embedding {
     public SDVariable forward(SDVariable tokenIds) {
         SameDiff sd = tokenIds.getSameDiff();
         SDVariable oneHot = sd.oneHot(null, tokenIds, vocabulary, -1, 1.0, 0.0, DataType.FLOAT).reshape(-1, vocabulary);
-        return oneHot.mmul(tokens).reshape(-1, sequenceLength, size).add(positions).reshape(-1, size);
+        return oneHot.mmul(tokens).reshape(-1, sequenceLength, size).add(positions);
     }
 }

@@ -4,7 +4,7 @@ import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.linalg.api.rng.Random;
 
-/** A post-LayerNorm (BERT-style) encoder block: {@code [batch·T, d] → [batch·T, d]}. */
+/** A post-LayerNorm (BERT-style) encoder block: {@code [batch, T, d] → [batch, T, d]}. */
 public final class EncoderLayer {
     final SelfAttention attention;
     final LayerNorm attentionNorm;
@@ -12,7 +12,7 @@ public final class EncoderLayer {
     final LayerNorm outputNorm;
 
     public EncoderLayer(SameDiff sd, String name, TransformerConfig config, Random random) {
-        this.attention = new SelfAttention(sd, name + ".attention", config.hidden(), config.heads(), config.sequenceLength(), random);
+        this.attention = new SelfAttention(sd, name + ".attention", config.hidden(), config.heads(), random);
         this.attentionNorm = new LayerNorm(sd, name + ".attention_norm", config.hidden());
         this.feedForward = new FeedForward(sd, name + ".feed_forward", config.hidden(), config.feedForward(), random);
         this.outputNorm = new LayerNorm(sd, name + ".output_norm", config.hidden());

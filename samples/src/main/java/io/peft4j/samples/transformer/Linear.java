@@ -8,25 +8,30 @@ import org.nd4j.linalg.api.rng.Random;
 import org.nd4j.linalg.factory.Nd4j;
 
 /**
- * A fully connected layer {@code y = x · W + b}.
+ * A fully connected layer {@code y = x · W + b} over the last axis.
  *
- * <p>Shapes: input {@code [rows, in]}, weight {@code [in, out]}, bias {@code [out]}, output
- * {@code [rows, out]}. Variables are named {@code <name>.weight} and {@code <name>.bias}. Not
+ * <p>Shapes: input {@code [..., in]}, weight {@code [in, out]}, bias {@code [out]}, output
+ * {@code [..., out]}. Variables are named {@code <name>.weight} and {@code <name>.bias}. Not
  * annotated itself: the fields that hold a Linear decide whether it is adapted.
  */
 public final class Linear {
     @Weight
     final SDVariable weight;
     final SDVariable bias;
+    private final int in;
+    private final int out;
 
     /** Xavier-uniform weight, zero bias. */
     public Linear(SameDiff sd, String name, int in, int out, Random random) {
         double bound = Math.sqrt(6.0 / (in + out));
         this.weight = sd.var(name + ".weight", Nd4j.rand(random, in, out).castTo(DataType.FLOAT).muli(2 * bound).subi(bound));
         this.bias = sd.var(name + ".bias", Nd4j.zeros(DataType.FLOAT, out));
+        this.in = in;
+        this.out = out;
     }
 
     public SDVariable forward(SDVariable x) {
-        return x.mmul(weight).add(bias);
+        SDVariable rows = x.reshape(-1, in).mmul(weight);
+        return x.getSameDiff().reshape(rows, Shapes.replaceLast(x, out)).add(bias);
     }
 }

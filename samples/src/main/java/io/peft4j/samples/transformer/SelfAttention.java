@@ -8,8 +8,10 @@ import org.nd4j.linalg.api.rng.Random;
 /**
  * Multi-head scaled dot-product self-attention.
  *
- * <p>Input and output {@code [batch·T, d]}; inside, queries, keys and values are
- * {@code [batch, heads, T, d/heads]} and the attention weights {@code [batch, heads, T, T]}. The
+ * <p>Input and output {@code [batch, T, d]}; inside, queries are {@code [batch, heads, T, d/heads]},
+ * keys and values {@code [batch, heads, T', d/heads]} and the attention weights
+ * {@code [batch, heads, T, T']}. The key length {@code T'} is taken from the keys, so that prefix
+ * tuning may put {@code n} trainable positions in front of them ({@code T' = n + T}). The
  * query and value projections carry LoRA (rank 8), as in the LoRA paper's main setting; the key
  * and output projections are frozen with the rest of the model.
  */
@@ -21,10 +23,9 @@ public final class SelfAttention {
     final Linear value;
     final Linear output;
     private final int heads;
-    private final int sequenceLength;
     private final int size;
 
-    public SelfAttention(SameDiff sd, String name, int size, int heads, int sequenceLength, Random random) {
+    public SelfAttention(SameDiff sd, String name, int size, int heads, Random random) {
         if (size % heads != 0) {
             throw new IllegalArgumentException("hidden size " + size + " is not divisible by " + heads + " heads");
         }
@@ -33,7 +34,6 @@ public final class SelfAttention {
         this.value = new Linear(sd, name + ".value", size, size, random);
         this.output = new Linear(sd, name + ".output", size, size, random);
         this.heads = heads;
-        this.sequenceLength = sequenceLength;
         this.size = size;
     }
 
@@ -44,12 +44,13 @@ public final class SelfAttention {
         SDVariable v = splitHeads(value.forward(x));
         SDVariable scores = sd.mmul(q, k, false, true, false).div(Math.sqrt((double) size / heads));
         SDVariable attended = sd.mmul(sd.nn.softmax(scores, 3), v);
-        SDVariable merged = attended.permute(0, 2, 1, 3).reshape(-1, size);
+        SDVariable merged = sd.reshape(attended.permute(0, 2, 1, 3), x.shape());
         return output.forward(merged);
     }
 
-    /** {@code [batch·T, d] → [batch, heads, T, d/heads]}. */
-    private SDVariable splitHeads(SDVariable rows) {
-        return rows.reshape(-1, sequenceLength, heads, size / heads).permute(0, 2, 1, 3);
+    /** {@code [batch, T, d] → [batch, heads, T, d/heads]}. */
+    private SDVariable splitHeads(SDVariable sequence) {
+        SDVariable split = sequence.getSameDiff().reshape(sequence, Shapes.replaceLast(sequence, heads, size / heads));
+        return split.permute(0, 2, 1, 3);
     }
 }

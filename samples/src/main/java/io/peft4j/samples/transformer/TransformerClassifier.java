@@ -13,7 +13,9 @@ import org.nd4j.linalg.factory.Nd4j;
  * A small transformer encoder that classifies token sequences: embeddings, {@code layers} encoder
  * blocks, mean pooling over the sequence and a linear classifier.
  *
- * <p>Input {@code tokens [batch, T]} (INT32), output {@code logits [batch, classes]}. Plain
+ * <p>Input {@code tokens [batch, T]} (INT32), hidden states {@code [batch, T, d]} (or
+ * {@code [batch, n + T, d]} with a prompt of {@code n} virtual tokens, which mean pooling averages
+ * over like the real ones), output {@code logits [batch, classes]}. Plain
  * annotated Java: LoRA is declared on {@link SelfAttention}'s query and value fields and nothing
  * here refers to peft4j's runtime. Variables are named by field path
  * ({@code layers.0.attention.query.weight}).
@@ -42,7 +44,7 @@ public final class TransformerClassifier {
         for (EncoderLayer layer : layers) {
             h = layer.forward(h);
         }
-        SDVariable pooled = h.reshape(-1, config.sequenceLength(), config.hidden()).mean(1);
+        SDVariable pooled = h.mean(1);
         return classifier.forward(pooled);
     }
 
