@@ -7,5 +7,11 @@ public enum PeftMethod {
     LORA,
 
     /** {@code @Adapter}: bottleneck adapters after a layer's output, not mergeable. */
-    ADAPTER
+    ADAPTER,
+
+    /** {@code @PromptTuning}: trainable virtual tokens in front of the embedding output. */
+    PROMPT_TUNING,
+
+    /** {@code @PrefixTuning}: trainable key and value prefixes in every adapted attention layer. */
+    PREFIX_TUNING
 }

@@ -2,11 +2,15 @@ package io.peft4j.runtime;
 
 import io.peft4j.annotations.Adapter;
 import io.peft4j.annotations.LoRA;
+import io.peft4j.annotations.PrefixTuning;
+import io.peft4j.annotations.PromptTuning;
 import io.peft4j.runtime.checkpoint.AdapterCheckpoint;
 import io.peft4j.runtime.checkpoint.CheckpointOptions;
 import io.peft4j.runtime.internal.AdapterSettings;
 import io.peft4j.runtime.internal.AgentStatus;
 import io.peft4j.runtime.internal.BottleneckAdapter;
+import io.peft4j.runtime.internal.PrefixTuner;
+import io.peft4j.runtime.internal.PromptEmbedding;
 import io.peft4j.runtime.internal.GraphFreezer;
 import io.peft4j.runtime.internal.LoraBranch;
 import io.peft4j.runtime.internal.LoraSettings;
@@ -52,6 +56,8 @@ public final class PeftModel {
     private final Map<String, LoraBranch> branches;
     private final Map<String, WeightAccessor<Object>> accessors;
     private final Map<String, BottleneckAdapter> adapters;
+    private final Map<String, PromptEmbedding> prompts;
+    private final PrefixTuner prefixes;
     private final Set<String> alsoTrainable;
     private final Set<SameDiff> graphs;
     private final Map<SameDiff, Long> frozenParameters = new IdentityHashMap<>();
@@ -60,12 +66,14 @@ public final class PeftModel {
     private boolean detached;
 
     private PeftModel(Object root, Map<String, LoraBranch> branches, Map<String, WeightAccessor<Object>> accessors,
-                      Map<String, BottleneckAdapter> adapters, Set<String> alsoTrainable, Set<SameDiff> graphs,
-                      long eagerBaseParameters) {
+                      Map<String, BottleneckAdapter> adapters, Map<String, PromptEmbedding> prompts, PrefixTuner prefixes,
+                      Set<String> alsoTrainable, Set<SameDiff> graphs, long eagerBaseParameters) {
         this.root = root;
         this.branches = branches;
         this.accessors = accessors;
         this.adapters = adapters;
+        this.prompts = prompts;
+        this.prefixes = prefixes;
         this.alsoTrainable = alsoTrainable;
         this.graphs = graphs;
         this.eagerBaseParameters = eagerBaseParameters;
@@ -89,6 +97,8 @@ public final class PeftModel {
         private long seed = 42;
         private final List<String> alsoTrain = new ArrayList<>();
         private Set<PeftMethod> methods = java.util.EnumSet.allOf(PeftMethod.class);
+        private Integer virtualTokens;
+        private java.util.function.Function<String, int[]> promptTokenizer;
 
         private Builder(Object root) {
             if (root == null) {
@@ -124,12 +134,31 @@ public final class PeftModel {
             return this;
         }
 
+        /** Overrides the annotations' {@code virtualTokens} for prompt and prefix tuning (0 switches them off). */
+        public Builder virtualTokens(int count) {
+            if (count < 0) {
+                throw new IllegalArgumentException("virtual tokens must not be negative, got " + count);
+            }
+            this.virtualTokens = count;
+            return this;
+        }
+
+        /** Turns {@code @PromptTuning(init = TEXT, text = ...)} text into token ids of the model's vocabulary. */
+        public Builder promptTokenizer(java.util.function.Function<String, int[]> tokenizer) {
+            this.promptTokenizer = tokenizer;
+            return this;
+        }
+
         public PeftModel attach() {
             AgentStatus.requireInstalled("attach LoRA to " + root.getClass().getName());
             List<ModelWalker.Node> nodes = ModelWalker.walk(root);
             Map<String, LoraBranch> branches = new LinkedHashMap<>();
             Map<String, WeightAccessor<Object>> accessors = new LinkedHashMap<>();
             Map<String, BottleneckAdapter> adapters = new LinkedHashMap<>();
+            Map<String, PromptEmbedding> prompts = new LinkedHashMap<>();
+            List<PrefixTuner.Site> sites = new ArrayList<>();
+            List<PrefixTuning> prefixSettings = new ArrayList<>();
+            PrefixTuner prefixes = null;
             org.nd4j.linalg.api.rng.Random random = Nd4j.getRandomFactory().getNewRandomInstance(seed);
             try {
                 for (ModelWalker.Node node : nodes) {
@@ -152,15 +181,49 @@ public final class PeftModel {
                         bottleneck.register();
                         adapters.put(node.path(), bottleneck);
                     }
+                    PromptTuning prompt = methods.contains(PeftMethod.PROMPT_TUNING) ? annotationOf(node, PromptTuning.class) : null;
+                    if (prompt != null) {
+                        WeightAccessor<Object> table = accessorOf(node.value(), node.path(), "@PromptTuning");
+                        PromptEmbedding embedding = new PromptEmbedding(node.path(), node.value(), table.weight(node.value()),
+                                virtualTokens != null ? virtualTokens : prompt.virtualTokens(), prompt.init(), prompt.text(),
+                                promptTokenizer, random);
+                        embedding.register();
+                        prompts.put(node.path(), embedding);
+                    }
+                    PrefixTuning prefix = methods.contains(PeftMethod.PREFIX_TUNING) ? annotationOf(node, PrefixTuning.class) : null;
+                    if (prefix != null) {
+                        sites.add(prefixSite(node, prefix));
+                        prefixSettings.add(prefix);
+                    }
+                }
+                if (!sites.isEmpty()) {
+                    PrefixTuning first = prefixSettings.get(0);
+                    for (int i = 1; i < prefixSettings.size(); i++) {
+                        PrefixTuning other = prefixSettings.get(i);
+                        if (other.virtualTokens() != first.virtualTokens() || other.projection() != first.projection()
+                                || other.projectionHidden() != first.projectionHidden()) {
+                            throw new PeftException("@PrefixTuning on '" + sites.get(i).path() + "' differs from the one on '"
+                                    + sites.get(0).path() + "': a model has one prefix configuration (virtualTokens, projection)");
+                        }
+                    }
+                    SDVariable keyWeight = (SDVariable) accessorOf(sites.get(0).keyLayer(), sites.get(0).path(), "@PrefixTuning")
+                            .weight(sites.get(0).keyLayer());
+                    prefixes = new PrefixTuner(sites, virtualTokens != null ? virtualTokens : first.virtualTokens(),
+                            first.projection(), first.projectionHidden(), keyWeight.getSameDiff(), keyWeight.dataType(), random);
+                    prefixes.register();
                 }
             } catch (RuntimeException e) {
                 branches.values().forEach(LoraBranch::unregister);
                 adapters.values().forEach(BottleneckAdapter::unregister);
+                prompts.values().forEach(PromptEmbedding::unregister);
+                if (prefixes != null) {
+                    prefixes.unregister();
+                }
                 throw e;
             }
-            if (branches.isEmpty() && adapters.isEmpty()) {
+            if (branches.isEmpty() && adapters.isEmpty() && prompts.isEmpty() && prefixes == null) {
                 throw new PeftException("No layer reachable from " + root.getClass().getName() + " is annotated with "
-                        + methods.stream().map(method -> method == PeftMethod.LORA ? "@LoRA" : "@Adapter")
+                        + methods.stream().map(PeftModel::annotationName)
                         .collect(java.util.stream.Collectors.joining(" or "))
                         + ": annotate a layer class (e.g. @LoRA(rank = 8) public final class Linear) or a layer field "
                         + "(e.g. @LoRA(rank = 8) final Linear query) of the model");
@@ -171,10 +234,49 @@ public final class PeftModel {
             branches.values().stream().filter(LoraBranch::isGraph).forEach(branch -> graphs.add(branch.sameDiff()));
             long eagerBase = graphs.isEmpty() ? nodes.stream().filter(node -> node.value() instanceof INDArray)
                     .mapToLong(node -> ((INDArray) node.value()).length()).sum() : 0;
-            PeftModel model = new PeftModel(root, branches, accessors, adapters, variablesUnder(nodes, alsoTrain), graphs,
-                    eagerBase);
+            PeftModel model = new PeftModel(root, branches, accessors, adapters, prompts, prefixes,
+                    variablesUnder(nodes, alsoTrain), graphs, eagerBase);
             model.freeze();
             return model;
+        }
+
+        @SuppressWarnings("unchecked")
+        private static WeightAccessor<Object> accessorOf(Object layer, String path, String annotation) {
+            return (WeightAccessor<Object>) WeightAccessors.forLayer(layer.getClass(), path, annotation);
+        }
+
+        /** The key and value projections of an attention layer, found by the field names {@code @PrefixTuning} gives. */
+        private static PrefixTuner.Site prefixSite(ModelWalker.Node node, PrefixTuning prefix) {
+            Object keys = projection(node, prefix.keys());
+            Object values = projection(node, prefix.values());
+            return new PrefixTuner.Site(node.path(), keys, values, outputWidth(keys, node.path() + "." + prefix.keys()),
+                    outputWidth(values, node.path() + "." + prefix.values()));
+        }
+
+        private static Object projection(ModelWalker.Node node, String field) {
+            for (Class<?> type = node.value().getClass(); type != null; type = type.getSuperclass()) {
+                try {
+                    java.lang.reflect.Field declared = type.getDeclaredField(field);
+                    declared.setAccessible(true);
+                    Object layer = declared.get(node.value());
+                    if (layer == null) {
+                        throw new PeftException("@PrefixTuning on '" + node.path() + "': field '" + field + "' is null");
+                    }
+                    return layer;
+                } catch (NoSuchFieldException notHere) {
+                    // look in the superclass
+                } catch (IllegalAccessException e) {
+                    throw new PeftException("@PrefixTuning on '" + node.path() + "': cannot read field '" + field + "': " + e, e);
+                }
+            }
+            throw new PeftException("@PrefixTuning on '" + node.path() + "' (" + node.value().getClass().getName()
+                    + "): it has no field '" + field + "'; name the key and value projection fields with keys = / values =");
+        }
+
+        private static long outputWidth(Object layer, String path) {
+            WeightAccessor<Object> accessor = accessorOf(layer, path, "@PrefixTuning");
+            INDArray weight = LoraMerge.arrayOf(accessor.weight(layer), path + "." + accessor.weightName());
+            return accessor.layout() == io.peft4j.annotations.WeightLayout.IN_OUT ? weight.size(1) : weight.size(0);
         }
 
         private static <A extends java.lang.annotation.Annotation> A annotationOf(ModelWalker.Node node, Class<A> type) {
@@ -215,6 +317,10 @@ public final class PeftModel {
         Set<String> names = new HashSet<>(alsoTrainable);
         branches.values().forEach(branch -> names.addAll(branch.variableNames()));
         adapters.values().forEach(adapter -> names.addAll(adapter.variableNames()));
+        prompts.values().stream().filter(prompt -> prompt.prompt() != null).forEach(prompt -> names.add(prompt.prompt().name()));
+        if (prefixes != null) {
+            names.addAll(prefixes.variableNames());
+        }
         return names;
     }
 
@@ -242,6 +348,43 @@ public final class PeftModel {
             throw new PeftException("No adapted layer at '" + path + "'; adapted layers are " + branches.keySet());
         }
         return view(branch);
+    }
+
+    /** The prompt-tuned embedding layers by path. */
+    public Map<String, PromptEmbedding> promptEmbeddings() {
+        return java.util.Collections.unmodifiableMap(prompts);
+    }
+
+    /** Prefix tuning of the model's attention layers, or {@code null} if no {@code @PrefixTuning} is active. */
+    public PrefixTuner prefixTuning() {
+        return prefixes;
+    }
+
+    /** The methods this model has adapters of. */
+    public Set<PeftMethod> methods() {
+        Set<PeftMethod> active = java.util.EnumSet.noneOf(PeftMethod.class);
+        if (!branches.isEmpty()) {
+            active.add(PeftMethod.LORA);
+        }
+        if (!adapters.isEmpty()) {
+            active.add(PeftMethod.ADAPTER);
+        }
+        if (!prompts.isEmpty()) {
+            active.add(PeftMethod.PROMPT_TUNING);
+        }
+        if (prefixes != null) {
+            active.add(PeftMethod.PREFIX_TUNING);
+        }
+        return active;
+    }
+
+    private static String annotationName(PeftMethod method) {
+        return switch (method) {
+            case LORA -> "@LoRA";
+            case ADAPTER -> "@Adapter";
+            case PROMPT_TUNING -> "@PromptTuning";
+            case PREFIX_TUNING -> "@PrefixTuning";
+        };
     }
 
     /** The bottleneck adapters, in field order. */
@@ -300,6 +443,12 @@ public final class PeftModel {
      *                       through peft4j (the graph was built before attaching, or the agent is missing)
      */
     public TrainingReport train(TrainingConfig config, DataSetIterator data, int epochs, ProgressListener progress) {
+        return train(config, new org.nd4j.linalg.dataset.adapter.MultiDataSetIteratorAdapter(data), epochs, progress);
+    }
+
+    /** As {@link #train(TrainingConfig, DataSetIterator, int, ProgressListener)}, for graphs with several inputs. */
+    public TrainingReport train(TrainingConfig config, org.nd4j.linalg.dataset.api.iterator.MultiDataSetIterator data, int epochs,
+                                ProgressListener progress) {
         requireAttached();
         if (merged) {
             throw new PeftException("Cannot train a merged model: call unmerge() first");
@@ -312,6 +461,10 @@ public final class PeftModel {
         List<String> unwired = new ArrayList<>();
         branches.values().stream().filter(branch -> branch.graphUses() == 0).forEach(branch -> unwired.add(branch.path()));
         adapters.values().stream().filter(adapter -> adapter.graphUses() == 0).forEach(adapter -> unwired.add(adapter.path()));
+        prompts.values().stream().filter(prompt -> prompt.graphUses() == 0).forEach(prompt -> unwired.add(prompt.path()));
+        if (prefixes != null && prefixes.graphUses() == 0) {
+            prefixes.sites().forEach(site -> unwired.add(site.path()));
+        }
         if (!unwired.isEmpty()) {
             throw new PeftException("The adapters of " + unwired + " never joined the graph: build the graph (call the "
                     + "model's forward) after PeftModel.attach(), in a JVM started with -javaagent:peft4j-agent.jar or after "
@@ -403,6 +556,10 @@ public final class PeftModel {
     public void detach() {
         branches.values().forEach(LoraBranch::unregister);
         adapters.values().forEach(BottleneckAdapter::unregister);
+        prompts.values().forEach(PromptEmbedding::unregister);
+        if (prefixes != null) {
+            prefixes.unregister();
+        }
         detached = true;
     }
 

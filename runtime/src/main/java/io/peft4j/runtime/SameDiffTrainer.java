@@ -4,7 +4,9 @@ import java.util.ArrayList;
 import java.util.List;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.autodiff.samediff.TrainingConfig;
+import org.nd4j.linalg.dataset.adapter.MultiDataSetIteratorAdapter;
 import org.nd4j.linalg.dataset.api.iterator.DataSetIterator;
+import org.nd4j.linalg.dataset.api.iterator.MultiDataSetIterator;
 
 /**
  * Trains a SameDiff graph's trainable variables with a {@link TrainingConfig} over a
@@ -30,6 +32,12 @@ public final class SameDiffTrainer {
 
     /** Trains for {@code epochs} epochs, reporting to {@code progress}. */
     public static TrainingReport fit(SameDiff sameDiff, TrainingConfig config, DataSetIterator data, int epochs,
+                                     ProgressListener progress) {
+        return fit(sameDiff, config, new MultiDataSetIteratorAdapter(data), epochs, progress);
+    }
+
+    /** Trains a graph with several inputs (features mapped in order to {@code dataSetFeatureMapping}). */
+    public static TrainingReport fit(SameDiff sameDiff, TrainingConfig config, MultiDataSetIterator data, int epochs,
                                      ProgressListener progress) {
         if (epochs <= 0) {
             throw new IllegalArgumentException("epochs must be positive, got " + epochs);

@@ -14,8 +14,13 @@ public final class WeightAccessors {
     private WeightAccessors() {
     }
 
-    @SuppressWarnings("unchecked")
     public static <L> WeightAccessor<L> forLayer(Class<L> layerType, String path) {
+        return forLayer(layerType, path, "@LoRA");
+    }
+
+    /** The accessor of {@code layerType}, for a layer at {@code path} that {@code annotation} needs the weight of. */
+    @SuppressWarnings("unchecked")
+    public static <L> WeightAccessor<L> forLayer(Class<L> layerType, String path, String annotation) {
         WeightAccessor<?> cached = CACHE.get(layerType);
         if (cached != null) {
             return (WeightAccessor<L>) cached;
@@ -25,7 +30,7 @@ public final class WeightAccessors {
         }
         WeightAccessor<?> found = CACHE.get(layerType);
         if (found == null) {
-            throw new PeftException("Layer '" + path + "' (" + layerType.getName() + ") is annotated with @LoRA but no "
+            throw new PeftException("Layer '" + path + "' (" + layerType.getName() + ") is used by " + annotation + " but no "
                     + "generated accessor " + layerType.getName().replace('$', '_') + "_LoRA is registered: compile the model "
                     + "with peft4j-processor on the annotation processor path (it needs exactly one @Weight field and one forward method)");
         }
