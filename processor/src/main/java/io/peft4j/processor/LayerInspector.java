@@ -38,6 +38,17 @@ final class LayerInspector {
     static final Set<String> WEIGHT_TYPES = Set.of(
             "org.nd4j.autodiff.samediff.SDVariable", "org.nd4j.linalg.api.ndarray.INDArray");
 
+    /** Whether {@code type} is a block a bottleneck adapter can follow: a class with one forward method. */
+    List<Problem> inspectBlock(TypeElement type) {
+        List<Problem> problems = new ArrayList<>();
+        if (type.getKind() != ElementKind.CLASS) {
+            problems.add(new Problem(type, type.getSimpleName() + " is " + article(type.getKind()) + ", not a class"));
+            return problems;
+        }
+        singleForwardMethod(type, problems);
+        return problems;
+    }
+
     Inspection inspect(TypeElement type) {
         List<Problem> problems = new ArrayList<>();
         String name = type.getSimpleName().toString();
