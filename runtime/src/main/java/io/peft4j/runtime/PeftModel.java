@@ -350,6 +350,20 @@ public final class PeftModel {
         return view(branch);
     }
 
+    /** The bottleneck adapters by path (their variables exist once the graph is built or an adapter is loaded). */
+    public Map<String, BottleneckAdapter> bottleneckAdapters() {
+        return java.util.Collections.unmodifiableMap(adapters);
+    }
+
+    /** The graph the model's parameters live in; fails if there is not exactly one. */
+    public SameDiff sameDiff() {
+        Set<SameDiff> all = sameDiffs();
+        if (all.size() != 1) {
+            throw new PeftException("The model spans " + all.size() + " SameDiff graphs; peft4j expects one");
+        }
+        return all.iterator().next();
+    }
+
     /** The prompt-tuned embedding layers by path. */
     public Map<String, PromptEmbedding> promptEmbeddings() {
         return java.util.Collections.unmodifiableMap(prompts);
@@ -546,6 +560,8 @@ public final class PeftModel {
     public void load(Path dir, CheckpointOptions options) {
         requireAttached();
         AdapterCheckpoint.load(this, dir, options);
+        // Loaded prefixes replace a projection MLP, whose parameters are then frozen with the base.
+        freeze();
     }
 
     /**

@@ -1,6 +1,7 @@
 package io.peft4j.runtime.checkpoint;
 
 import io.peft4j.runtime.LoraLayer;
+import io.peft4j.runtime.PeftMethod;
 import io.peft4j.runtime.PeftModel;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -22,11 +23,13 @@ import java.util.stream.Collectors;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
- * Saves and loads a LoRA adapter in Hugging Face PEFT's layout: a directory with
+ * Saves and loads an adapter, one PEFT method per directory. LoRA uses Hugging Face PEFT's layout: a
+ * directory with
  * {@code adapter_config.json} and {@code adapter_model.safetensors}, whose keys are
  * {@code base_model.model.<layer>.lora_A.weight} {@code [r, in]} and
  * {@code base_model.model.<layer>.lora_B.weight} {@code [out, r]} (the transposes of peft4j's
- * {@code A [in, r]} and {@code B [r, out]}).
+ * {@code A [in, r]} and {@code B [r, out]}). Prompt tuning, prefix tuning and bottleneck adapters are
+ * laid out as {@link MethodCheckpoints} describes.
  *
  * <p>Saving is atomic per file, and the weights file records a SHA-256 of the config it was written
  * with, so a save interrupted between its two renames is detected on load rather than silently
@@ -52,13 +55,14 @@ public final class AdapterCheckpoint {
     /** As {@link #save(PeftModel, Path, CheckpointOptions)}, running {@code betweenFiles} after the weights are staged. */
     static Path save(PeftModel model, Path dir, CheckpointOptions options, Runnable betweenFiles) {
         Path target = adapterDirectory(dir, options);
-        Map<String, LoraLayer> byName = namedLayers(model, options);
-        Map<String, INDArray> tensors = new LinkedHashMap<>();
-        byName.forEach((name, layer) -> {
-            tensors.put(keyA(name), layer.weights().a().transpose());
-            tensors.put(keyB(name), layer.weights().b().transpose());
-        });
-        byte[] config = configOf(byName, options).toJson();
+        MethodCheckpoints.Contents contents = switch (singleMethod(model, target)) {
+            case LORA -> lora(model, options);
+            case PROMPT_TUNING -> MethodCheckpoints.prompt(model, options);
+            case PREFIX_TUNING -> MethodCheckpoints.prefix(model, options);
+            case ADAPTER -> MethodCheckpoints.bottleneck(model, options);
+        };
+        Map<String, INDArray> tensors = contents.tensors();
+        byte[] config = contents.config();
         Map<String, String> metadata = Map.of("format", "pt", CONFIG_DIGEST, sha256(config));
         try {
             Files.createDirectories(target);
@@ -72,6 +76,34 @@ public final class AdapterCheckpoint {
             throw new CheckpointException(target, "cannot save the adapter: " + e, e);
         }
         return target;
+    }
+
+    private static MethodCheckpoints.Contents lora(PeftModel model, CheckpointOptions options) {
+        Map<String, LoraLayer> byName = namedLayers(model, options);
+        Map<String, INDArray> tensors = new LinkedHashMap<>();
+        byName.forEach((name, layer) -> {
+            tensors.put(keyA(name), layer.weights().a().transpose());
+            tensors.put(keyB(name), layer.weights().b().transpose());
+        });
+        return new MethodCheckpoints.Contents(tensors, configOf(byName, options).toJson());
+    }
+
+    private static PeftMethod singleMethod(PeftModel model, Path where) {
+        Set<PeftMethod> methods = model.methods();
+        if (methods.size() != 1) {
+            throw new CheckpointException(where, "the model has adapters of " + methods + ", and an adapter directory holds one "
+                    + "method: attach with PeftModel.builder(model).only(method) to save or load each");
+        }
+        return methods.iterator().next();
+    }
+
+    private static String peftTypeOf(PeftMethod method) {
+        return switch (method) {
+            case LORA -> "LORA";
+            case PROMPT_TUNING -> "PROMPT_TUNING";
+            case PREFIX_TUNING -> "PREFIX_TUNING";
+            case ADAPTER -> "BOTTLENECK";
+        };
     }
 
     /**
@@ -92,34 +124,49 @@ public final class AdapterCheckpoint {
             throw new CheckpointException(weightsFile, "missing: the adapter has a config but no weights");
         }
         byte[] configBytes = readAll(configFile);
-        AdapterConfig config = AdapterConfig.parse(configFile, configBytes);
+        PeftMethod method = singleMethod(model, target);
+        String peftType = MethodCheckpoints.peftType(configFile, configBytes);
+        if (!peftType.equals(peftTypeOf(method))) {
+            throw new CheckpointException(configFile, "holds a " + peftType + " adapter, but the model has " + method + " adapters");
+        }
         SafetensorsHeader header = SafetensorsFile.readHeader(weightsFile);
         String digest = header.metadata().get(CONFIG_DIGEST);
         if (digest != null && !digest.equals(sha256(configBytes))) {
             throw new CheckpointException(weightsFile, "was written with a different " + CONFIG_FILE
                     + " than the one beside it (an interrupted save?); save the adapter again");
         }
+        if (method != PeftMethod.LORA) {
+            Map<String, INDArray> tensors = SafetensorsFile.read(weightsFile);
+            requireFinite(weightsFile, tensors, options);
+            MethodCheckpoints.prepareLoad(model, peftType, tensors, weightsFile, options).run();
+            return;
+        }
+        AdapterConfig config = AdapterConfig.parse(configFile, configBytes);
         Map<String, LoraLayer> byName = namedLayers(model, options);
         checkKeys(weightsFile, header, byName);
         for (Map.Entry<String, LoraLayer> entry : byName.entrySet()) {
             checkLayer(configFile, weightsFile, header, config, entry.getKey(), entry.getValue());
         }
         Map<String, INDArray> tensors = SafetensorsFile.read(weightsFile);
-        if (!options.allowNonFinite()) {
-            for (Map.Entry<String, INDArray> tensor : tensors.entrySet()) {
-                INDArray values = tensor.getValue();
-                if (values.isNaN().any() || values.isInfinite().any()) {
-                    throw new CheckpointException(weightsFile, "tensor '" + tensor.getKey()
-                            + "' contains NaN or Inf; pass allowNonFinite to load it anyway");
-                }
-            }
-        }
+        requireFinite(weightsFile, tensors, options);
         byName.forEach((name, layer) -> {
             INDArray a = layer.weights().a();
             INDArray b = layer.weights().b();
             a.assign(tensors.get(keyA(name)).castTo(a.dataType()).transpose());
             b.assign(tensors.get(keyB(name)).castTo(b.dataType()).transpose());
         });
+    }
+
+    private static void requireFinite(Path file, Map<String, INDArray> tensors, CheckpointOptions options) {
+        if (options.allowNonFinite()) {
+            return;
+        }
+        for (Map.Entry<String, INDArray> tensor : tensors.entrySet()) {
+            INDArray values = tensor.getValue();
+            if (values.isNaN().any() || values.isInfinite().any()) {
+                throw new CheckpointException(file, "tensor '" + tensor.getKey() + "' contains NaN or Inf; pass allowNonFinite to load it anyway");
+            }
+        }
     }
 
     /** {@code dir} for the default adapter, {@code dir/<name>} for any other, as PEFT lays them out. */

@@ -68,6 +68,19 @@ public final class BottleneckAdapter implements ForwardExtension {
                 + "element-wise ops on one); end the layer's forward method with such an op, or give its output a static shape"));
     }
 
+    /**
+     * Creates the variables for outputs of width {@code width} in {@code graph} if no forward call has
+     * yet (for loading a saved adapter before the graph is built); returns the bottleneck size.
+     */
+    public int ensureCreated(SameDiff graph, long width, DataType dtype) {
+        if (down == null) {
+            create(graph, width, dtype);
+        } else if (width != hidden) {
+            throw new PeftException("Adapter of layer '" + path + "' has width " + hidden + ", not " + width);
+        }
+        return (int) down.getArr().size(1);
+    }
+
     private void create(SameDiff graph, long width, DataType dtype) {
         DataType type = dtype.isFPType() ? dtype : DataType.FLOAT;
         int b = settings.bottleneck(width);
