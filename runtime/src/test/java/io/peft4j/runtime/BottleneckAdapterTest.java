@@ -91,23 +91,7 @@ class BottleneckAdapterTest {
         }
         Map<String, INDArray> feed = Map.of("x", input(DataType.DOUBLE, 5, 3));
         List<String> names = List.of("hidden", "output").stream().flatMap(layer -> SUFFIXES.stream().map(s -> layer + s)).toList();
-        Map<String, INDArray> analytic = sd.calculateGradients(feed, names);
-        double worst = 0;
-        double eps = 1e-6;
-        for (String name : names) {
-            INDArray parameter = sd.getVariable(name).getArr();
-            for (long i = 0; i < parameter.length(); i++) {
-                double original = parameter.getDouble(i);
-                parameter.putScalar(i, original + eps);
-                double plus = sd.output(feed, "loss").get("loss").getDouble(0);
-                parameter.putScalar(i, original - eps);
-                double minus = sd.output(feed, "loss").get("loss").getDouble(0);
-                parameter.putScalar(i, original);
-                double numeric = (plus - minus) / (2 * eps);
-                double exact = analytic.get(name).getDouble(i);
-                worst = Math.max(worst, Math.abs(numeric - exact) / Math.max(Math.abs(numeric) + Math.abs(exact), 1e-8));
-            }
-        }
+        double worst = FiniteDifferences.worstRelativeError(sd, feed, names, "loss");
         assertTrue(worst < 1e-5, "worst relative gradient error " + worst);
     }
 

@@ -119,25 +119,7 @@ class LoraGraphTest {
 
         List<String> names = new ArrayList<>();
         peft.layers().forEach(layer -> names.addAll(List.of(layer.path() + ".lora_A", layer.path() + ".lora_B")));
-        Map<String, INDArray> analytic = sd.calculateGradients(feed, names);
-        double eps = 1e-6;
-        double worst = 0;
-        for (String name : names) {
-            INDArray param = sd.getVariable(name).getArr();
-            INDArray gradient = analytic.get(name);
-            for (long i = 0; i < param.length(); i++) {
-                double original = param.getDouble(i);
-                param.putScalar(i, original + eps);
-                double plus = sd.output(feed, "loss").get("loss").getDouble(0);
-                param.putScalar(i, original - eps);
-                double minus = sd.output(feed, "loss").get("loss").getDouble(0);
-                param.putScalar(i, original);
-                double numeric = (plus - minus) / (2 * eps);
-                double exact = gradient.getDouble(i);
-                double scale = Math.max(Math.abs(numeric) + Math.abs(exact), 1e-8);
-                worst = Math.max(worst, Math.abs(numeric - exact) / scale);
-            }
-        }
+        double worst = FiniteDifferences.worstRelativeError(sd, feed, names, "loss");
         assertTrue(worst < 1e-6, "worst relative gradient error " + worst);
     }
 

@@ -1,6 +1,7 @@
 package io.peft4j.samples;
 
 import io.peft4j.runtime.ParameterCount;
+import io.peft4j.runtime.PeftMethod;
 import io.peft4j.runtime.PeftModel;
 import io.peft4j.runtime.SameDiffTrainer;
 import io.peft4j.runtime.TrainingReport;
@@ -92,7 +93,7 @@ public final class LoraDemo {
         out.println("== 2. LoRA adaptation to the shifted task (r = 8 on query and value) ==");
         TransformerClassifier adapted = new TransformerClassifier(SameDiff.create(), config, settings.seed());
         adapted.load(base.parameters());
-        PeftModel peft = PeftModel.attach(adapted);
+        PeftModel peft = PeftModel.builder(adapted).only(PeftMethod.LORA).attach();
         out.println(peft.parameterCount());
         Graph adaptedGraph = Graph.build(adapted);
         double before = adaptedGraph.accuracy(shiftedTest);

@@ -1,27 +1,10 @@
 package io.peft4j.runtime.testmodel;
 
 import io.peft4j.annotations.WeightLayout;
-import io.peft4j.runtime.spi.WeightAccessor;
 
-/** What peft4j-processor generates for {@link EagerLinear}. */
-public final class EagerLinear_LoRA implements WeightAccessor<EagerLinear> {
-    @Override
-    public Class<EagerLinear> layerType() {
-        return EagerLinear.class;
-    }
-
-    @Override
-    public WeightLayout layout() {
-        return WeightLayout.OUT_IN;
-    }
-
-    @Override
-    public String weightName() {
-        return "weight";
-    }
-
-    @Override
-    public Object weight(EagerLinear layer) {
-        return layer.weight;
+/** What peft4j-processor generates for {@link EagerLinear}, as far as the runtime uses it. */
+public final class EagerLinear_LoRA extends FieldWeightAccessor<EagerLinear> {
+    public EagerLinear_LoRA() {
+        super(EagerLinear.class, "weight", WeightLayout.OUT_IN);
     }
 }

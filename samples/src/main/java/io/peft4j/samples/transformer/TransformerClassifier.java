@@ -1,5 +1,7 @@
 package io.peft4j.samples.transformer;
 
+import io.peft4j.annotations.PromptInit;
+import io.peft4j.annotations.PromptTuning;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -16,13 +18,15 @@ import org.nd4j.linalg.factory.Nd4j;
  * <p>Input {@code tokens [batch, T]} (INT32), hidden states {@code [batch, T, d]} (or
  * {@code [batch, n + T, d]} with a prompt of {@code n} virtual tokens, which mean pooling averages
  * over like the real ones), output {@code logits [batch, classes]}. Plain
- * annotated Java: LoRA is declared on {@link SelfAttention}'s query and value fields and nothing
- * here refers to peft4j's runtime. Variables are named by field path
+ * annotated Java: LoRA is declared on {@link SelfAttention}'s query and value fields, a bottleneck
+ * adapter and prefix tuning on each {@link EncoderLayer}, prompt tuning on the embedding; a
+ * {@code PeftModel} activates the methods it is asked for, and nothing here refers to peft4j's runtime. Variables are named by field path
  * ({@code layers.0.attention.query.weight}).
  */
 public final class TransformerClassifier {
     final TransformerConfig config;
     final SameDiff sd;
+    @PromptTuning(virtualTokens = 8, init = PromptInit.VOCAB_SAMPLE)
     final Embedding embedding;
     final List<EncoderLayer> layers = new ArrayList<>();
     final Linear classifier;
