@@ -41,7 +41,8 @@ public final class MethodComparison {
                       double secondsPerStep, double latencyRatio) {
     }
 
-    private static final int LATENCY_REPEATS = 15;
+    private static final int LATENCY_REPEATS = 21;
+    private static final int PASSES_PER_SAMPLE = 3;
     private static final double PROMPT_LEARNING_RATE = 3e-2;
 
     public static void main(String[] args) {
@@ -143,7 +144,7 @@ public final class MethodComparison {
      * base model's; the two are timed alternately, after warm-up, so that both see the same machine.
      */
     static double relativeLatency(LoraDemo.Graph base, LoraDemo.Graph graph, INDArray tokens) {
-        for (int i = 0; i < 2; i++) {
+        for (int i = 0; i < 3; i++) {
             base.logits(tokens);
             graph.logits(tokens);
         }
@@ -158,8 +159,10 @@ public final class MethodComparison {
 
     private static double time(LoraDemo.Graph graph, INDArray tokens) {
         long start = System.nanoTime();
-        graph.logits(tokens);
-        return (System.nanoTime() - start) / 1e9;
+        for (int pass = 0; pass < PASSES_PER_SAMPLE; pass++) {
+            graph.logits(tokens);
+        }
+        return (System.nanoTime() - start) / 1e9 / PASSES_PER_SAMPLE;
     }
 
     private static double median(double[] values) {
