@@ -223,7 +223,7 @@ public final class PeftModel {
             }
             if (branches.isEmpty() && adapters.isEmpty() && prompts.isEmpty() && prefixes == null) {
                 throw new PeftException("No layer reachable from " + root.getClass().getName() + " is annotated with "
-                        + methods.stream().map(PeftModel::annotationName)
+                        + methods.stream().map(PeftMethod::annotation)
                         .collect(java.util.stream.Collectors.joining(" or "))
                         + ": annotate a layer class (e.g. @LoRA(rank = 8) public final class Linear) or a layer field "
                         + "(e.g. @LoRA(rank = 8) final Linear query) of the model");
@@ -390,15 +390,6 @@ public final class PeftModel {
             active.add(PeftMethod.PREFIX_TUNING);
         }
         return active;
-    }
-
-    private static String annotationName(PeftMethod method) {
-        return switch (method) {
-            case LORA -> "@LoRA";
-            case ADAPTER -> "@Adapter";
-            case PROMPT_TUNING -> "@PromptTuning";
-            case PREFIX_TUNING -> "@PrefixTuning";
-        };
     }
 
     /** The bottleneck adapters, in field order. */

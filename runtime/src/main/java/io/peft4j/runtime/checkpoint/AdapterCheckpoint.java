@@ -97,15 +97,6 @@ public final class AdapterCheckpoint {
         return methods.iterator().next();
     }
 
-    private static String peftTypeOf(PeftMethod method) {
-        return switch (method) {
-            case LORA -> "LORA";
-            case PROMPT_TUNING -> "PROMPT_TUNING";
-            case PREFIX_TUNING -> "PREFIX_TUNING";
-            case ADAPTER -> "BOTTLENECK";
-        };
-    }
-
     /**
      * Restores an adapter saved for a model whose layers are annotated the same way. Nothing is
      * written unless every check passes.
@@ -126,7 +117,7 @@ public final class AdapterCheckpoint {
         byte[] configBytes = readAll(configFile);
         PeftMethod method = singleMethod(model, target);
         String peftType = MethodCheckpoints.peftType(configFile, configBytes);
-        if (!peftType.equals(peftTypeOf(method))) {
+        if (!peftType.equals(method.peftType())) {
             throw new CheckpointException(configFile, "holds a " + peftType + " adapter, but the model has " + method + " adapters");
         }
         SafetensorsHeader header = SafetensorsFile.readHeader(weightsFile);
