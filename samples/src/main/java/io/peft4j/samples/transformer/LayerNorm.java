@@ -13,16 +13,23 @@ import org.nd4j.linalg.factory.Nd4j;
 public final class LayerNorm {
     final SDVariable gain;
     final SDVariable bias;
+    private final double epsilon;
 
     public LayerNorm(SameDiff sd, String name, int size) {
-        this.gain = sd.var(name + ".gain", Nd4j.ones(DataType.FLOAT, size));
-        this.bias = sd.var(name + ".bias", Nd4j.zeros(DataType.FLOAT, size));
+        this(sd, name + ".gain", name + ".bias", size, 1e-5);
+    }
+
+    /** With explicit variable names (to match a checkpoint's) and variance epsilon. */
+    public LayerNorm(SameDiff sd, String gainName, String biasName, int size, double epsilon) {
+        this.gain = sd.var(gainName, Nd4j.ones(DataType.FLOAT, size));
+        this.bias = sd.var(biasName, Nd4j.zeros(DataType.FLOAT, size));
+        this.epsilon = epsilon;
     }
 
     public SDVariable forward(SDVariable x) {
         SameDiff sd = x.getSameDiff();
         SDVariable centred = x.sub(x.mean(true, 2));
         SDVariable variance = sd.math.square(centred).mean(true, 2);
-        return centred.div(sd.math.sqrt(variance.add(1e-5))).mul(gain).add(bias);
+        return centred.div(sd.math.sqrt(variance.add(epsilon))).mul(gain).add(bias);
     }
 }
