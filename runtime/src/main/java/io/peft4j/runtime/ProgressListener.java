@@ -19,6 +19,7 @@ public final class ProgressListener extends BaseListener {
 
     private final PrintStream out;
     private final int interval;
+    private final long totalSteps;
     private double[] losses = new double[256];
     private int steps;
     private long startNanos;
@@ -28,11 +29,17 @@ public final class ProgressListener extends BaseListener {
 
     /** Prints to {@code out} every {@code interval} steps; {@code out} may be {@code null} to record silently. */
     public ProgressListener(PrintStream out, int interval) {
+        this(out, interval, 0);
+    }
+
+    /** As {@link #ProgressListener(PrintStream, int)}, also printing the fraction done and an ETA out of {@code totalSteps}. */
+    public ProgressListener(PrintStream out, int interval, long totalSteps) {
         if (interval <= 0) {
             throw new IllegalArgumentException("interval must be positive, got " + interval);
         }
         this.out = out;
         this.interval = interval;
+        this.totalSteps = totalSteps;
     }
 
     @Override
@@ -73,7 +80,14 @@ public final class ProgressListener extends BaseListener {
         long now = System.nanoTime();
         int stepsInLine = steps - lastLineStep;
         if (out != null) {
-            out.printf(Locale.ROOT, "[peft4j] epoch %d  step %5d  loss %.4f  %.2f steps/s%n", epoch + 1, steps,
+            String done = "";
+            if (totalSteps > 0) {
+                double elapsed = (now - startNanos) / 1e9;
+                long remaining = Math.round(elapsed / steps * Math.max(0, totalSteps - steps));
+                done = String.format(Locale.ROOT, "/%d (%3.0f%%, ETA %dm%02ds)", totalSteps, 100.0 * steps / totalSteps,
+                        remaining / 60, remaining % 60);
+            }
+            out.printf(Locale.ROOT, "[peft4j] epoch %d  step %5d%s  loss %.4f  %.2f steps/s%n", epoch + 1, steps, done,
                     lossSinceLastLine / stepsInLine, stepsInLine / Math.max(1e-9, (now - lastLineNanos) / 1e9));
         }
         lastLineNanos = now;

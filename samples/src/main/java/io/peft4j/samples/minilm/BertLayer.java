@@ -1,13 +1,19 @@
 package io.peft4j.samples.minilm;
 
+import io.peft4j.annotations.Adapter;
+import io.peft4j.annotations.AdapterPreset;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.linalg.api.rng.Random;
 
-/** One BERT encoder layer, {@code [batch, T, d] → [batch, T, d]}; fields named as Hugging Face's modules. */
+/**
+ * One BERT encoder layer, {@code [batch, T, d] → [batch, T, d]}; fields named as Hugging Face's modules.
+ * A Pfeiffer bottleneck adapter is declared after the feed-forward block's output.
+ */
 public final class BertLayer {
     final Attention attention;
     final BertIntermediate intermediate;
+    @Adapter(preset = AdapterPreset.PFEIFFER)
     final BertResidualOutput output;
 
     /** {@code attention.self} and {@code attention.output}. */

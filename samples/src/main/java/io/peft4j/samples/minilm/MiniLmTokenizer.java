@@ -40,6 +40,21 @@ public final class MiniLmTokenizer implements AutoCloseable {
         return new Encoded(toInts(encoding.getIds()), toInts(encoding.getTypeIds()), toInts(encoding.getAttentionMask()));
     }
 
+    /** As {@link #encode(String)}, cut to {@code maxLength} tokens, the last one kept ({@code [SEP]}). */
+    public Encoded encode(String text, int maxLength) {
+        Encoded full = encode(text);
+        if (full.ids().length <= maxLength) {
+            return full;
+        }
+        return new Encoded(cut(full.ids(), maxLength), cut(full.typeIds(), maxLength), cut(full.attentionMask(), maxLength));
+    }
+
+    private static int[] cut(int[] values, int length) {
+        int[] cut = Arrays.copyOf(values, length);
+        cut[length - 1] = values[values.length - 1];
+        return cut;
+    }
+
     private static int[] toInts(long[] values) {
         return Arrays.stream(values).mapToInt(Math::toIntExact).toArray();
     }

@@ -1,0 +1,260 @@
+package io.peft4j.samples.spam;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import io.peft4j.runtime.Freezer;
+import io.peft4j.runtime.PeftMethod;
+import io.peft4j.runtime.PeftModel;
+import io.peft4j.runtime.ProgressListener;
+import io.peft4j.runtime.SameDiffTrainer;
+import io.peft4j.runtime.TrainingReport;
+import io.peft4j.runtime.checkpoint.SafetensorsFile;
+import io.peft4j.runtime.checkpoint.TensorDtype;
+import io.peft4j.samples.minilm.MiniLmTokenizer;
+import io.peft4j.samples.minilm.OnnxInitializers;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.stream.Stream;
+import org.nd4j.autodiff.samediff.SDVariable;
+import org.nd4j.autodiff.samediff.SameDiff;
+import org.nd4j.autodiff.samediff.TrainingConfig;
+import org.nd4j.autodiff.samediff.VariableType;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.dataset.MultiDataSet;
+import org.nd4j.linalg.learning.config.Adam;
+
+/**
+ * Fine-tunes the pretrained all-MiniLM-L6-v2 for spam classification on the SpamAssassin corpus with
+ * each approach and writes a table (Markdown and JSON) and a PNG of the training curves to
+ * {@code target/spam-comparison/}:
+ * <ul>
+ *   <li>{@code frozen}: frozen features and a linear classifier;</li>
+ *   <li>{@code head}: the classifier and the last encoder layer ("fine-tuning I");</li>
+ *   <li>{@code full}: every encoder layer and the classifier ("fine-tuning II"; the embeddings stay frozen,
+ *       because ND4J 1.0.0-M2.1 cannot train through {@code gather});</li>
+ *   <li>{@code lora}: LoRA r = 8 on query and value, plus the classifier;</li>
+ *   <li>{@code adapter}: a Pfeiffer bottleneck adapter after each feed-forward block, plus the classifier.</li>
+ * </ul>
+ * Without arguments it runs a default configuration (frozen, LoRA, full; 768 training and 512 test
+ * messages; 64 tokens; one epoch) that takes about 10 minutes on 2 cores; {@code --full} runs every method
+ * on the whole split for two epochs at 128 tokens. Method names as arguments pick rows. Methods already in
+ * {@code results.json} are not run again, so an interrupted comparison resumes with the next method.
+ */
+public final class SpamComparison {
+
+    /** What one run compares and on how much data. */
+    public record Settings(List<String> methods, int trainExamples, int testExamples, int maxLength, int batchSize, int epochs,
+                           long seed) {
+
+        static Settings quick() {
+            return new Settings(List.of("frozen", "lora", "full"), 768, 512, 64, 16, 1, 42);
+        }
+
+        static Settings complete() {
+            return new Settings(List.of("frozen", "head", "full", "lora", "adapter"), 0, 0, 128, 16, 2, 42);
+        }
+    }
+
+    /** One row of the table. */
+    public record Result(String method, double accuracy, double f1, long trainableParameters, long totalParameters,
+                         double secondsPerEpoch, double secondsPerStep, long peakMemoryMb, long checkpointBytes,
+                         double inferenceSeconds, double latencyRatio, double[] losses) {
+    }
+
+    private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+    private static final Path OUTPUT = Path.of("target", "spam-comparison");
+
+    public static void main(String[] args) throws IOException {
+        Settings settings = Arrays.asList(args).contains("--full") ? Settings.complete() : Settings.quick();
+        List<String> named = Arrays.stream(args).filter(arg -> !arg.startsWith("--")).toList();
+        if (!named.isEmpty()) {
+            settings = new Settings(named, settings.trainExamples(), settings.testExamples(), settings.maxLength(),
+                    settings.batchSize(), settings.epochs(), settings.seed());
+        }
+        Files.createDirectories(OUTPUT);
+        new SpamComparison().run(settings);
+    }
+
+    private void run(Settings settings) throws IOException {
+        SpamAssassinCorpus.Loaded corpus = SpamAssassinCorpus.load(SpamAssassinCorpus.dataDirectory());
+        System.out.printf(Locale.ROOT, "SpamAssassin: %d messages (%d spam), %d skipped as unreadable%n", corpus.emails().size(),
+                corpus.spam(), corpus.skipped());
+        SpamAssassinCorpus.Split split = SpamAssassinCorpus.split(corpus.emails(), settings.seed(), 0.7, 0.1);
+        List<Email> train = settings.trainExamples() > 0 ? SpamAssassinCorpus.stratifiedSubset(split.train(), settings.trainExamples())
+                : split.train();
+        List<Email> test = settings.testExamples() > 0 ? SpamAssassinCorpus.stratifiedSubset(split.test(), settings.testExamples())
+                : split.test();
+        System.out.printf(Locale.ROOT, "split (seed %d): %d train, %d validation, %d test; this run trains on %d and tests on %d%n",
+                settings.seed(), split.train().size(), split.validation().size(), split.test().size(), train.size(), test.size());
+        SpamBatches trainBatches;
+        SpamBatches testBatches;
+        try (MiniLmTokenizer tokenizer = new MiniLmTokenizer()) {
+            trainBatches = new SpamBatches(train, tokenizer, settings.maxLength(), settings.batchSize());
+            testBatches = new SpamBatches(test, tokenizer, settings.maxLength(), settings.batchSize());
+        }
+        Map<String, INDArray> pretrained;
+        try (InputStream onnx = SpamComparison.class.getClassLoader().getResourceAsStream("all-minilm-l6-v2.onnx")) {
+            pretrained = OnnxInitializers.read(onnx);
+        }
+        Run base = new Run(new SpamClassifier(SameDiff.create(), pretrained, settings.seed()), null);
+        base.evaluate(testBatches); // warm-up: the first pass also compiles and allocates
+        double baseSeconds = base.evaluate(testBatches)[2];
+
+        Path resultsFile = OUTPUT.resolve("results.json");
+        List<Result> results = new ArrayList<>(Files.exists(resultsFile)
+                ? Arrays.asList(JSON.readValue(resultsFile.toFile(), Result[].class)) : List.of());
+        for (String method : settings.methods()) {
+            if (results.stream().anyMatch(result -> result.method().equals(method))) {
+                System.out.println("== " + method + ": already in " + resultsFile + ", skipped (delete it to measure again) ==");
+                continue;
+            }
+            System.out.println("== " + method + " ==");
+            results.add(measure(method, settings, pretrained, trainBatches, testBatches, baseSeconds));
+            JSON.writeValue(resultsFile.toFile(), results);
+            Files.writeString(OUTPUT.resolve("results.md"), table(results));
+            Map<String, double[]> curves = new LinkedHashMap<>();
+            results.forEach(result -> curves.put(result.method(), result.losses()));
+            LossPlot.write(OUTPUT.resolve("training-loss.png"), curves);
+        }
+        System.out.println(table(results));
+    }
+
+    private Result measure(String method, Settings settings, Map<String, INDArray> pretrained, SpamBatches trainBatches,
+                           SpamBatches testBatches, double baseSeconds) {
+        SpamClassifier model = new SpamClassifier(SameDiff.create(), pretrained, settings.seed());
+        SameDiff sd = model.sameDiff();
+        PeftModel peft = switch (method) {
+            case "lora" -> PeftModel.builder(model).only(PeftMethod.LORA).alsoTrain("classifier").attach();
+            case "adapter" -> PeftModel.builder(model).only(PeftMethod.ADAPTER).alsoTrain("classifier").attach();
+            case "frozen", "head", "full" -> null;
+            default -> throw new IllegalArgumentException("unknown method '" + method + "': use frozen, head, full, lora or adapter");
+        };
+        long frozen = switch (method) {
+            case "frozen" -> Freezer.freezeAllExcept(sd, name -> name.startsWith("classifier."));
+            case "head" -> Freezer.freezeAllExcept(sd, name -> name.startsWith("classifier.") || name.startsWith("encoder.layer.5."));
+            case "full" -> Freezer.freezeAllExcept(sd, name -> !name.startsWith("embeddings."));
+            default -> 0;
+        };
+        Run run = new Run(model, peft);
+        long trainable = peft != null ? peft.parameterCount().trainable() : Freezer.trainableParameters(sd);
+        long total = peft != null ? peft.parameterCount().total() : trainable + frozen;
+        TrainingConfig config = TrainingConfig.builder().updater(new Adam(learningRate(method)))
+                .dataSetFeatureMapping(Run.IDS, Run.TYPES, Run.MASK).dataSetLabelMapping(Run.LABELS).build();
+        long steps = (long) trainBatches.size() * settings.epochs();
+        ProgressListener progress = new ProgressListener(System.out, 8, steps);
+        TrainingReport report;
+        long peak;
+        try (PeakMemory memory = new PeakMemory()) {
+            trainBatches.reset();
+            report = peft != null ? peft.train(config, trainBatches, settings.epochs(), progress)
+                    : SameDiffTrainer.fit(sd, config, trainBatches, settings.epochs(), progress);
+            peak = memory.peakBytes();
+        }
+        double[] metrics = run.evaluate(testBatches);
+        double inferenceSeconds = run.evaluate(testBatches)[2]; // timed warm, like the base
+        Result result = new Result(method, metrics[0], metrics[1], trainable, total, report.seconds() / settings.epochs(),
+                report.seconds() / report.steps(), peak / (1024 * 1024), checkpointBytes(method, model, peft), inferenceSeconds,
+                inferenceSeconds / baseSeconds, report.losses());
+        System.out.printf(Locale.ROOT, "%s: accuracy %.4f, F1 %.4f, %d trainable%n", method, result.accuracy(), result.f1(), trainable);
+        return result;
+    }
+
+    /** Adam steps that suit each approach: larger for fewer, newly initialised parameters. */
+    private static double learningRate(String method) {
+        return switch (method) {
+            case "frozen" -> 1e-2;
+            case "head" -> 1e-3;
+            case "full" -> 1e-4;
+            default -> 2e-3;
+        };
+    }
+
+    private static long checkpointBytes(String method, SpamClassifier model, PeftModel peft) {
+        Path directory = OUTPUT.resolve("checkpoints").resolve(method);
+        try {
+            Files.createDirectories(directory);
+            if (peft != null) {
+                peft.save(directory);
+            } else {
+                Map<String, INDArray> trainable = new LinkedHashMap<>();
+                model.sameDiff().variables().stream().filter(v -> v.getVariableType() == VariableType.VARIABLE)
+                        .forEach(v -> trainable.put(v.name(), v.getArr()));
+                SafetensorsFile.write(directory.resolve("model.safetensors"), trainable, TensorDtype.F32, Map.of("format", "pt"));
+            }
+            try (Stream<Path> files = Files.list(directory)) {
+                return files.filter(Files::isRegularFile).mapToLong(file -> file.toFile().length()).sum();
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    /** A model's graph: placeholders, logits and loss, and its evaluation on the test batches. */
+    private static final class Run {
+        static final String IDS = "input_ids";
+        static final String TYPES = "token_type_ids";
+        static final String MASK = "attention_mask";
+        static final String LABELS = "labels";
+
+        private final SameDiff sd;
+        private final SDVariable logits;
+
+        Run(SpamClassifier model, PeftModel peft) {
+            this.sd = model.sameDiff();
+            SDVariable ids = sd.placeHolder(IDS, DataType.INT32, -1, -1);
+            SDVariable types = sd.placeHolder(TYPES, DataType.INT32, -1, -1);
+            SDVariable mask = sd.placeHolder(MASK, DataType.INT32, -1, -1);
+            SDVariable labels = sd.placeHolder(LABELS, DataType.FLOAT, -1, 2);
+            this.logits = model.forward(ids, types, mask);
+            sd.setLossVariables(sd.loss.softmaxCrossEntropy("loss", labels, logits, null));
+        }
+
+        /** {accuracy, F1 of spam, seconds for the whole test set}. */
+        double[] evaluate(SpamBatches test) {
+            long truePositive = 0;
+            long falsePositive = 0;
+            long falseNegative = 0;
+            long correct = 0;
+            long total = 0;
+            long start = System.nanoTime();
+            for (MultiDataSet batch : test.batches()) {
+                INDArray predicted = sd.output(Map.of(IDS, batch.getFeatures(0), TYPES, batch.getFeatures(1), MASK, batch.getFeatures(2)),
+                        logits.name()).get(logits.name()).argMax(1);
+                INDArray actual = batch.getLabels(0).argMax(1);
+                for (int row = 0; row < predicted.length(); row++) {
+                    boolean spamPredicted = predicted.getInt(row) == 1;
+                    boolean spam = actual.getInt(row) == 1;
+                    correct += spamPredicted == spam ? 1 : 0;
+                    truePositive += spamPredicted && spam ? 1 : 0;
+                    falsePositive += spamPredicted && !spam ? 1 : 0;
+                    falseNegative += !spamPredicted && spam ? 1 : 0;
+                    total++;
+                }
+            }
+            double seconds = (System.nanoTime() - start) / 1e9;
+            double f1 = truePositive == 0 ? 0 : 2.0 * truePositive / (2.0 * truePositive + falsePositive + falseNegative);
+            return new double[] {(double) correct / total, f1, seconds};
+        }
+    }
+
+    static String table(List<Result> results) {
+        StringBuilder table = new StringBuilder("| method | test accuracy | test F1 | trainable params | trainable % | s / epoch | s / step "
+                + "| peak memory (MB) | checkpoint (bytes) | inference vs base |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        for (Result r : results) {
+            table.append(String.format(Locale.ROOT, "| %s | %.4f | %.4f | %,d | %.2f | %.1f | %.2f | %,d | %,d | %.2f× |%n", r.method(),
+                    r.accuracy(), r.f1(), r.trainableParameters(), 100.0 * r.trainableParameters() / r.totalParameters(),
+                    r.secondsPerEpoch(), r.secondsPerStep(), r.peakMemoryMb(), r.checkpointBytes(), r.latencyRatio()));
+        }
+        return table.toString();
+    }
+}
