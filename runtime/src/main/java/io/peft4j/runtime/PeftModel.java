@@ -1,21 +1,15 @@
 package io.peft4j.runtime;
 
-import io.peft4j.annotations.Adapter;
-import io.peft4j.annotations.LoRA;
-import io.peft4j.annotations.PrefixTuning;
-import io.peft4j.annotations.PromptTuning;
 import io.peft4j.runtime.checkpoint.AdapterCheckpoint;
 import io.peft4j.runtime.checkpoint.CheckpointOptions;
-import io.peft4j.runtime.internal.AdapterSettings;
-import io.peft4j.runtime.internal.AgentStatus;
+import io.peft4j.runtime.internal.Attacher;
+import io.peft4j.runtime.internal.Attachment;
 import io.peft4j.runtime.internal.BottleneckAdapter;
-import io.peft4j.runtime.internal.PrefixTuner;
-import io.peft4j.runtime.internal.PromptEmbedding;
 import io.peft4j.runtime.internal.GraphFreezer;
 import io.peft4j.runtime.internal.LoraBranch;
 import io.peft4j.runtime.internal.LoraSettings;
-import io.peft4j.runtime.internal.ModelWalker;
-import io.peft4j.runtime.internal.WeightAccessors;
+import io.peft4j.runtime.internal.PrefixTuner;
+import io.peft4j.runtime.internal.PromptEmbedding;
 import io.peft4j.runtime.spi.LoraMerge;
 import io.peft4j.runtime.spi.WeightAccessor;
 import java.nio.file.Path;
@@ -23,16 +17,13 @@ import java.util.ArrayList;
 import java.util.Collections;
 import java.util.HashSet;
 import java.util.IdentityHashMap;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.autodiff.samediff.TrainingConfig;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.dataset.api.iterator.DataSetIterator;
-import org.nd4j.linalg.factory.Nd4j;
 
 /**
  * A model with LoRA branches attached to its {@code @LoRA} layers.
@@ -65,18 +56,16 @@ public final class PeftModel {
     private boolean merged;
     private boolean detached;
 
-    private PeftModel(Object root, Map<String, LoraBranch> branches, Map<String, WeightAccessor<Object>> accessors,
-                      Map<String, BottleneckAdapter> adapters, Map<String, PromptEmbedding> prompts, PrefixTuner prefixes,
-                      Set<String> alsoTrainable, Set<SameDiff> graphs, long eagerBaseParameters) {
+    private PeftModel(Object root, Attachment attachment) {
         this.root = root;
-        this.branches = branches;
-        this.accessors = accessors;
-        this.adapters = adapters;
-        this.prompts = prompts;
-        this.prefixes = prefixes;
-        this.alsoTrainable = alsoTrainable;
-        this.graphs = graphs;
-        this.eagerBaseParameters = eagerBaseParameters;
+        this.branches = attachment.branches();
+        this.accessors = attachment.accessors();
+        this.adapters = attachment.adapters();
+        this.prompts = attachment.prompts();
+        this.prefixes = attachment.prefixes();
+        this.alsoTrainable = attachment.alsoTrainable();
+        this.graphs = attachment.graphs();
+        this.eagerBaseParameters = attachment.eagerBaseParameters();
     }
 
     /**
@@ -150,156 +139,11 @@ public final class PeftModel {
         }
 
         public PeftModel attach() {
-            AgentStatus.requireInstalled("attach LoRA to " + root.getClass().getName());
-            List<ModelWalker.Node> nodes = ModelWalker.walk(root);
-            Map<String, LoraBranch> branches = new LinkedHashMap<>();
-            Map<String, WeightAccessor<Object>> accessors = new LinkedHashMap<>();
-            Map<String, BottleneckAdapter> adapters = new LinkedHashMap<>();
-            Map<String, PromptEmbedding> prompts = new LinkedHashMap<>();
-            List<PrefixTuner.Site> sites = new ArrayList<>();
-            List<PrefixTuning> prefixSettings = new ArrayList<>();
-            PrefixTuner prefixes = null;
-            org.nd4j.linalg.api.rng.Random random = Nd4j.getRandomFactory().getNewRandomInstance(seed);
-            try {
-                for (ModelWalker.Node node : nodes) {
-                    LoRA lora = methods.contains(PeftMethod.LORA) ? annotationOf(node, LoRA.class) : null;
-                    if (lora != null) {
-                        @SuppressWarnings("unchecked")
-                        WeightAccessor<Object> accessor =
-                                (WeightAccessor<Object>) WeightAccessors.forLayer(node.value().getClass(), node.path());
-                        LoraSettings settings = LoraSettings.of(lora, "layer '" + node.path() + "'");
-                        LoraBranch branch = new LoraBranch(node.path(), node.value(), accessor.weight(node.value()),
-                                accessor.layout(), settings, random);
-                        branch.register();
-                        branches.put(node.path(), branch);
-                        accessors.put(node.path(), accessor);
-                    }
-                    Adapter adapter = methods.contains(PeftMethod.ADAPTER) ? annotationOf(node, Adapter.class) : null;
-                    if (adapter != null) {
-                        BottleneckAdapter bottleneck = new BottleneckAdapter(node.path(), node.value(),
-                                AdapterSettings.of(adapter, "layer '" + node.path() + "'"), random);
-                        bottleneck.register();
-                        adapters.put(node.path(), bottleneck);
-                    }
-                    PromptTuning prompt = methods.contains(PeftMethod.PROMPT_TUNING) ? annotationOf(node, PromptTuning.class) : null;
-                    if (prompt != null) {
-                        WeightAccessor<Object> table = accessorOf(node.value(), node.path(), "@PromptTuning");
-                        PromptEmbedding embedding = new PromptEmbedding(node.path(), node.value(), table.weight(node.value()),
-                                virtualTokens != null ? virtualTokens : prompt.virtualTokens(), prompt.init(), prompt.text(),
-                                promptTokenizer, random);
-                        embedding.register();
-                        prompts.put(node.path(), embedding);
-                    }
-                    PrefixTuning prefix = methods.contains(PeftMethod.PREFIX_TUNING) ? annotationOf(node, PrefixTuning.class) : null;
-                    if (prefix != null) {
-                        sites.add(prefixSite(node, prefix));
-                        prefixSettings.add(prefix);
-                    }
-                }
-                if (!sites.isEmpty()) {
-                    PrefixTuning first = prefixSettings.get(0);
-                    for (int i = 1; i < prefixSettings.size(); i++) {
-                        PrefixTuning other = prefixSettings.get(i);
-                        if (other.virtualTokens() != first.virtualTokens() || other.projection() != first.projection()
-                                || other.projectionHidden() != first.projectionHidden()) {
-                            throw new PeftException("@PrefixTuning on '" + sites.get(i).path() + "' differs from the one on '"
-                                    + sites.get(0).path() + "': a model has one prefix configuration (virtualTokens, projection)");
-                        }
-                    }
-                    SDVariable keyWeight = (SDVariable) accessorOf(sites.get(0).keyLayer(), sites.get(0).path(), "@PrefixTuning")
-                            .weight(sites.get(0).keyLayer());
-                    prefixes = new PrefixTuner(sites, virtualTokens != null ? virtualTokens : first.virtualTokens(),
-                            first.projection(), first.projectionHidden(), keyWeight.getSameDiff(), keyWeight.dataType(), random);
-                    prefixes.register();
-                }
-            } catch (RuntimeException e) {
-                branches.values().forEach(LoraBranch::unregister);
-                adapters.values().forEach(BottleneckAdapter::unregister);
-                prompts.values().forEach(PromptEmbedding::unregister);
-                if (prefixes != null) {
-                    prefixes.unregister();
-                }
-                throw e;
-            }
-            if (branches.isEmpty() && adapters.isEmpty() && prompts.isEmpty() && prefixes == null) {
-                throw new PeftException("No layer reachable from " + root.getClass().getName() + " is annotated with "
-                        + methods.stream().map(PeftMethod::annotation)
-                        .collect(java.util.stream.Collectors.joining(" or "))
-                        + ": annotate a layer class (e.g. @LoRA(rank = 8) public final class Linear) or a layer field "
-                        + "(e.g. @LoRA(rank = 8) final Linear query) of the model");
-            }
-            Set<SameDiff> graphs = Collections.newSetFromMap(new IdentityHashMap<>());
-            nodes.stream().filter(node -> node.value() instanceof SDVariable)
-                    .forEach(node -> graphs.add(((SDVariable) node.value()).getSameDiff()));
-            branches.values().stream().filter(LoraBranch::isGraph).forEach(branch -> graphs.add(branch.sameDiff()));
-            long eagerBase = graphs.isEmpty() ? nodes.stream().filter(node -> node.value() instanceof INDArray)
-                    .mapToLong(node -> ((INDArray) node.value()).length()).sum() : 0;
-            PeftModel model = new PeftModel(root, branches, accessors, adapters, prompts, prefixes,
-                    variablesUnder(nodes, alsoTrain), graphs, eagerBase);
+            Attachment attachment = Attacher.attach(root, new Attacher.Options(seed, List.copyOf(alsoTrain), methods, virtualTokens,
+                    promptTokenizer));
+            PeftModel model = new PeftModel(root, attachment);
             model.freeze();
             return model;
-        }
-
-        @SuppressWarnings("unchecked")
-        private static WeightAccessor<Object> accessorOf(Object layer, String path, String annotation) {
-            return (WeightAccessor<Object>) WeightAccessors.forLayer(layer.getClass(), path, annotation);
-        }
-
-        /** The key and value projections of an attention layer, found by the field names {@code @PrefixTuning} gives. */
-        private static PrefixTuner.Site prefixSite(ModelWalker.Node node, PrefixTuning prefix) {
-            Object keys = projection(node, prefix.keys());
-            Object values = projection(node, prefix.values());
-            return new PrefixTuner.Site(node.path(), keys, values, outputWidth(keys, node.path() + "." + prefix.keys()),
-                    outputWidth(values, node.path() + "." + prefix.values()));
-        }
-
-        private static Object projection(ModelWalker.Node node, String field) {
-            for (Class<?> type = node.value().getClass(); type != null; type = type.getSuperclass()) {
-                try {
-                    java.lang.reflect.Field declared = type.getDeclaredField(field);
-                    declared.setAccessible(true);
-                    Object layer = declared.get(node.value());
-                    if (layer == null) {
-                        throw new PeftException("@PrefixTuning on '" + node.path() + "': field '" + field + "' is null");
-                    }
-                    return layer;
-                } catch (NoSuchFieldException notHere) {
-                    // look in the superclass
-                } catch (IllegalAccessException e) {
-                    throw new PeftException("@PrefixTuning on '" + node.path() + "': cannot read field '" + field + "': " + e, e);
-                }
-            }
-            throw new PeftException("@PrefixTuning on '" + node.path() + "' (" + node.value().getClass().getName()
-                    + "): it has no field '" + field + "'; name the key and value projection fields with keys = / values =");
-        }
-
-        private static long outputWidth(Object layer, String path) {
-            WeightAccessor<Object> accessor = accessorOf(layer, path, "@PrefixTuning");
-            INDArray weight = LoraMerge.arrayOf(accessor.weight(layer), path + "." + accessor.weightName());
-            return accessor.layout() == io.peft4j.annotations.WeightLayout.IN_OUT ? weight.size(1) : weight.size(0);
-        }
-
-        private static <A extends java.lang.annotation.Annotation> A annotationOf(ModelWalker.Node node, Class<A> type) {
-            A onField = node.field() == null ? null : node.field().getAnnotation(type);
-            return onField != null ? onField : node.value().getClass().getAnnotation(type);
-        }
-
-        private static Set<String> variablesUnder(List<ModelWalker.Node> nodes, List<String> paths) {
-            Set<String> names = new HashSet<>();
-            for (String path : paths) {
-                boolean found = false;
-                for (ModelWalker.Node node : nodes) {
-                    boolean under = node.path().equals(path) || node.path().startsWith(path + ".");
-                    found |= node.path().equals(path);
-                    if (under && node.value() instanceof SDVariable variable) {
-                        names.add(variable.name());
-                    }
-                }
-                if (!found) {
-                    throw new PeftException("alsoTrain(\"" + path + "\"): no field path '" + path + "' in the model");
-                }
-            }
-            return names;
         }
     }
 
