@@ -2,6 +2,7 @@ package io.peft4j.samples.minilm;
 
 import io.peft4j.annotations.Adapter;
 import io.peft4j.annotations.AdapterPreset;
+import io.peft4j.annotations.PrefixTuning;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.linalg.api.rng.Random;
@@ -18,6 +19,7 @@ public final class BertLayer {
 
     /** {@code attention.self} and {@code attention.output}. */
     public static final class Attention {
+        @PrefixTuning(virtualTokens = 20)
         final BertSelfAttention self;
         final BertResidualOutput output;
 

@@ -35,7 +35,9 @@ public final class BertSelfAttention {
         SDVariable q = heads(query.forward(hidden));
         SDVariable k = heads(key.forward(hidden));
         SDVariable v = heads(value.forward(hidden));
-        SDVariable scores = sd.mmul(q, k, false, true, false).div(Math.sqrt((double) size / heads)).add(additiveMask);
+        // Prefix tuning puts positions in front of the keys, which every query may attend to.
+        SDVariable keyMask = MaskPadding.leftPad(additiveMask, 4, sd.sizeAt(k, 2), 0.0);
+        SDVariable scores = sd.mmul(q, k, false, true, false).div(Math.sqrt((double) size / heads)).add(keyMask);
         SDVariable context = sd.mmul(sd.nn.softmax(scores, 3), v).permute(0, 2, 1, 3);
         return sd.reshape(context, hidden.shape());
     }

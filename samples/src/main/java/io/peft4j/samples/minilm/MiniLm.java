@@ -1,5 +1,7 @@
 package io.peft4j.samples.minilm;
 
+import io.peft4j.annotations.PromptInit;
+import io.peft4j.annotations.PromptTuning;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -21,11 +23,14 @@ import org.nd4j.linalg.factory.Nd4j;
  *
  * <p>Inputs: token ids, token type ids and attention mask, {@code [batch, T]} (INT32). Outputs: the last
  * hidden state {@code [batch, T, d]}, or the sentence embedding {@code [batch, d]}: the mean over the
- * tokens the mask keeps, L2-normalised, as sentence-transformers computes it.
+ * tokens the mask keeps, L2-normalised, as sentence-transformers computes it. Prompt tuning is declared
+ * on the embeddings (20 virtual tokens, which every token attends to and the pooling leaves out), LoRA
+ * and prefix tuning on each layer's self-attention, a bottleneck adapter after each feed-forward block.
  */
 public final class MiniLm {
     final MiniLmConfig config;
     final SameDiff sd;
+    @PromptTuning(virtualTokens = 20, init = PromptInit.VOCAB_SAMPLE)
     final BertEmbeddings embeddings;
     final Encoder encoder;
 
@@ -47,19 +52,20 @@ public final class MiniLm {
 
     /** {@code [batch, T, d]}. */
     public SDVariable lastHiddenState(SDVariable inputIds, SDVariable tokenTypeIds, SDVariable attentionMask) {
-        SDVariable mask = attentionMask.castTo(DataType.FLOAT);
-        SDVariable additive = sd.expandDims(sd.expandDims(mask.rsub(1.0).mul(-1e9), 1), 1);
         SDVariable hidden = embeddings.forward(inputIds, tokenTypeIds);
+        // A prompt makes the sequence longer than the mask: its positions are attended to by every token.
+        SDVariable mask = MaskPadding.leftPad(attentionMask.castTo(DataType.FLOAT), 2, sd.sizeAt(hidden, 1), 1.0);
+        SDVariable additive = sd.expandDims(sd.expandDims(mask.rsub(1.0).mul(-1e9), 1), 1);
         for (BertLayer layer : encoder.layer) {
             hidden = layer.forward(hidden, additive);
         }
         return hidden;
     }
 
-    /** Mean pooling over the kept tokens, then L2 normalisation: {@code [batch, d]}. */
+    /** Mean pooling over the kept tokens (never a prompt's), then L2 normalisation: {@code [batch, d]}. */
     public SDVariable sentenceEmbedding(SDVariable inputIds, SDVariable tokenTypeIds, SDVariable attentionMask) {
         SDVariable hidden = lastHiddenState(inputIds, tokenTypeIds, attentionMask);
-        SDVariable mask = attentionMask.castTo(DataType.FLOAT);
+        SDVariable mask = MaskPadding.leftPad(attentionMask.castTo(DataType.FLOAT), 2, sd.sizeAt(hidden, 1), 0.0);
         SDVariable pooled = hidden.mul(sd.expandDims(mask, 2)).sum(1).div(mask.sum(true, 1));
         return pooled.div(sd.math.sqrt(sd.math.square(pooled).sum(true, 1)));
     }

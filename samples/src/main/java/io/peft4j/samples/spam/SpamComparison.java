@@ -43,7 +43,9 @@ import org.nd4j.linalg.learning.config.Adam;
  *   <li>{@code full}: every encoder layer and the classifier ("fine-tuning II"; the embeddings stay frozen,
  *       because ND4J 1.0.0-M2.1 cannot train through {@code gather});</li>
  *   <li>{@code lora}: LoRA r = 8 on query and value, plus the classifier;</li>
- *   <li>{@code adapter}: a Pfeiffer bottleneck adapter after each feed-forward block, plus the classifier.</li>
+ *   <li>{@code adapter}: a Pfeiffer bottleneck adapter after each feed-forward block, plus the classifier;</li>
+ *   <li>{@code prefix}: 20 key/value prefixes in every self-attention, plus the classifier;</li>
+ *   <li>{@code prompt}: 20 virtual tokens before the embeddings, plus the classifier.</li>
  * </ul>
  * Without arguments it runs a default configuration (frozen, LoRA, full; 768 training and 512 test
  * messages; 64 tokens; one epoch) that takes about 10 minutes on 2 cores; {@code --full} runs every method
@@ -61,7 +63,7 @@ public final class SpamComparison {
         }
 
         static Settings complete() {
-            return new Settings(List.of("frozen", "head", "full", "lora", "adapter"), 0, 0, 128, 16, 2, 42);
+            return new Settings(List.of("frozen", "head", "full", "lora", "adapter", "prefix", "prompt"), 0, 0, 128, 16, 2, 42);
         }
     }
 
@@ -136,8 +138,11 @@ public final class SpamComparison {
         PeftModel peft = switch (method) {
             case "lora" -> PeftModel.builder(model).only(PeftMethod.LORA).alsoTrain("classifier").attach();
             case "adapter" -> PeftModel.builder(model).only(PeftMethod.ADAPTER).alsoTrain("classifier").attach();
+            case "prefix" -> PeftModel.builder(model).only(PeftMethod.PREFIX_TUNING).alsoTrain("classifier").attach();
+            case "prompt" -> PeftModel.builder(model).only(PeftMethod.PROMPT_TUNING).alsoTrain("classifier").attach();
             case "frozen", "head", "full" -> null;
-            default -> throw new IllegalArgumentException("unknown method '" + method + "': use frozen, head, full, lora or adapter");
+            default -> throw new IllegalArgumentException("unknown method '" + method
+                    + "': use frozen, head, full, lora, adapter, prefix or prompt");
         };
         long frozen = switch (method) {
             case "frozen" -> Freezer.freezeAllExcept(sd, name -> name.startsWith("classifier."));
@@ -175,6 +180,7 @@ public final class SpamComparison {
             case "frozen" -> 1e-2;
             case "head" -> 1e-3;
             case "full" -> 1e-4;
+            case "prefix", "prompt" -> 1e-2;
             default -> 2e-3;
         };
     }
