@@ -21,6 +21,8 @@ public final class ProgressListener extends BaseListener {
     private final int interval;
     private final long totalSteps;
     private double[] losses = new double[256];
+    private double[] stepSeconds = new double[256];
+    private long lastStepNanos;
     private int steps;
     private long startNanos;
     private long lastLineNanos;
@@ -52,6 +54,7 @@ public final class ProgressListener extends BaseListener {
         if (startNanos == 0) {
             startNanos = System.nanoTime();
             lastLineNanos = startNanos;
+            lastStepNanos = startNanos;
         }
     }
 
@@ -59,7 +62,11 @@ public final class ProgressListener extends BaseListener {
     public void iterationDone(SameDiff sd, At at, MultiDataSet dataSet, Loss loss) {
         if (steps == losses.length) {
             losses = java.util.Arrays.copyOf(losses, steps * 2);
+            stepSeconds = java.util.Arrays.copyOf(stepSeconds, steps * 2);
         }
+        long now = System.nanoTime();
+        stepSeconds[steps] = (now - lastStepNanos) / 1e9;
+        lastStepNanos = now;
         double value = loss.totalLoss();
         losses[steps++] = value;
         lossSinceLastLine += value;
@@ -98,6 +105,6 @@ public final class ProgressListener extends BaseListener {
     /** The run so far: every step's loss and the seconds since the first epoch started. */
     public TrainingReport report() {
         double seconds = startNanos == 0 ? 0 : (System.nanoTime() - startNanos) / 1e9;
-        return new TrainingReport(java.util.Arrays.copyOf(losses, steps), seconds);
+        return new TrainingReport(java.util.Arrays.copyOf(losses, steps), java.util.Arrays.copyOf(stepSeconds, steps), seconds);
     }
 }

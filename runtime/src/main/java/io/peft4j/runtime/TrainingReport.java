@@ -5,10 +5,11 @@ import java.util.Arrays;
 /**
  * What one training run did.
  *
- * @param losses  the training loss after every step, in order
- * @param seconds wall-clock time of the run
+ * @param losses      the training loss after every step, in order
+ * @param stepSeconds the wall-clock time of every step, in order (the first includes the graph's preparation)
+ * @param seconds     wall-clock time of the run
  */
-public record TrainingReport(double[] losses, double seconds) {
+public record TrainingReport(double[] losses, double[] stepSeconds, double seconds) {
 
     public int steps() {
         return losses.length;

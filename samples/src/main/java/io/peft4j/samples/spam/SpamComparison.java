@@ -10,6 +10,7 @@ import io.peft4j.runtime.SameDiffTrainer;
 import io.peft4j.runtime.TrainingReport;
 import io.peft4j.runtime.checkpoint.SafetensorsFile;
 import io.peft4j.runtime.checkpoint.TensorDtype;
+import io.peft4j.samples.PeakMemory;
 import io.peft4j.samples.minilm.MiniLmTokenizer;
 import io.peft4j.samples.minilm.OnnxInitializers;
 import java.io.IOException;

@@ -52,6 +52,15 @@ public final class TransformerClassifier {
         return classifier.forward(pooled);
     }
 
+    /** Per-token logits, {@code tokens [batch, T] → [batch, T', classes]} ({@code T' = n + T} with a prompt). */
+    public SDVariable tokenLogits(SDVariable tokens) {
+        SDVariable h = embedding.forward(tokens);
+        for (EncoderLayer layer : layers) {
+            h = layer.forward(h);
+        }
+        return classifier.forward(h);
+    }
+
     public SameDiff sameDiff() {
         return sd;
     }

@@ -1,15 +1,15 @@
-package io.peft4j.samples.spam;
+package io.peft4j.samples;
 
 import org.bytedeco.javacpp.Pointer;
 
 /** Samples the process' resident memory (JavaCPP's reading of RSS, heap and off-heap together) while running. */
-final class PeakMemory implements AutoCloseable {
+public final class PeakMemory implements AutoCloseable {
 
     private final Thread sampler;
     private volatile boolean running = true;
     private volatile long peak;
 
-    PeakMemory() {
+    public PeakMemory() {
         sampler = new Thread(() -> {
             while (running) {
                 peak = Math.max(peak, Pointer.physicalBytes());
@@ -25,7 +25,7 @@ final class PeakMemory implements AutoCloseable {
     }
 
     /** The highest resident size seen, in bytes. */
-    long peakBytes() {
+    public long peakBytes() {
         return Math.max(peak, Pointer.physicalBytes());
     }
 
