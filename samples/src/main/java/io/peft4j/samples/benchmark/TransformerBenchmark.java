@@ -65,9 +65,39 @@ public final class TransformerBenchmark {
                     row.min() * 1e3, row.max() * 1e3, row.gflops(), 100 * row.gflops() / peak,
                     row.peakMemoryMb() > 0 ? String.format(Locale.ROOT, "%,d", row.peakMemoryMb()) : "—"));
         }
+        appendPyTorchComparison(table, rows);
         System.out.println(table);
         Files.createDirectories(Path.of("target"));
         Files.writeString(Path.of("target", "benchmark.md"), table.toString());
+    }
+
+    private static void appendPyTorchComparison(StringBuilder table, List<Row> rows) {
+        java.util.Optional<com.fasterxml.jackson.databind.JsonNode> reference;
+        try {
+            reference = PyTorchReference.run(Runtime.getRuntime().availableProcessors());
+        } catch (IOException | InterruptedException e) {
+            table.append(String.format(Locale.ROOT, "%nThe PyTorch reference failed: %s%n", e.getMessage()));
+            return;
+        }
+        if (reference.isEmpty()) {
+            table.append(String.format(Locale.ROOT, "%nNo Python with torch was found (apt-get install python3-torch); "
+                    + "no PyTorch comparison.%n"));
+            return;
+        }
+        com.fasterxml.jackson.databind.JsonNode torch = reference.get();
+        table.append(String.format(Locale.ROOT, "%nPyTorch %s (%s, %d threads), same shapes and run counts:%n%n",
+                torch.path("torch").asText(), torch.path("python").asText(), torch.path("threads").asInt()));
+        table.append("| measurement | peft4j median (ms) | PyTorch median (ms) | PyTorch min – max (ms) | peft4j / PyTorch |\n");
+        table.append("|---|---:|---:|---:|---:|\n");
+        String[][] pairs = {{"training step: full fine-tuning", "full_step_ms"}, {"training step: LoRA (r = 8, q and v)", "lora_step_ms"},
+                {"forward: base model", "forward_ms"}};
+        for (String[] pair : pairs) {
+            Row ours = rows.stream().filter(row -> row.what().equals(pair[0])).findFirst().orElseThrow();
+            com.fasterxml.jackson.databind.JsonNode theirs = torch.path(pair[1]);
+            table.append(String.format(Locale.ROOT, "| %s | %.1f | %.1f | %.1f – %.1f | %.2f |%n", pair[0], ours.median() * 1e3,
+                    theirs.path("median").asDouble(), theirs.path("min").asDouble(), theirs.path("max").asDouble(),
+                    ours.median() * 1e3 / theirs.path("median").asDouble()));
+        }
     }
 
     /** Random tokens {@code [16, 64]} and one-hot targets {@code [16, 64, 1000]}. */
