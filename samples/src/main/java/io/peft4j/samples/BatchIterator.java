@@ -7,13 +7,13 @@ import org.nd4j.linalg.dataset.api.iterator.DataSetIterator;
 import org.nd4j.linalg.indexing.NDArrayIndex;
 
 /** Fixed-order mini-batches of {@code batchSize} rows over an in-memory {@link DataSet}. */
-final class BatchIterator implements DataSetIterator {
+public final class BatchIterator implements DataSetIterator {
 
     private final DataSet data;
     private final int batchSize;
     private int cursor;
 
-    BatchIterator(DataSet data, int batchSize) {
+    public BatchIterator(DataSet data, int batchSize) {
         this.data = data;
         this.batchSize = batchSize;
     }

@@ -8,13 +8,13 @@ import org.nd4j.linalg.factory.Nd4j;
  * Dynamic shapes for graphs whose batch size and sequence length are known only when they run
  * (a prompt or a prefix makes sequences longer than the input).
  */
-final class Shapes {
+public final class Shapes {
 
     private Shapes() {
     }
 
     /** The shape of {@code x} with its last dimension replaced by {@code size}s: {@code [..., a] → [..., size...]}. */
-    static SDVariable replaceLast(SDVariable x, long... sizes) {
+    public static SDVariable replaceLast(SDVariable x, long... sizes) {
         SameDiff sd = x.getSameDiff();
         SDVariable leading = sd.stridedSlice(x.shape(), new long[] {0}, new long[] {-1}, new long[] {1});
         return sd.concat(0, leading, sd.constant(Nd4j.createFromArray(sizes)));

@@ -1,0 +1,69 @@
+package io.peft4j.samples.gpt;
+
+import io.peft4j.annotations.LoRA;
+import io.peft4j.samples.transformer.Linear;
+import io.peft4j.samples.transformer.Shapes;
+import org.nd4j.autodiff.samediff.SDVariable;
+import org.nd4j.autodiff.samediff.SameDiff;
+import org.nd4j.linalg.api.rng.Random;
+
+/**
+ * Causal multi-head self-attention with an optional key/value cache.
+ *
+ * <p>Input {@code x [batch, T, d]}, output {@code [batch, T, d]}; inside, queries
+ * {@code [batch, heads, T, d/heads]}, keys and values {@code [batch, heads, T', d/heads]}. The key
+ * length {@code T'} comes from the keys: prefix tuning puts {@code n} positions in front of the key
+ * and value projections' outputs, and a cache puts the {@code P} positions already seen there. LoRA
+ * (r = 8) adapts the query and value projections.
+ */
+public final class CausalSelfAttention {
+    @LoRA(rank = 8, alpha = 16)
+    final Linear query;
+    final Linear key;
+    @LoRA(rank = 8, alpha = 16)
+    final Linear value;
+    final Linear output;
+    private final int heads;
+    private final int size;
+
+    public CausalSelfAttention(SameDiff sd, String name, int size, int heads, Random random) {
+        this.query = new Linear(sd, name + ".query", size, size, random);
+        this.key = new Linear(sd, name + ".key", size, size, random);
+        this.value = new Linear(sd, name + ".value", size, size, random);
+        this.output = new Linear(sd, name + ".output", size, size, random);
+        this.heads = heads;
+        this.size = size;
+    }
+
+    public SDVariable forward(SDVariable x) {
+        return attend(x, null).output();
+    }
+
+    /**
+     * Attends over {@code past} (keys and values {@code [batch, P, d]}, or {@code null} for none) and
+     * {@code x}. With a cache, {@code x} is one new position {@code [batch, 1, d]}: whatever the key and
+     * value projections put in front of it (prefixes) is already in the cache, so only their last
+     * position is appended. Returns the output and the cache including {@code x}.
+     */
+    public Attended attend(SDVariable x, KeyValue past) {
+        SameDiff sd = x.getSameDiff();
+        SDVariable keys = key.forward(x);
+        SDVariable values = value.forward(x);
+        if (past != null) {
+            keys = sd.concat(1, past.keys(), Sequences.last(keys, 1));
+            values = sd.concat(1, past.values(), Sequences.last(values, 1));
+        }
+        SDVariable q = splitHeads(query.forward(x));
+        SDVariable scores = sd.mmul(q, splitHeads(keys), false, true, false).div(Math.sqrt((double) size / heads));
+        SDVariable weights = sd.nn.softmax(scores.add(Sequences.causalMask(scores)), 3);
+        SDVariable attended = sd.mmul(weights, splitHeads(values));
+        SDVariable merged = sd.reshape(attended.permute(0, 2, 1, 3), x.shape());
+        return new Attended(output.forward(merged), new KeyValue(keys, values));
+    }
+
+    /** {@code [batch, T, d] → [batch, heads, T, d/heads]}. */
+    private SDVariable splitHeads(SDVariable sequence) {
+        SDVariable split = sequence.getSameDiff().reshape(sequence, Shapes.replaceLast(sequence, heads, size / heads));
+        return split.permute(0, 2, 1, 3);
+    }
+}

@@ -1,0 +1,219 @@
+package io.peft4j.samples.gpt;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.peft4j.agent.PeftAgent;
+import io.peft4j.runtime.LoraLayer;
+import io.peft4j.runtime.PeftMethod;
+import io.peft4j.runtime.PeftModel;
+import io.peft4j.runtime.checkpoint.CheckpointOptions;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.nd4j.autodiff.samediff.SameDiff;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.linalg.indexing.NDArrayIndex;
+
+/**
+ * The decoder's contracts on a tiny model: causality, key/value-cache decoding equal to full
+ * recomputation (base, LoRA unmerged and merged, prefix and prompt tuning), seeded and switchable
+ * generation, refusal of foreign adapters.
+ */
+class GptDecoderTest {
+
+    private static final GptConfig TINY = new GptConfig(ByteVocabulary.SIZE, 40, 32, 2, 2, 64);
+    private static final int[] TEXT = ByteVocabulary.document("Call me Ishmael.".getBytes(StandardCharsets.UTF_8));
+
+    @BeforeAll
+    static void installAgent() {
+        PeftAgent.install();
+    }
+
+    @TempDir
+    Path dir;
+
+    @Test
+    void changingALaterTokenNeverChangesTheLogitsOfAnEarlierPosition() {
+        GptModel model = new GptModel(SameDiff.create(), TINY, 1);
+        LanguageModelGraph graph = LanguageModelGraph.build(model, "lm", 12);
+        INDArray tokens = Nd4j.createFromArray(new int[][] {java.util.Arrays.copyOf(TEXT, 12)});
+        INDArray changed = tokens.dup();
+        changed.putScalar(0, 7, 'X');
+
+        INDArray before = graph.logits(tokens);
+        INDArray after = graph.logits(changed);
+
+        INDArray earlier = NDArrayIndexes.positions(before, 0, 7).sub(NDArrayIndexes.positions(after, 0, 7));
+        assertEquals(0.0, earlier.amaxNumber().doubleValue(), 0.0, "positions 0..6 must not see token 7");
+        assertTrue(NDArrayIndexes.positions(before, 7, 12).sub(NDArrayIndexes.positions(after, 7, 12)).amaxNumber().doubleValue() > 1e-4,
+                "positions 7.. do see it");
+    }
+
+    @Test
+    void cachedDecodingMatchesFullRecomputationForTheBase() {
+        assertCacheMatchesFullRecomputation(new DecoderSession("base", new GptModel(SameDiff.create(), TINY, 2), null), 0);
+    }
+
+    @Test
+    void cachedDecodingMatchesFullRecomputationWithLoraUnmergedAndMerged() {
+        GptModel unmergedModel = new GptModel(SameDiff.create(), TINY, 3);
+        PeftModel unmerged = withRandomLora(unmergedModel);
+        DecoderSession unmergedSession = new DecoderSession("lora", unmergedModel, unmerged);
+        assertCacheMatchesFullRecomputation(unmergedSession, 0);
+
+        GptModel mergedModel = new GptModel(SameDiff.create(), TINY, 3);
+        PeftModel merged = withRandomLora(mergedModel);
+        merged.merge();
+        merged.detach();
+        DecoderSession mergedSession = new DecoderSession("lora-merged", mergedModel, merged);
+        assertCacheMatchesFullRecomputation(mergedSession, 0);
+
+        float[] base = new DecoderSession("base", new GptModel(SameDiff.create(), TINY, 3), null).fullLogits(TEXT);
+        float[] adapted = unmergedSession.fullLogits(TEXT);
+        assertTrue(maxDifference(base, adapted) > 1e-3, "the LoRA branch changes the logits");
+        assertTrue(maxDifference(adapted, mergedSession.fullLogits(TEXT)) < 1e-4, "merged equals unmerged");
+    }
+
+    @Test
+    void cachedDecodingMatchesFullRecomputationWithPrefixTuning() {
+        GptModel model = new GptModel(SameDiff.create(), TINY, 4);
+        PeftModel peft = PeftModel.builder(model).only(PeftMethod.PREFIX_TUNING).attach();
+        assertCacheMatchesFullRecomputation(new DecoderSession("prefix", model, peft), peft.prefixTuning().virtualTokens());
+    }
+
+    @Test
+    void cachedDecodingMatchesFullRecomputationWithPromptTuning() {
+        GptModel model = new GptModel(SameDiff.create(), TINY, 5);
+        PeftModel peft = PeftModel.builder(model).only(PeftMethod.PROMPT_TUNING).attach();
+        assertCacheMatchesFullRecomputation(new DecoderSession("prompt", model, peft), 16);
+    }
+
+    @Test
+    void aSeedFixesTheTextAndSwitchingAdaptersAndBackGivesTheSameText() {
+        GptGenerator generator = new GptGenerator(savedBase("base.safetensors", 6));
+        generator.addAdapter("lora", saveRandomLora(generator.base(), dir.resolve("lora")), false);
+        generator.addAdapter("lora-merged", dir.resolve("lora"), true);
+        GptModel prefixModel = generator.base().newModel();
+        PeftModel prefix = PeftModel.builder(prefixModel).only(PeftMethod.PREFIX_TUNING).attach();
+        prefix.save(dir.resolve("prefix"), CheckpointOptions.defaults().withBaseModel(generator.base().id()));
+        generator.addAdapter("prefix", dir.resolve("prefix"), false);
+
+        byte[] prompt = "Call me".getBytes(StandardCharsets.UTF_8);
+        String first = generate(generator, "lora", prompt, true);
+        assertEquals(first, generate(generator, "lora", prompt, true), "same seed, same text");
+        String other = generate(generator, "prefix", prompt, true);
+        String base = generate(generator, "base", prompt, true);
+        assertEquals(first, generate(generator, "lora", prompt, true), "A → B → base → A gives A's text again");
+        assertNotEquals(first, other);
+        assertNotEquals(first, base);
+        assertEquals(first, generate(generator, "lora", prompt, false), "the cache changes nothing but speed");
+        assertEquals(first, generate(generator, "lora-merged", prompt, true), "nor does merging");
+    }
+
+    @Test
+    void refusesAnAdapterOfAnotherBaseAndPromptsBeyondTheContext() {
+        GptBase base = savedBase("base.safetensors", 7);
+        Path adapter = saveRandomLora(base, dir.resolve("lora"));
+        GptGenerator other = new GptGenerator(savedBase("other.safetensors", 8));
+
+        IllegalArgumentException foreign = assertThrows(IllegalArgumentException.class, () -> other.addAdapter("lora", adapter, false));
+        assertTrue(foreign.getMessage().contains(base.id()) && foreign.getMessage().contains(other.base().id()), foreign.getMessage());
+
+        IllegalArgumentException tooLong = assertThrows(IllegalArgumentException.class,
+                () -> other.generate("base", new byte[TINY.context()], 4, new Sampler(1, 0, 1, 1), true));
+        assertTrue(tooLong.getMessage().contains("context window is " + TINY.context()), tooLong.getMessage());
+
+        GptGenerator.Generation fromNothing = other.generate("base", new byte[0], 5, new Sampler(1, 0, 1, 1), true);
+        assertEquals(1, fromNothing.promptTokens(), "an empty prompt generates from the document start");
+    }
+
+    @Test
+    void loraLowersHeldOutLossOnATinyCorpus() {
+        GptModel base = new GptModel(SameDiff.create(), TINY, 9);
+        LanguageModelGraph pretraining = LanguageModelGraph.build(base, "pretrain", 24);
+        io.peft4j.runtime.SameDiffTrainer.fit(base.sameDiff(), pretraining.training(3e-3),
+                new io.peft4j.samples.BatchIterator(Windows.random(documents("the whale is white and the sea is wide. ", 20), 16 * 30, 24, 1), 16),
+                1, quiet());
+        GptModel model = new GptModel(SameDiff.create(), TINY, 9);
+        model.load(base.parameters());
+
+        PeftModel peft = PeftModel.builder(model).only(PeftMethod.LORA).attach();
+        LanguageModelGraph graph = LanguageModelGraph.build(model, "adapt", 24);
+        org.nd4j.linalg.dataset.DataSet heldOut = Windows.consecutive(documents("we the people, in order to form a union. ", 4), 24, 16);
+        double before = graph.bitsPerByte(heldOut, 16);
+        peft.train(graph.training(1e-2), new io.peft4j.samples.BatchIterator(
+                Windows.random(documents("we the people, in order to form a union. ", 20), 16 * 30, 24, 2), 16), 1, quiet());
+        double after = graph.bitsPerByte(heldOut, 16);
+
+        System.out.printf("tiny corpus, LoRA: held-out bits per byte %.4f → %.4f%n", before, after);
+        assertTrue(after < before - 0.3, "held-out bits per byte " + before + " → " + after);
+    }
+
+    private static java.util.List<ByteCorpus.Document> documents(String sentence, int repeats) {
+        return java.util.List.of(new ByteCorpus.Document("tiny", sentence.repeat(repeats).getBytes(StandardCharsets.UTF_8)));
+    }
+
+    private static io.peft4j.runtime.ProgressListener quiet() {
+        return new io.peft4j.runtime.ProgressListener(System.out, 1000);
+    }
+
+    private static void assertCacheMatchesFullRecomputation(DecoderSession session, long frontPositions) {
+        DecoderSession.Cache cache = session.newCache();
+        double worst = 0;
+        for (int t = 1; t <= TEXT.length; t++) {
+            float[] cached = t == 1 ? cache.feed(TEXT[0]) : cache.feed(TEXT[t - 1]);
+            float[] full = session.fullLogits(java.util.Arrays.copyOf(TEXT, t));
+            worst = Math.max(worst, maxDifference(cached, full));
+        }
+        assertEquals(frontPositions + TEXT.length, cache.cachedPositions(), "prefixes and prompts are the first cached positions");
+        assertTrue(worst < 1e-5, session.name() + ": cached vs full logits differ by " + worst);
+    }
+
+    private static PeftModel withRandomLora(GptModel model) {
+        PeftModel peft = PeftModel.builder(model).only(PeftMethod.LORA).seed(11).attach();
+        org.nd4j.linalg.api.rng.Random random = Nd4j.getRandomFactory().getNewRandomInstance(12);
+        for (LoraLayer layer : peft.layers()) {
+            INDArray b = model.sameDiff().getVariable(layer.path() + ".lora_B").getArr();
+            b.assign(Nd4j.randn(random, b.shape()).castTo(DataType.FLOAT).muli(0.5));
+        }
+        return peft;
+    }
+
+    private GptBase savedBase(String file, long seed) {
+        new GptModel(SameDiff.create(), TINY, seed).save(dir.resolve(file));
+        return GptBase.read(dir.resolve(file));
+    }
+
+    private static Path saveRandomLora(GptBase base, Path to) {
+        PeftModel peft = withRandomLora(base.newModel());
+        return peft.save(to, CheckpointOptions.defaults().withBaseModel(base.id()));
+    }
+
+    private static String generate(GptGenerator generator, String session, byte[] prompt, boolean cache) {
+        return generator.generate(session, prompt, 20, new Sampler(1.0, 20, 0.95, 3), cache).text().text();
+    }
+
+    private static double maxDifference(float[] a, float[] b) {
+        assertEquals(a.length, b.length);
+        double worst = 0;
+        for (int i = 0; i < a.length; i++) {
+            worst = Math.max(worst, Math.abs(a[i] - b[i]));
+        }
+        return worst;
+    }
+
+    /** Position ranges of {@code [batch, T, vocab]} logits. */
+    private static final class NDArrayIndexes {
+        static INDArray positions(INDArray logits, int from, int to) {
+            return logits.get(NDArrayIndex.all(), NDArrayIndex.interval(from, to), NDArrayIndex.all());
+        }
+    }
+}
