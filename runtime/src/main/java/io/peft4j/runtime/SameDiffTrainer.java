@@ -1,5 +1,6 @@
 package io.peft4j.runtime;
 
+import io.peft4j.runtime.internal.FrozenOperandMatMul;
 import java.util.ArrayList;
 import java.util.List;
 import org.nd4j.autodiff.samediff.SameDiff;
@@ -13,7 +14,8 @@ import org.nd4j.linalg.dataset.api.iterator.MultiDataSetIterator;
  * {@link DataSetIterator}, printing progress.
  *
  * <p>Used as is for full fine-tuning; {@link PeftModel#train} freezes the base model first so that
- * only the adapters are trained. For AdamW, use {@code Adam} with
+ * only the adapters are trained. Matrix products with a frozen operand are differentiated for the
+ * other operand only ({@link FrozenOperandMatMul}), so frozen weights cost no weight gradients. For AdamW, use {@code Adam} with
  * {@code TrainingConfig.Builder.weightDecay(coefficient, true)}: ND4J's {@code WeightDecay} is
  * decoupled from the gradient, as in AdamW.
  */
@@ -43,6 +45,7 @@ public final class SameDiffTrainer {
             throw new IllegalArgumentException("epochs must be positive, got " + epochs);
         }
         requestLossValues(sameDiff, config);
+        FrozenOperandMatMul.replaceIn(sameDiff);
         sameDiff.setTrainingConfig(config);
         sameDiff.fit(data, epochs, progress);
         return progress.report();
