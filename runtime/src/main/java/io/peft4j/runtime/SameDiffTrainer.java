@@ -21,6 +21,12 @@ import org.nd4j.linalg.dataset.api.iterator.MultiDataSetIterator;
  */
 public final class SameDiffTrainer {
 
+    /**
+     * Set this system property to {@code true} to differentiate frozen matrix products the way SameDiff
+     * does by itself (both operands), to measure what {@link FrozenOperandMatMul} saves.
+     */
+    public static final String COMPUTE_FROZEN_GRADIENTS = "peft4j.computeFrozenGradients";
+
     /** Progress lines go here every this many steps by default. */
     public static final int DEFAULT_PROGRESS_INTERVAL = 25;
 
@@ -45,7 +51,9 @@ public final class SameDiffTrainer {
             throw new IllegalArgumentException("epochs must be positive, got " + epochs);
         }
         requestLossValues(sameDiff, config);
-        FrozenOperandMatMul.replaceIn(sameDiff);
+        if (!Boolean.getBoolean(COMPUTE_FROZEN_GRADIENTS)) {
+            FrozenOperandMatMul.replaceIn(sameDiff);
+        }
         sameDiff.setTrainingConfig(config);
         sameDiff.fit(data, epochs, progress);
         return progress.report();
