@@ -127,6 +127,11 @@ class GptDecoderTest {
         IllegalArgumentException foreign = assertThrows(IllegalArgumentException.class, () -> other.addAdapter("lora", adapter, false));
         assertTrue(foreign.getMessage().contains(base.id()) && foreign.getMessage().contains(other.base().id()), foreign.getMessage());
 
+        GptModel wider = new GptModel(SameDiff.create(), new GptConfig(ByteVocabulary.SIZE, 40, 48, 2, 2, 64), 7);
+        Path unnamed = PeftModel.builder(wider).only(PeftMethod.LORA).attach().save(dir.resolve("wider-lora"));
+        IllegalArgumentException misfit = assertThrows(IllegalArgumentException.class, () -> other.addAdapter("wider", unnamed, false));
+        assertTrue(misfit.getMessage().contains(unnamed.toString()) && misfit.getMessage().contains(other.base().id()), misfit.getMessage());
+
         IllegalArgumentException tooLong = assertThrows(IllegalArgumentException.class,
                 () -> other.generate("base", new byte[TINY.context()], 4, new Sampler(1, 0, 1, 1), true));
         assertTrue(tooLong.getMessage().contains("context window is " + TINY.context()), tooLong.getMessage());
