@@ -3,6 +3,7 @@ package io.peft4j.samples.gpt;
 import io.peft4j.runtime.checkpoint.SafetensorsFile;
 import java.io.IOException;
 import java.io.InputStream;
+import java.io.OutputStream;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -11,6 +12,7 @@ import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.HexFormat;
 import java.util.Map;
+import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
@@ -31,7 +33,7 @@ public record GptBase(Path file, GptConfig config, Map<String, INDArray> weights
 
     /** A fresh model (in a new graph) holding a copy of these weights. */
     public GptModel newModel() {
-        GptModel model = new GptModel(org.nd4j.autodiff.samediff.SameDiff.create(), config, 0);
+        GptModel model = new GptModel(SameDiff.create(), config, 0);
         model.load(weights);
         return model;
     }
@@ -39,7 +41,7 @@ public record GptBase(Path file, GptConfig config, Map<String, INDArray> weights
     private static String sha256Prefix(Path file) {
         try (InputStream in = new DigestInputStream(Files.newInputStream(file), MessageDigest.getInstance("SHA-256"))) {
             MessageDigest digest = ((DigestInputStream) in).getMessageDigest();
-            in.transferTo(java.io.OutputStream.nullOutputStream());
+            in.transferTo(OutputStream.nullOutputStream());
             return HexFormat.of().formatHex(digest.digest()).substring(0, 16);
         } catch (IOException e) {
             throw new UncheckedIOException("cannot read " + file, e);

@@ -14,6 +14,7 @@ import java.util.Map;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.autodiff.samediff.VariableType;
+import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.rng.Random;
 import org.nd4j.linalg.factory.Nd4j;
@@ -59,7 +60,7 @@ public final class GptModel {
      * position {@code t}. Positions a prompt adds in front are computed and then dropped.
      */
     public SDVariable logits(SDVariable tokens, int length) {
-        SDVariable positions = sd.constant(Nd4j.arange(length).castTo(org.nd4j.linalg.api.buffer.DataType.INT32));
+        SDVariable positions = sd.constant(Nd4j.arange(length).castTo(DataType.INT32));
         SDVariable h = embedding.forward(tokens, positions);
         for (DecoderBlock block : blocks) {
             h = block.forward(h);

@@ -1,5 +1,7 @@
 package io.peft4j.samples.gpt;
 
+import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Random;
 import org.nd4j.linalg.api.buffer.DataType;
@@ -38,7 +40,7 @@ public final class Windows {
                 document++;
             }
             int start = (int) (pick - (document == 0 ? 0 : cumulative[document - 1]));
-            windows[w] = java.util.Arrays.copyOfRange(tokens.get(document), start, start + length + 1);
+            windows[w] = Arrays.copyOfRange(tokens.get(document), start, start + length + 1);
         }
         return toDataSet(windows, length);
     }
@@ -48,11 +50,11 @@ public final class Windows {
      * at most {@code limit}, taken evenly across the documents: the held-out set.
      */
     public static DataSet consecutive(List<ByteCorpus.Document> documents, int length, int limit) {
-        List<int[]> all = new java.util.ArrayList<>();
+        List<int[]> all = new ArrayList<>();
         for (ByteCorpus.Document document : documents) {
             int[] ids = ByteVocabulary.document(document.bytes());
             for (int start = 0; start + length + 1 <= ids.length; start += length) {
-                all.add(java.util.Arrays.copyOfRange(ids, start, start + length + 1));
+                all.add(Arrays.copyOfRange(ids, start, start + length + 1));
             }
         }
         int kept = Math.min(limit, all.size());
@@ -67,8 +69,8 @@ public final class Windows {
         int[][] inputs = new int[windows.length][];
         int[][] targets = new int[windows.length][];
         for (int i = 0; i < windows.length; i++) {
-            inputs[i] = java.util.Arrays.copyOfRange(windows[i], 0, length);
-            targets[i] = java.util.Arrays.copyOfRange(windows[i], 1, length + 1);
+            inputs[i] = Arrays.copyOfRange(windows[i], 0, length);
+            targets[i] = Arrays.copyOfRange(windows[i], 1, length + 1);
         }
         return new DataSet(Nd4j.createFromArray(inputs).castTo(DataType.INT32), Nd4j.createFromArray(targets).castTo(DataType.INT32));
     }

@@ -1,6 +1,5 @@
 package io.peft4j.samples.gpt;
 
-import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -10,15 +9,21 @@ import io.peft4j.agent.PeftAgent;
 import io.peft4j.runtime.LoraLayer;
 import io.peft4j.runtime.PeftMethod;
 import io.peft4j.runtime.PeftModel;
+import io.peft4j.runtime.ProgressListener;
+import io.peft4j.runtime.SameDiffTrainer;
 import io.peft4j.runtime.checkpoint.CheckpointOptions;
+import io.peft4j.samples.BatchIterator;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.List;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.dataset.DataSet;
 import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.linalg.indexing.NDArrayIndex;
 
@@ -44,7 +49,7 @@ class GptDecoderTest {
     void changingALaterTokenNeverChangesTheLogitsOfAnEarlierPosition() {
         GptModel model = new GptModel(SameDiff.create(), TINY, 1);
         LanguageModelGraph graph = LanguageModelGraph.build(model, "lm", 12);
-        INDArray tokens = Nd4j.createFromArray(new int[][] {java.util.Arrays.copyOf(TEXT, 12)});
+        INDArray tokens = Nd4j.createFromArray(new int[][] {Arrays.copyOf(TEXT, 12)});
         INDArray changed = tokens.dup();
         changed.putScalar(0, 7, 'X');
 
@@ -144,17 +149,17 @@ class GptDecoderTest {
     void loraLowersHeldOutLossOnATinyCorpus() {
         GptModel base = new GptModel(SameDiff.create(), TINY, 9);
         LanguageModelGraph pretraining = LanguageModelGraph.build(base, "pretrain", 24);
-        io.peft4j.runtime.SameDiffTrainer.fit(base.sameDiff(), pretraining.training(3e-3),
-                new io.peft4j.samples.BatchIterator(Windows.random(documents("the whale is white and the sea is wide. ", 20), 16 * 30, 24, 1), 16),
+        SameDiffTrainer.fit(base.sameDiff(), pretraining.training(3e-3),
+                new BatchIterator(Windows.random(documents("the whale is white and the sea is wide. ", 20), 16 * 30, 24, 1), 16),
                 1, quiet());
         GptModel model = new GptModel(SameDiff.create(), TINY, 9);
         model.load(base.parameters());
 
         PeftModel peft = PeftModel.builder(model).only(PeftMethod.LORA).attach();
         LanguageModelGraph graph = LanguageModelGraph.build(model, "adapt", 24);
-        org.nd4j.linalg.dataset.DataSet heldOut = Windows.consecutive(documents("we the people, in order to form a union. ", 4), 24, 16);
+        DataSet heldOut = Windows.consecutive(documents("we the people, in order to form a union. ", 4), 24, 16);
         double before = graph.bitsPerByte(heldOut, 16);
-        peft.train(graph.training(1e-2), new io.peft4j.samples.BatchIterator(
+        peft.train(graph.training(1e-2), new BatchIterator(
                 Windows.random(documents("we the people, in order to form a union. ", 20), 16 * 30, 24, 2), 16), 1, quiet());
         double after = graph.bitsPerByte(heldOut, 16);
 
@@ -162,12 +167,12 @@ class GptDecoderTest {
         assertTrue(after < before - 0.3, "held-out bits per byte " + before + " → " + after);
     }
 
-    private static java.util.List<ByteCorpus.Document> documents(String sentence, int repeats) {
-        return java.util.List.of(new ByteCorpus.Document("tiny", sentence.repeat(repeats).getBytes(StandardCharsets.UTF_8)));
+    private static List<ByteCorpus.Document> documents(String sentence, int repeats) {
+        return List.of(new ByteCorpus.Document("tiny", sentence.repeat(repeats).getBytes(StandardCharsets.UTF_8)));
     }
 
-    private static io.peft4j.runtime.ProgressListener quiet() {
-        return new io.peft4j.runtime.ProgressListener(System.out, 1000);
+    private static ProgressListener quiet() {
+        return new ProgressListener(System.out, 1000);
     }
 
     private static void assertCacheMatchesFullRecomputation(DecoderSession session, long frontPositions) {
@@ -175,7 +180,7 @@ class GptDecoderTest {
         double worst = 0;
         for (int t = 1; t <= TEXT.length; t++) {
             float[] cached = t == 1 ? cache.feed(TEXT[0]) : cache.feed(TEXT[t - 1]);
-            float[] full = session.fullLogits(java.util.Arrays.copyOf(TEXT, t));
+            float[] full = session.fullLogits(Arrays.copyOf(TEXT, t));
             worst = Math.max(worst, maxDifference(cached, full));
         }
         assertEquals(frontPositions + TEXT.length, cache.cachedPositions(), "prefixes and prompts are the first cached positions");
