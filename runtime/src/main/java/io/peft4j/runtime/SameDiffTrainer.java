@@ -1,6 +1,6 @@
 package io.peft4j.runtime;
 
-import io.peft4j.runtime.internal.FrozenOperandMatMul;
+import io.peft4j.runtime.internal.MatMulGradientPruner;
 import java.util.ArrayList;
 import java.util.List;
 import org.nd4j.autodiff.samediff.SameDiff;
@@ -14,18 +14,19 @@ import org.nd4j.linalg.dataset.api.iterator.MultiDataSetIterator;
  * {@link DataSetIterator}, printing progress.
  *
  * <p>Used as is for full fine-tuning; {@link PeftModel#train} freezes the base model first so that
- * only the adapters are trained. Matrix products with a frozen operand are differentiated for the
- * other operand only ({@link FrozenOperandMatMul}), so frozen weights cost no weight gradients. For AdamW, use {@code Adam} with
+ * only the adapters are trained. Before the first step the gradient graph is pruned
+ * ({@link MatMulGradientPruner}): a matrix product computes only the operand gradients that are used,
+ * so frozen weights, and inputs with nothing trainable upstream, cost no gradient GEMMs. For AdamW, use {@code Adam} with
  * {@code TrainingConfig.Builder.weightDecay(coefficient, true)}: ND4J's {@code WeightDecay} is
  * decoupled from the gradient, as in AdamW.
  */
 public final class SameDiffTrainer {
 
     /**
-     * Set this system property to {@code true} to differentiate frozen matrix products the way SameDiff
-     * does by itself (both operands), to measure what {@link FrozenOperandMatMul} saves.
+     * Set this system property to {@code true} to train on SameDiff's unpruned gradient graph (every
+     * matrix product computes both operand gradients), to measure what {@link MatMulGradientPruner} saves.
      */
-    public static final String COMPUTE_FROZEN_GRADIENTS = "peft4j.computeFrozenGradients";
+    public static final String COMPUTE_UNUSED_GRADIENTS = "peft4j.computeUnusedGradients";
 
     /** Progress lines go here every this many steps by default. */
     public static final int DEFAULT_PROGRESS_INTERVAL = 25;
@@ -51,10 +52,10 @@ public final class SameDiffTrainer {
             throw new IllegalArgumentException("epochs must be positive, got " + epochs);
         }
         requestLossValues(sameDiff, config);
-        if (!Boolean.getBoolean(COMPUTE_FROZEN_GRADIENTS)) {
-            FrozenOperandMatMul.replaceIn(sameDiff);
-        }
         sameDiff.setTrainingConfig(config);
+        if (!Boolean.getBoolean(COMPUTE_UNUSED_GRADIENTS)) {
+            MatMulGradientPruner.prune(sameDiff);
+        }
         sameDiff.fit(data, epochs, progress);
         return progress.report();
     }
