@@ -16,7 +16,8 @@ import org.nd4j.linalg.dataset.api.iterator.MultiDataSetIterator;
  * <p>Used as is for full fine-tuning; {@link PeftModel#train} freezes the base model first so that
  * only the adapters are trained. Before the first step the gradient graph is pruned
  * ({@link MatMulGradientPruner}): a matrix product computes only the operand gradients that are used,
- * so frozen weights, and inputs with nothing trainable upstream, cost no gradient GEMMs. For AdamW, use {@code Adam} with
+ * so frozen weights, and inputs with nothing trainable upstream, cost no gradient GEMMs. The number of
+ * native threads is set first ({@link ComputeThreads}). For AdamW, use {@code Adam} with
  * {@code TrainingConfig.Builder.weightDecay(coefficient, true)}: ND4J's {@code WeightDecay} is
  * decoupled from the gradient, as in AdamW.
  */
@@ -51,6 +52,7 @@ public final class SameDiffTrainer {
         if (epochs <= 0) {
             throw new IllegalArgumentException("epochs must be positive, got " + epochs);
         }
+        ComputeThreads.apply();
         requestLossValues(sameDiff, config);
         sameDiff.setTrainingConfig(config);
         if (!Boolean.getBoolean(COMPUTE_UNUSED_GRADIENTS)) {

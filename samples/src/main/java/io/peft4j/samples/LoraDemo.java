@@ -1,5 +1,6 @@
 package io.peft4j.samples;
 
+import io.peft4j.runtime.ComputeThreads;
 import io.peft4j.runtime.ParameterCount;
 import io.peft4j.runtime.PeftMethod;
 import io.peft4j.runtime.PeftModel;
@@ -65,6 +66,7 @@ public final class LoraDemo {
     public static final Path DEFAULT_OUTPUT = Path.of("target", "lora-demo");
 
     public static void main(String[] args) {
+        ComputeThreads.apply();
         run(Settings.standard(), System.out, args.length > 0 ? Path.of(args[0]) : DEFAULT_OUTPUT);
     }
 

@@ -1,5 +1,6 @@
 package io.peft4j.samples;
 
+import io.peft4j.runtime.ComputeThreads;
 import io.peft4j.runtime.PeftMethod;
 import io.peft4j.runtime.PeftModel;
 import io.peft4j.runtime.checkpoint.SafetensorsFile;
@@ -21,6 +22,7 @@ import org.nd4j.linalg.ops.transforms.Transforms;
 public final class LoraReload {
 
     public static void main(String[] args) {
+        ComputeThreads.apply();
         Path output = args.length > 0 ? Path.of(args[0]) : LoraDemo.DEFAULT_OUTPUT;
         double difference = verify(output, LoraDemo.Settings.standard(), System.out);
         if (difference != 0) {

@@ -1,5 +1,6 @@
 package io.peft4j.samples;
 
+import io.peft4j.runtime.ComputeThreads;
 import io.peft4j.runtime.ParameterCount;
 import io.peft4j.runtime.PeftMethod;
 import io.peft4j.runtime.PeftModel;
@@ -46,6 +47,7 @@ public final class MethodComparison {
     private static final double PROMPT_LEARNING_RATE = 3e-2;
 
     public static void main(String[] args) {
+        ComputeThreads.apply();
         List<String> methods = args.length == 0 ? List.of("full", "lora", "adapter", "prefix", "prompt") : Arrays.asList(args);
         List<Row> rows = run(LoraDemo.Settings.standard(), methods, System.out);
         String table = table(rows);

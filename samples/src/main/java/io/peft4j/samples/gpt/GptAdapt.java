@@ -2,6 +2,7 @@ package io.peft4j.samples.gpt;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
+import io.peft4j.runtime.ComputeThreads;
 import io.peft4j.runtime.PeftMethod;
 import io.peft4j.runtime.PeftModel;
 import io.peft4j.runtime.ProgressListener;
@@ -52,6 +53,7 @@ public final class GptAdapt {
     }
 
     public static void main(String[] args) throws IOException {
+        ComputeThreads.apply();
         int steps = 300;
         int batch = 16;
         List<String> methods = new ArrayList<>();

@@ -1,5 +1,6 @@
 package io.peft4j.samples.gpt;
 
+import io.peft4j.runtime.ComputeThreads;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
@@ -29,6 +30,7 @@ public final class GptGenerate {
     }
 
     public static void main(String[] args) {
+        ComputeThreads.apply();
         byte[] prompt = "Call me Ishmael. ".getBytes(StandardCharsets.UTF_8);
         int tokens = 200;
         double temperature = 0.8;

@@ -1,5 +1,6 @@
 package io.peft4j.samples.gpt;
 
+import io.peft4j.runtime.ComputeThreads;
 import io.peft4j.runtime.ProgressListener;
 import io.peft4j.runtime.SameDiffTrainer;
 import io.peft4j.runtime.TrainingReport;
@@ -34,6 +35,7 @@ public final class GptPretrain {
     }
 
     public static void main(String[] args) {
+        ComputeThreads.apply();
         Settings settings = new Settings(GptConfig.small(), 700, 16, 1e-3, 7, 256);
         Path out = defaultBase();
         boolean force = false;

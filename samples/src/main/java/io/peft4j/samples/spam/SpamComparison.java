@@ -2,6 +2,7 @@ package io.peft4j.samples.spam;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
+import io.peft4j.runtime.ComputeThreads;
 import io.peft4j.runtime.Freezer;
 import io.peft4j.runtime.PeftMethod;
 import io.peft4j.runtime.PeftModel;
@@ -91,6 +92,7 @@ public final class SpamComparison {
     }
 
     public static void main(String[] args) throws IOException {
+        ComputeThreads.apply();
         Settings settings = Arrays.asList(args).contains("--full") ? Settings.complete() : Settings.quick();
         List<String> named = Arrays.stream(args).filter(arg -> !arg.startsWith("--")).toList();
         if (!named.isEmpty()) {
