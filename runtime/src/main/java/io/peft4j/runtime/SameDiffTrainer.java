@@ -1,11 +1,16 @@
 package io.peft4j.runtime;
 
+import io.peft4j.runtime.internal.ElementwiseGradientPruner;
 import io.peft4j.runtime.internal.MatMulGradientPruner;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.autodiff.samediff.TrainingConfig;
+import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.dataset.adapter.MultiDataSetIteratorAdapter;
+import org.nd4j.linalg.dataset.api.MultiDataSet;
 import org.nd4j.linalg.dataset.api.iterator.DataSetIterator;
 import org.nd4j.linalg.dataset.api.iterator.MultiDataSetIterator;
 
@@ -14,9 +19,12 @@ import org.nd4j.linalg.dataset.api.iterator.MultiDataSetIterator;
  * {@link DataSetIterator}, printing progress.
  *
  * <p>Used as is for full fine-tuning; {@link PeftModel#train} freezes the base model first so that
- * only the adapters are trained. Before the first step the gradient graph is pruned
- * ({@link MatMulGradientPruner}): a matrix product computes only the operand gradients that are used,
- * so frozen weights, and inputs with nothing trainable upstream, cost no gradient GEMMs. The number of
+ * only the adapters are trained. Before the first step the gradient graph is pruned: a matrix product
+ * computes only the operand gradients that are used ({@link MatMulGradientPruner}), so frozen weights,
+ * and inputs with nothing trainable upstream, cost no gradient GEMMs; a broadcast sum or product with
+ * a frozen bias or scale skips that parameter's gradient ({@link ElementwiseGradientPruner}, which
+ * takes activation shapes from one forward pass over the first batch, when the data can be reset).
+ * The number of
  * native threads is set first ({@link ComputeThreads}). For AdamW, use {@code Adam} with
  * {@code TrainingConfig.Builder.weightDecay(coefficient, true)}: ND4J's {@code WeightDecay} is
  * decoupled from the gradient, as in AdamW.
@@ -25,7 +33,7 @@ public final class SameDiffTrainer {
 
     /**
      * Set this system property to {@code true} to train on SameDiff's unpruned gradient graph (every
-     * matrix product computes both operand gradients), to measure what {@link MatMulGradientPruner} saves.
+     * matrix product, sum and product computes both operand gradients), to measure what the pruning saves.
      */
     public static final String COMPUTE_UNUSED_GRADIENTS = "peft4j.computeUnusedGradients";
 
@@ -53,13 +61,41 @@ public final class SameDiffTrainer {
             throw new IllegalArgumentException("epochs must be positive, got " + epochs);
         }
         ComputeThreads.apply();
+        OpenBlasKernels.warnIfSlow();
         requestLossValues(sameDiff, config);
         sameDiff.setTrainingConfig(config);
         if (!Boolean.getBoolean(COMPUTE_UNUSED_GRADIENTS)) {
             MatMulGradientPruner.prune(sameDiff);
+            if (data.resetSupported()) {
+                ElementwiseGradientPruner.prune(sameDiff, () -> firstBatch(config, data));
+            }
         }
         sameDiff.fit(data, epochs, progress);
         return progress.report();
+    }
+
+    /** The first batch's features and labels by placeholder name; leaves {@code data} reset. */
+    private static Map<String, INDArray> firstBatch(TrainingConfig config, MultiDataSetIterator data) {
+        data.reset();
+        MultiDataSet batch = data.next();
+        data.reset();
+        Map<String, INDArray> byName = new HashMap<>();
+        putAll(byName, config.getDataSetFeatureMapping(), batch.getFeatures());
+        putAll(byName, config.getDataSetLabelMapping(), batch.getLabels());
+        putAll(byName, config.getDataSetFeatureMaskMapping(), batch.getFeaturesMaskArrays());
+        putAll(byName, config.getDataSetLabelMaskMapping(), batch.getLabelsMaskArrays());
+        return byName;
+    }
+
+    private static void putAll(Map<String, INDArray> byName, List<String> names, INDArray[] arrays) {
+        if (names == null || arrays == null) {
+            return;
+        }
+        for (int i = 0; i < names.size() && i < arrays.length; i++) {
+            if (arrays[i] != null) {
+                byName.put(names.get(i), arrays[i]);
+            }
+        }
     }
 
     /**

@@ -1,13 +1,8 @@
 package io.peft4j.runtime.internal;
 
-import java.util.ArrayList;
-import java.util.HashSet;
 import java.util.List;
-import java.util.Set;
 import org.nd4j.autodiff.samediff.SameDiff;
-import org.nd4j.autodiff.samediff.VariableType;
 import org.nd4j.autodiff.samediff.internal.SameDiffOp;
-import org.nd4j.autodiff.samediff.internal.Variable;
 import org.nd4j.linalg.api.ops.impl.reduce.Mmul;
 import org.nd4j.linalg.api.ops.impl.reduce.MmulBp;
 
@@ -24,15 +19,13 @@ import org.nd4j.linalg.api.ops.impl.reduce.MmulBp;
  * used transposed. Shapes: any ranks {@code matmul} accepts; products with {@code transposeResult}
  * are left alone.
  *
- * <p>The rewrite is done on the gradient function ({@code sameDiff.getFunction("grad")}), which SameDiff
- * builds as a copy of the forward graph: changing the forward ops' classes does not reach it. A
- * gradient output is "used" when another op reads it, when it is the gradient of a trainable variable,
- * or when it is a loss. After pruning, asking SameDiff for the gradient of an activation whose gradient
- * nothing needed (via {@code calculateGradients}) fails; converting variables to constants, or back,
- * makes SameDiff rebuild a complete gradient function.
+ * <p>The rewrite is done on the gradient function ({@link GradientGraph}), which SameDiff builds as a
+ * copy of the forward graph: changing the forward ops' classes does not reach it. After pruning,
+ * asking SameDiff for the gradient of an activation whose gradient nothing needed (via
+ * {@code calculateGradients}) fails; converting variables to constants, or back, makes SameDiff
+ * rebuild a complete gradient function.
  */
 public final class MatMulGradientPruner {
-    private static final String GRADIENT_FUNCTION = "grad";
 
     private MatMulGradientPruner() {
     }
@@ -43,40 +36,25 @@ public final class MatMulGradientPruner {
      * Call it after freezing and before training: SameDiff reuses the gradient function it finds.
      */
     public static int prune(SameDiff sameDiff) {
-        if (sameDiff.getFunction(GRADIENT_FUNCTION) == null) {
-            sameDiff.createGradFunction();
-        }
-        SameDiff gradients = sameDiff.getFunction(GRADIENT_FUNCTION);
-        Set<String> required = requiredOutputs(sameDiff, gradients);
+        GradientGraph gradients = GradientGraph.of(sameDiff);
         int rewritten = 0;
-        for (SameDiffOp op : new ArrayList<>(gradients.getOps().values())) {
-            if (op.getOp().getClass() == MmulBp.class && rewrite(gradients, op, required)) {
+        for (SameDiffOp op : gradients.ops()) {
+            if (op.getOp().getClass() == MmulBp.class && rewrite(gradients, op)) {
                 rewritten++;
             }
         }
         return rewritten;
     }
 
-    /** The gradients of trainable variables and the losses: read by the trainer, not by other ops. */
-    private static Set<String> requiredOutputs(SameDiff sameDiff, SameDiff gradients) {
-        Set<String> required = new HashSet<>(sameDiff.getLossVariables());
-        for (Variable variable : gradients.getVariables().values()) {
-            if (variable.getVariable().getVariableType() == VariableType.VARIABLE && variable.getGradient() != null) {
-                required.add(variable.getGradient().name());
-            }
-        }
-        return required;
-    }
-
-    private static boolean rewrite(SameDiff gradients, SameDiffOp op, Set<String> required) {
+    private static boolean rewrite(GradientGraph gradients, SameDiffOp op) {
         List<String> inputs = op.getInputsToOp();
         List<String> outputs = op.getOutputsOfOp();
         long[] flags = ((MmulBp) op.getOp()).iArgs();
         if (inputs.size() != 3 || outputs.size() != 2 || flag(flags, 2)) {
             return false;
         }
-        boolean firstUsed = isUsed(gradients, outputs.get(0), required);
-        boolean secondUsed = isUsed(gradients, outputs.get(1), required);
+        boolean firstUsed = gradients.isUsed(outputs.get(0));
+        boolean secondUsed = gradients.isUsed(outputs.get(1));
         if (firstUsed == secondUsed) {
             return false;
         }
@@ -97,41 +75,11 @@ public final class MatMulGradientPruner {
             newTranspose = transposeB ? new boolean[] {true, transposeA} : new boolean[] {!transposeA, false};
         }
         Mmul product = new Mmul();
-        product.setSameDiff(gradients);
-        product.setOwnName(op.getName());
         product.addIArgument(newTranspose[0] ? 1 : 0, newTranspose[1] ? 1 : 0, 0);
         product.addTArgument(1.0, 0.0);
         product.configureFromArguments();
-
-        for (String input : inputs) {
-            gradients.getVariables().get(input).getInputsForOp().remove(op.getName());
-        }
-        for (String input : newInputs) {
-            Variable variable = gradients.getVariables().get(input);
-            if (variable.getInputsForOp() == null) {
-                variable.setInputsForOp(new ArrayList<>());
-            }
-            variable.getInputsForOp().add(op.getName());
-        }
-        String unused = outputs.get(firstUsed ? 1 : 0);
-        op.setOp(product);
-        op.setInputsToOp(new ArrayList<>(newInputs));
-        op.setOutputsOfOp(new ArrayList<>(List.of(outputs.get(firstUsed ? 0 : 1))));
-        gradients.getVariables().remove(unused);
+        gradients.replace(op, product, newInputs, outputs.get(firstUsed ? 0 : 1), outputs.get(firstUsed ? 1 : 0));
         return true;
-    }
-
-    private static boolean isUsed(SameDiff gradients, String name, Set<String> required) {
-        if (required.contains(name)) {
-            return true;
-        }
-        Variable variable = gradients.getVariables().get(name);
-        return variable == null || !isEmpty(variable.getInputsForOp()) || !isEmpty(variable.getControlDepsForOp())
-                || !isEmpty(variable.getControlDepsForVar());
-    }
-
-    private static boolean isEmpty(List<String> list) {
-        return list == null || list.isEmpty();
     }
 
     private static boolean flag(long[] flags, int index) {
