@@ -1,23 +1,65 @@
-"""PyTorch reference for TransformerBenchmark: the same post-LayerNorm encoder at the same shapes.
+"""PyTorch reference for TransformerBenchmark: the same models at the same shapes, timed the same way.
 
-Batch 16, sequence 64, hidden 256, 4 heads, 4 layers, FFN 1024, a 1,000-token vocabulary and
-1,000 classes per token; Adam at 1e-4; LoRA applied as Hugging Face PEFT applies it (lora_A
-kaiming-uniform with a = sqrt(5), lora_B zero, scale alpha / r = 16 / 8, on query and value, base
-frozen). Prints one JSON object with medians and ranges in milliseconds.
+Two models (--model):
+  transformer  the sample post-LayerNorm encoder: batch 16, sequence 64, hidden 256, 4 heads,
+               4 layers, FFN 1024, a 1,000-token vocabulary and 1,000 classes per token
+               (cross-entropy over every position).
+  minilm       all-MiniLM-L6-v2's architecture (BERT: 6 layers, hidden 384, 12 heads, FFN 1536,
+               30,522-token vocabulary, LayerNorm epsilon 1e-12) with mean pooling, L2
+               normalisation and a 2-class classifier: batch 16, sequence 128. The weights are
+               random (speed does not depend on them); the embeddings stay frozen in full
+               fine-tuning, as in the Java sample.
+Adam at 1e-4. LoRA is applied as Hugging Face PEFT applies it (lora_A kaiming-uniform with
+a = sqrt(5), lora_B zero, scale alpha / r = 16 / 8, on query and value, base frozen); for minilm
+the classifier trains too. Prints one JSON object with medians and ranges in milliseconds.
 
-Run: python3 benchmarks/pytorch_reference.py [--threads 2]   (Debian: apt-get install python3-torch)
+Run: python3 benchmarks/pytorch_reference.py [--model transformer] [--threads 1]
+     (Debian: apt-get install python3-torch libopenblas0-pthread)
 """
 import argparse
 import json
 import math
+import os
 import statistics
 import time
+from dataclasses import dataclass
 
-import torch
-from torch import nn
 
-BATCH, SEQ, HIDDEN, HEADS, LAYERS, FFN, VOCAB, CLASSES = 16, 64, 256, 4, 4, 1024, 1000, 1000
+def parse_args():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", choices=["transformer", "minilm"], default="transformer")
+    parser.add_argument("--threads", type=int, default=1)
+    return parser.parse_args()
+
+
+ARGS = parse_args()
+# torch.set_num_threads sizes only PyTorch's own pool. Debian's torch calls the system OpenBLAS,
+# whose pthread build starts one thread per core when it loads unless told otherwise: without
+# these, a "1-thread" run multiplied matrices on every core (454 GFLOP/s single-GEMM on 2 cores).
+for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+    os.environ[variable] = str(ARGS.threads)
+
+import torch  # noqa: E402  (after the thread variables, which OpenBLAS reads when it loads)
+from torch import nn  # noqa: E402
+
 WARMUP, REPEATS = 3, 20
+
+
+@dataclass(frozen=True)
+class Shapes:
+    batch: int
+    seq: int
+    hidden: int
+    heads: int
+    layers: int
+    ffn: int
+    vocab: int
+    classes: int
+    eps: float
+
+
+TRANSFORMER = Shapes(batch=16, seq=64, hidden=256, heads=4, layers=4, ffn=1024, vocab=1000, classes=1000, eps=1e-5)
+MINILM = Shapes(batch=16, seq=128, hidden=384, heads=12, layers=6, ffn=1536, vocab=30522, classes=2, eps=1e-12)
 
 
 class LoraLinear(nn.Module):
@@ -37,53 +79,99 @@ class LoraLinear(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    def __init__(self):
+    def __init__(self, s: Shapes):
         super().__init__()
-        self.query, self.key, self.value, self.output = (nn.Linear(HIDDEN, HIDDEN) for _ in range(4))
+        self.heads = s.heads
+        self.query, self.key, self.value, self.output = (nn.Linear(s.hidden, s.hidden) for _ in range(4))
 
-    def forward(self, x):
+    def forward(self, x, additive_mask=None):
         b, t, d = x.shape
-        split = lambda y: y.view(b, t, HEADS, d // HEADS).transpose(1, 2)
+        split = lambda y: y.view(b, t, self.heads, d // self.heads).transpose(1, 2)
         q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
-        weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d // HEADS), dim=-1)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(d // self.heads)
+        if additive_mask is not None:
+            scores = scores + additive_mask
+        weights = torch.softmax(scores, dim=-1)
         return self.output((weights @ v).transpose(1, 2).reshape(b, t, d))
 
 
 class EncoderLayer(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.attention = SelfAttention()
-        self.attention_norm = nn.LayerNorm(HIDDEN)
-        self.up, self.down = nn.Linear(HIDDEN, FFN), nn.Linear(FFN, HIDDEN)
-        self.output_norm = nn.LayerNorm(HIDDEN)
+    """Post-LayerNorm: LN(x + attention(x)), then LN(h + FFN(h)) with GELU."""
 
-    def forward(self, x):
-        h = self.attention_norm(x + self.attention(x))
+    def __init__(self, s: Shapes):
+        super().__init__()
+        self.attention = SelfAttention(s)
+        self.attention_norm = nn.LayerNorm(s.hidden, eps=s.eps)
+        self.up, self.down = nn.Linear(s.hidden, s.ffn), nn.Linear(s.ffn, s.hidden)
+        self.output_norm = nn.LayerNorm(s.hidden, eps=s.eps)
+
+    def forward(self, x, additive_mask=None):
+        h = self.attention_norm(x + self.attention(x, additive_mask))
         return self.output_norm(h + self.down(nn.functional.gelu(self.up(h))))
 
 
 class TokenClassifier(nn.Module):
-    def __init__(self):
+    def __init__(self, s: Shapes):
         super().__init__()
-        self.tokens = nn.Embedding(VOCAB, HIDDEN)
-        self.positions = nn.Parameter(torch.randn(SEQ, HIDDEN) * 0.1)
-        self.layers = nn.ModuleList(EncoderLayer() for _ in range(LAYERS))
-        self.classifier = nn.Linear(HIDDEN, CLASSES)
+        self.tokens = nn.Embedding(s.vocab, s.hidden)
+        self.positions = nn.Parameter(torch.randn(s.seq, s.hidden) * 0.1)
+        self.layers = nn.ModuleList(EncoderLayer(s) for _ in range(s.layers))
+        self.classifier = nn.Linear(s.hidden, s.classes)
 
-    def forward(self, tokens):
+    def forward(self, tokens, mask):
         h = self.tokens(tokens) + self.positions
         for layer in self.layers:
             h = layer(h)
         return self.classifier(h)
 
 
-def add_lora(model):
-    for parameter in model.parameters():
+class SentenceClassifier(nn.Module):
+    """BERT embeddings and encoder, mean pooling over the mask, L2 normalisation, a linear classifier."""
+
+    def __init__(self, s: Shapes):
+        super().__init__()
+        self.words = nn.Embedding(s.vocab, s.hidden)
+        self.positions = nn.Embedding(512, s.hidden)
+        self.types = nn.Embedding(2, s.hidden)
+        self.embedding_norm = nn.LayerNorm(s.hidden, eps=s.eps)
+        self.layers = nn.ModuleList(EncoderLayer(s) for _ in range(s.layers))
+        self.classifier = nn.Linear(s.hidden, s.classes)
+
+    def embedding_parameters(self):
+        return [*self.words.parameters(), *self.positions.parameters(), *self.types.parameters(),
+                *self.embedding_norm.parameters()]
+
+    def forward(self, tokens, mask):
+        positions = torch.arange(tokens.shape[1]).unsqueeze(0)
+        h = self.embedding_norm(self.words(tokens) + self.positions(positions) + self.types(torch.zeros_like(tokens)))
+        additive = ((1.0 - mask) * -1e9)[:, None, None, :]
+        for layer in self.layers:
+            h = layer(h, additive)
+        pooled = (h * mask.unsqueeze(2)).sum(1) / mask.sum(1, keepdim=True)
+        return self.classifier(pooled / pooled.norm(dim=1, keepdim=True))
+
+
+def build(model, s: Shapes):
+    return TokenClassifier(s) if model == "transformer" else SentenceClassifier(s)
+
+
+def full_fine_tuning(model, net):
+    if model == "minilm":
+        for parameter in net.embedding_parameters():
+            parameter.requires_grad_(False)
+    return net
+
+
+def add_lora(model, net):
+    for parameter in net.parameters():
         parameter.requires_grad_(False)
-    for layer in model.layers:
+    for layer in net.layers:
         layer.attention.query = LoraLinear(layer.attention.query)
         layer.attention.value = LoraLinear(layer.attention.value)
-    return model
+    if model == "minilm":
+        for parameter in net.classifier.parameters():
+            parameter.requires_grad_(True)
+    return net
 
 
 def summary(seconds):
@@ -91,13 +179,13 @@ def summary(seconds):
     return {"median": statistics.median(ms), "min": ms[0], "max": ms[-1]}
 
 
-def time_training(model, tokens, targets):
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+def time_training(net, tokens, mask, targets, classes):
+    optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-4)
     seconds = []
     for step in range(WARMUP + REPEATS):
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        loss = nn.functional.cross_entropy(model(tokens).reshape(-1, CLASSES), targets.reshape(-1))
+        loss = nn.functional.cross_entropy(net(tokens, mask).reshape(-1, classes), targets.reshape(-1))
         loss.backward()
         optimizer.step()
         if step >= WARMUP:
@@ -105,31 +193,45 @@ def time_training(model, tokens, targets):
     return summary(seconds)
 
 
-def time_forward(model, tokens):
+def time_forward(net, tokens, mask):
     seconds = []
     with torch.no_grad():
         for step in range(WARMUP + REPEATS):
             start = time.perf_counter()
-            model(tokens)
+            net(tokens, mask)
             if step >= WARMUP:
                 seconds.append(time.perf_counter() - start)
     return summary(seconds)
 
 
+def gemm_peak_gflops(n=2048):
+    """GFLOP/s of torch.mm for n x n fp32 matrices into a preallocated output (median of 5), as the Java side measures."""
+    a, b, c = torch.rand(n, n), torch.rand(n, n), torch.empty(n, n)
+    torch.mm(a, b, out=c)
+    seconds = []
+    for _ in range(5):
+        start = time.perf_counter()
+        torch.mm(a, b, out=c)
+        seconds.append(time.perf_counter() - start)
+    return 2.0 * n ** 3 / statistics.median(seconds) / 1e9
+
+
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
+    args = ARGS
+    s = TRANSFORMER if args.model == "transformer" else MINILM
     torch.set_num_threads(args.threads)
     torch.manual_seed(7)
-    tokens = torch.randint(0, VOCAB, (BATCH, SEQ))
-    targets = torch.randint(0, CLASSES, (BATCH, SEQ))
+    tokens = torch.randint(0, s.vocab, (s.batch, s.seq))
+    mask = torch.ones(s.batch, s.seq)
+    targets = torch.randint(0, s.classes, (s.batch, s.seq) if args.model == "transformer" else (s.batch,))
     result = {
         "torch": torch.__version__,
+        "model": args.model,
         "threads": torch.get_num_threads(),
-        "full_step_ms": time_training(TokenClassifier(), tokens, targets),
-        "lora_step_ms": time_training(add_lora(TokenClassifier()), tokens, targets),
-        "forward_ms": time_forward(TokenClassifier().eval(), tokens),
+        "gemm_gflops": gemm_peak_gflops(),
+        "full_step_ms": time_training(full_fine_tuning(args.model, build(args.model, s)), tokens, mask, targets, s.classes),
+        "lora_step_ms": time_training(add_lora(args.model, build(args.model, s)), tokens, mask, targets, s.classes),
+        "forward_ms": time_forward(build(args.model, s).eval(), tokens, mask),
     }
     print(json.dumps(result))
 

@@ -22,14 +22,14 @@ final class PyTorchReference {
     private PyTorchReference() {
     }
 
-    /** The script's JSON result, or empty when no Python with torch is found. */
-    static Optional<JsonNode> run(int threads) throws IOException, InterruptedException {
+    /** The script's JSON result for {@code model} (its {@code --model}), or empty when no Python with torch is found. */
+    static Optional<JsonNode> run(String model, int threads) throws IOException, InterruptedException {
         Path script = locate();
         for (String python : candidates()) {
             if (!canImportTorch(python)) {
                 continue;
             }
-            Process process = new ProcessBuilder(python, script.toString(), "--threads", String.valueOf(threads))
+            Process process = new ProcessBuilder(python, script.toString(), "--model", model, "--threads", String.valueOf(threads))
                     .redirectError(ProcessBuilder.Redirect.INHERIT).start();
             String output = new String(process.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
             if (!process.waitFor(20, TimeUnit.MINUTES) || process.exitValue() != 0) {
