@@ -17,7 +17,7 @@ import org.nd4j.linalg.factory.Nd4j;
  * "Barcelona" fallback), at 126 GFLOP/s with {@code OPENBLAS_CORETYPE=Haswell} (AVX2) and at
  * 234 GFLOP/s with {@code OPENBLAS_CORETYPE=SkylakeX} (AVX-512); see BENCHMARKS.md. OpenBLAS reads
  * that variable once, when it is loaded, so only the JVM's environment can set it:
- * {@code bin/peft4j-java} does, where it is unset. This class can only tell the user;
+ * {@code scripts/peft4j-java} does, where it is unset. This class can only tell the user;
  * {@link SameDiffTrainer} calls {@link #warnIfSlow()} before training. A value the user has set is
  * taken as a choice and not second-guessed.
  */
@@ -68,7 +68,7 @@ public final class OpenBlasKernels {
         }
         return Optional.of("This AMD CPU has AVX-512, but the OpenBLAS 0.3.19 bundled with ND4J does not know it and"
                 + " falls back to AVX2 or older kernels, at half the matrix-product speed or less. Start the JVM with "
-                + CORETYPE_VARIABLE + "=SkylakeX in its environment (bin/peft4j-java does this for you), or set "
+                + CORETYPE_VARIABLE + "=SkylakeX in its environment (scripts/peft4j-java does this for you), or set "
                 + CORETYPE_VARIABLE + " to the kernels you want to silence this warning.");
     }
 

@@ -21,7 +21,7 @@ class OpenBlasKernelsTest {
 
         assertTrue(advice.isPresent());
         assertTrue(advice.get().contains("OPENBLAS_CORETYPE=SkylakeX"), advice.get());
-        assertTrue(advice.get().contains("bin/peft4j-java"), advice.get());
+        assertTrue(advice.get().contains("scripts/peft4j-java"), advice.get());
     }
 
     @Test
