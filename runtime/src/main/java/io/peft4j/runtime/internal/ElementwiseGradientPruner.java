@@ -2,6 +2,7 @@ package io.peft4j.runtime.internal;
 
 import java.util.Arrays;
 import java.util.HashMap;
+import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
@@ -54,7 +55,7 @@ public final class ElementwiseGradientPruner {
      */
     public static int prune(SameDiff sameDiff, Supplier<Map<String, INDArray>> batch) {
         GradientGraph gradients = GradientGraph.of(sameDiff);
-        Map<SameDiffOp, Integer> candidates = new HashMap<>();
+        Map<SameDiffOp, Integer> candidates = new LinkedHashMap<>();
         for (SameDiffOp op : gradients.ops()) {
             int used = usedOutput(gradients, op);
             if (used >= 0) {
