@@ -39,9 +39,11 @@ import org.nd4j.linalg.api.shape.Shape;
  * <p>The graph does not record activation shapes, so the caller gives one batch (features and
  * labels by placeholder name) and the shapes come from one forward pass over it. The rewrite assumes
  * that later batches broadcast the same way, which holds unless an activation axis that meets a
- * parameter's axis is sometimes 1 and sometimes the parameter's size.
+ * parameter's axis is sometimes 1 and sometimes the parameter's size. If the forward pass fails (a
+ * placeholder the batch does not feed), nothing is rewritten.
  */
 public final class ElementwiseGradientPruner {
+    private static final System.Logger LOG = System.getLogger(ElementwiseGradientPruner.class.getName());
 
     private ElementwiseGradientPruner() {
     }
@@ -114,7 +116,13 @@ public final class ElementwiseGradientPruner {
             }
         }
         if (!computed.isEmpty()) {
-            sameDiff.output(batch, computed.toArray(String[]::new)).forEach((name, array) -> shapes.put(name, array.shape()));
+            try {
+                sameDiff.output(batch, computed.toArray(String[]::new)).forEach((name, array) -> shapes.put(name, array.shape()));
+            } catch (RuntimeException e) {
+                // Without shapes nothing is rewritten: training stays correct, only slower.
+                LOG.log(System.Logger.Level.DEBUG, "No activation shapes from the first batch ({0}); frozen operands'"
+                        + " gradients of sums and products are computed", e.getMessage());
+            }
         }
         return shapes;
     }

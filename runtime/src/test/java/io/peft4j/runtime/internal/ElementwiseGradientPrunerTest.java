@@ -99,6 +99,16 @@ class ElementwiseGradientPrunerTest {
                 .allMatch(gradient -> gradient.amaxNumber().doubleValue() > 0));
     }
 
+    @Test
+    void rewritesNothingWhenTheBatchCannotBeRunForward() {
+        SameDiff sd = graph(of("activation + bias"));
+        INDArray expected = graph(of("activation + bias")).calculateGradients(Map.of("x", FEATURES), "w").get("w");
+
+        assertEquals(0, ElementwiseGradientPruner.prune(sd, () -> Map.of("notAPlaceholderOfThisGraph", FEATURES)));
+        assertEquals(1, elementwiseBackwardOps(sd));
+        assertEquals(0.0, expected.sub(sd.calculateGradients(Map.of("x", FEATURES), "w").get("w")).amaxNumber().doubleValue(), 1e-12);
+    }
+
     private static SameDiff graph(Case example) {
         Nd4j.getRandom().setSeed(11);
         INDArray weight = Nd4j.rand(DataType.DOUBLE, 4, 3).subi(0.5);
