@@ -50,7 +50,7 @@ import org.nd4j.linalg.learning.config.Adam;
  *   <li>{@code prompt}: 20 virtual tokens before the embeddings, plus the classifier.</li>
  * </ul>
  * Without arguments it runs a default configuration (frozen, LoRA, full; 768 training and 512 test
- * messages; 64 tokens; one epoch) that takes about 6 minutes on 2 cores; {@code --full} runs every method
+ * messages; 64 tokens; one epoch) that takes about 3.5 minutes on 2 cores; {@code --full} runs every method
  * on the whole split (4,221 training and 1,206 test messages), one epoch at 64 tokens. Method names as
  * arguments pick rows. Each configuration writes to its own folder ({@code default/}, {@code full/});
  * methods already in its {@code results.json} are not run again, so an interrupted comparison
