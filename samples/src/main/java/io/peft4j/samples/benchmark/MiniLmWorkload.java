@@ -99,34 +99,16 @@ final class MiniLmWorkload implements Workload {
         if (method == Method.FULL) {
             Freezer.freezeAllExcept(model.sameDiff(), name -> !name.startsWith("embeddings."));
         }
-        return new Model() {
-            @Override
-            public SameDiff sameDiff() {
-                return model.sameDiff();
-            }
-
-            @Override
-            public PeftModel peft() {
-                return peft;
-            }
-
-            @Override
-            public String buildGraph() {
-                SameDiff sd = model.sameDiff();
-                SDVariable ids = placeholder(sd, IDS, -1, -1);
-                SDVariable types = placeholder(sd, TYPES, -1, -1);
-                SDVariable mask = placeholder(sd, MASK, -1, -1);
-                SDVariable labels = placeholder(sd, LABELS, -1);
-                SDVariable logits = model.forward(ids, types, mask);
-                sd.setLossVariables(sd.loss.sparseSoftmaxCrossEntropy(logits, labels).mean());
-                return logits.name();
-            }
-
-            @Override
-            public Map<String, INDArray> features(MultiDataSet data) {
-                return Map.of(IDS, data.getFeatures(0), TYPES, data.getFeatures(1), MASK, data.getFeatures(2));
-            }
-        };
+        SameDiff sd = model.sameDiff();
+        return new Model(sd, peft, () -> {
+            SDVariable ids = placeholder(sd, IDS, -1, -1);
+            SDVariable types = placeholder(sd, TYPES, -1, -1);
+            SDVariable mask = placeholder(sd, MASK, -1, -1);
+            SDVariable labels = placeholder(sd, LABELS, -1);
+            SDVariable logits = model.forward(ids, types, mask);
+            sd.setLossVariables(sd.loss.sparseSoftmaxCrossEntropy(logits, labels).mean());
+            return logits.name();
+        }, data -> Map.of(IDS, data.getFeatures(0), TYPES, data.getFeatures(1), MASK, data.getFeatures(2)));
     }
 
     private static SDVariable placeholder(SameDiff sd, String name, long... shape) {

@@ -76,34 +76,16 @@ final class SampleTransformerWorkload implements Workload {
             case ADAPTER -> PeftModel.builder(model).only(PeftMethod.ADAPTER).attach();
             case BASE, FULL -> null;
         };
-        return new Model() {
-            @Override
-            public SameDiff sameDiff() {
-                return model.sameDiff();
-            }
-
-            @Override
-            public PeftModel peft() {
-                return peft;
-            }
-
-            @Override
-            public String buildGraph() {
-                SameDiff sd = model.sameDiff();
-                SDVariable tokens = sd.hasVariable(TOKENS) ? sd.getVariable(TOKENS)
-                        : sd.placeHolder(TOKENS, DataType.INT32, -1, SHAPES.sequenceLength());
-                SDVariable labels = sd.hasVariable(LABELS) ? sd.getVariable(LABELS)
-                        : sd.placeHolder(LABELS, DataType.INT32, -1, SHAPES.sequenceLength());
-                SDVariable logits = model.tokenLogits(tokens);
-                SDVariable perToken = sd.loss.sparseSoftmaxCrossEntropy(logits.reshape(-1, SHAPES.classes()), labels.reshape(-1));
-                sd.setLossVariables(perToken.mean());
-                return logits.name();
-            }
-
-            @Override
-            public Map<String, INDArray> features(MultiDataSet data) {
-                return Map.of(TOKENS, data.getFeatures(0));
-            }
-        };
+        SameDiff sd = model.sameDiff();
+        return new Model(sd, peft, () -> {
+            SDVariable tokens = sd.hasVariable(TOKENS) ? sd.getVariable(TOKENS)
+                    : sd.placeHolder(TOKENS, DataType.INT32, -1, SHAPES.sequenceLength());
+            SDVariable labels = sd.hasVariable(LABELS) ? sd.getVariable(LABELS)
+                    : sd.placeHolder(LABELS, DataType.INT32, -1, SHAPES.sequenceLength());
+            SDVariable logits = model.tokenLogits(tokens);
+            SDVariable perToken = sd.loss.sparseSoftmaxCrossEntropy(logits.reshape(-1, SHAPES.classes()), labels.reshape(-1));
+            sd.setLossVariables(perToken.mean());
+            return logits.name();
+        }, data -> Map.of(TOKENS, data.getFeatures(0)));
     }
 }

@@ -2,6 +2,8 @@ package io.peft4j.samples.benchmark;
 
 import io.peft4j.runtime.PeftModel;
 import java.util.Map;
+import java.util.function.Function;
+import java.util.function.Supplier;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.autodiff.samediff.TrainingConfig;
 import org.nd4j.linalg.api.ndarray.INDArray;
@@ -37,20 +39,23 @@ interface Workload {
     /** What is measured. */
     enum Method { BASE, FULL, LORA, ADAPTER }
 
-    /** One model: its graph (built by {@link #buildGraph}) and, for adapter methods, its {@link PeftModel}. */
-    interface Model {
-        SameDiff sameDiff();
+    /**
+     * One model: its graph and, for adapter methods, its {@link PeftModel} (null for
+     * {@link Method#BASE} and {@link Method#FULL}).
+     *
+     * @param graph  builds the forward pass and loss into {@code sameDiff} and returns the output's
+     *               name; called again after {@link PeftModel#merge()}, the new graph carries no LoRA
+     *               branch
+     * @param feeder the placeholders' values for a forward pass of a batch
+     */
+    record Model(SameDiff sameDiff, PeftModel peft, Supplier<String> graph, Function<MultiDataSet, Map<String, INDArray>> feeder) {
 
-        /** Null for {@link Method#BASE} and {@link Method#FULL}. */
-        PeftModel peft();
+        String buildGraph() {
+            return graph.get();
+        }
 
-        /**
-         * Builds the forward pass and loss into {@link #sameDiff()} and returns the output's name. Called
-         * again after {@link PeftModel#merge()}, the new graph carries no LoRA branch.
-         */
-        String buildGraph();
-
-        /** The placeholders' values for a forward pass of {@code batch}. */
-        Map<String, INDArray> features(MultiDataSet batch);
+        Map<String, INDArray> features(MultiDataSet batch) {
+            return feeder.apply(batch);
+        }
     }
 }
