@@ -1,6 +1,6 @@
 package io.peft4j.agent;
 
-import io.peft4j.runtime.internal.ForwardDispatcher;
+import io.peft4j.runtime.bridge.ForwardDispatcher;
 import net.bytebuddy.asm.Advice;
 import net.bytebuddy.implementation.bytecode.assign.Assigner;
 

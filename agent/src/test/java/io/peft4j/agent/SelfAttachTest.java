@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.peft4j.agenttest.AgentProbe;
 import io.peft4j.agenttest.ProbeModel;
 import io.peft4j.runtime.PeftModel;
+import io.peft4j.runtime.lora.LoraAdapter;
 import io.peft4j.runtime.internal.AgentStatus;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
@@ -37,6 +38,6 @@ class SelfAttachTest {
         assertTrue(line.startsWith("LORA_BRANCH_INJECTED layers=[first, marked, tail.0]"), line);
 
         PeftModel peft = PeftModel.attach(new ProbeModel());
-        assertEquals(1, peft.layer("marked").rank(), "the field annotation on a @Forward layer");
+        assertEquals(1, LoraAdapter.of(peft).layer("marked").rank(), "the field annotation on a @Forward layer");
     }
 }

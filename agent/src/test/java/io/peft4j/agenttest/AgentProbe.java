@@ -1,7 +1,8 @@
 package io.peft4j.agenttest;
 
-import io.peft4j.runtime.LoraLayer;
 import io.peft4j.runtime.PeftModel;
+import io.peft4j.runtime.lora.LoraAdapter;
+import io.peft4j.runtime.lora.LoraLayer;
 import java.util.Map;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.linalg.api.buffer.DataType;
@@ -25,7 +26,7 @@ public final class AgentProbe {
         SDVariable x = model.sd.placeHolder("x", DataType.FLOAT, -1, 4);
         SDVariable base = model.forward(x);
         PeftModel peft = PeftModel.attach(model);
-        peft.layers().forEach(layer -> layer.weights().b().assign(0.5));
+        LoraAdapter.of(peft).layerViews().forEach(layer -> layer.weights().b().assign(0.5));
         SDVariable adapted = model.forward(x);
         Map<String, INDArray> out = model.sd.output(Map.of("x", Nd4j.ones(DataType.FLOAT, 2, 4)), base.name(), adapted.name());
         double change = out.get(adapted.name()).sub(out.get(base.name())).amaxNumber().doubleValue();
@@ -33,6 +34,6 @@ public final class AgentProbe {
             System.out.println("NO_LORA_BRANCH: the forward methods were not instrumented");
             System.exit(1);
         }
-        return "LORA_BRANCH_INJECTED layers=" + peft.layers().stream().map(LoraLayer::path).toList() + " change=" + change;
+        return "LORA_BRANCH_INJECTED layers=" + LoraAdapter.of(peft).layerViews().stream().map(LoraLayer::path).toList() + " change=" + change;
     }
 }

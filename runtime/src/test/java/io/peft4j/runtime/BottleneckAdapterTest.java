@@ -1,5 +1,8 @@
 package io.peft4j.runtime;
 
+import io.peft4j.annotations.Adapter;
+import io.peft4j.runtime.bottleneck.BottleneckAdapter;
+import io.peft4j.runtime.bottleneck.BottleneckLayer;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -27,8 +30,8 @@ import org.nd4j.linalg.learning.config.Adam;
 /** Bottleneck adapters {@code h + up(act(down(h)))} in a SameDiff graph. */
 class BottleneckAdapterTest {
 
-    private static final List<String> SUFFIXES = List.of(".adapter_down.weight", ".adapter_down.bias", ".adapter_up.weight",
-            ".adapter_up.bias");
+    private static final List<String> SUFFIXES = List.of(".adapters.default.adapter_down.weight", ".adapters.default.adapter_down.bias",
+            ".adapters.default.adapter_up.weight", ".adapters.default.adapter_up.bias");
 
     @BeforeAll
     static void agentInstalled() {
@@ -45,22 +48,22 @@ class BottleneckAdapterTest {
         AdapterTestModel model = new AdapterTestModel(DataType.FLOAT, 1);
         SDVariable x = model.sd.placeHolder("x", DataType.FLOAT, -1, AdapterTestModel.IN);
         SDVariable base = model.forward(x);
-        PeftModel.builder(model).only(PeftMethod.ADAPTER).attach();
+        PeftModel.builder(model).only(Adapter.class).attach();
         SDVariable adapted = model.forward(x);
         Map<String, INDArray> out = model.sd.output(Map.of("x", input(DataType.FLOAT, 2, 5)), base.name(), adapted.name());
         assertArrayEquals(out.get(base.name()).data().asFloat(), out.get(adapted.name()).data().asFloat());
-        assertEquals(0.0, model.sd.getVariable("output.adapter_up.weight").getArr().amaxNumber().doubleValue());
-        assertTrue(model.sd.getVariable("output.adapter_down.weight").getArr().amaxNumber().doubleValue() > 0);
+        assertEquals(0.0, model.sd.getVariable("output.adapters.default.adapter_up.weight").getArr().amaxNumber().doubleValue());
+        assertTrue(model.sd.getVariable("output.adapters.default.adapter_down.weight").getArr().amaxNumber().doubleValue() > 0);
     }
 
     @Test
     void parameterCountIsTwoDBPlusBPlusDPerAdapter() {
         AdapterTestModel model = new AdapterTestModel(DataType.FLOAT, 1);
-        PeftModel peft = PeftModel.builder(model).only(PeftMethod.ADAPTER).attach();
+        PeftModel peft = PeftModel.builder(model).only(Adapter.class).attach();
         model.forward(model.sd.placeHolder("x", DataType.FLOAT, -1, AdapterTestModel.IN));
         // hidden: d 8, b 3 → 2·8·3 + 3 + 8 = 59; output: d 4, b 4 / 2 = 2 → 2·4·2 + 2 + 4 = 22
-        assertEquals(List.of(59L, 22L), peft.adapters().stream().map(AdapterLayer::parameterCount).toList());
-        assertEquals(List.of("tanh", "swish"), peft.adapters().stream().map(AdapterLayer::activation).toList());
+        assertEquals(List.of(59L, 22L), BottleneckAdapter.of(peft, "default").layerViews().stream().map(BottleneckLayer::parameterCount).toList());
+        assertEquals(List.of("tanh", "swish"), BottleneckAdapter.of(peft, "default").layerViews().stream().map(BottleneckLayer::activation).toList());
         // base: 6·8 + 8 + 8·4 + 4 = 92
         assertEquals(new ParameterCount(81, 173), peft.parameterCount());
     }
@@ -79,7 +82,7 @@ class BottleneckAdapterTest {
         AdapterTestModel model = new AdapterTestModel(DataType.DOUBLE, 3);
         SameDiff sd = model.sd;
         SDVariable x = sd.placeHolder("x", DataType.DOUBLE, -1, AdapterTestModel.IN);
-        PeftModel.builder(model).only(PeftMethod.ADAPTER).attach();
+        PeftModel.builder(model).only(Adapter.class).attach();
         SDVariable loss = sd.math.square(model.forward(x)).sum().rename("loss");
         sd.setLossVariables(loss.name());
         Random random = Nd4j.getRandomFactory().getNewRandomInstance(4);
@@ -101,7 +104,7 @@ class BottleneckAdapterTest {
         SameDiff sd = model.sd;
         SDVariable x = sd.placeHolder("x", DataType.FLOAT, -1, AdapterTestModel.IN);
         SDVariable y = sd.placeHolder("y", DataType.FLOAT, -1, AdapterTestModel.OUT);
-        PeftModel peft = PeftModel.builder(model).only(PeftMethod.ADAPTER).attach();
+        PeftModel peft = PeftModel.builder(model).only(Adapter.class).attach();
         sd.loss.meanSquaredError("loss", y, model.forward(x), null);
         Map<String, INDArray> baseBefore = new HashMap<>();
         for (String name : List.of("hidden.weight", "hidden.bias", "output.weight", "output.bias")) {
@@ -117,7 +120,7 @@ class BottleneckAdapterTest {
                 "loss fell from " + report.meanOfFirst(5) + " to " + report.meanOfLast(5));
         baseBefore.forEach((name, before) -> assertArrayEquals(before.data().asFloat(),
                 sd.getVariable(name).getArr().data().asFloat(), 0f, name + " is frozen"));
-        assertFalse(sd.getVariable("output.adapter_up.weight").getArr().equals(Nd4j.zeros(DataType.FLOAT, 2, 4)));
+        assertFalse(sd.getVariable("output.adapters.default.adapter_up.weight").getArr().equals(Nd4j.zeros(DataType.FLOAT, 2, 4)));
     }
 
     @Test
@@ -128,7 +131,7 @@ class BottleneckAdapterTest {
                     "l", 4, 4, DataType.FLOAT, Nd4j.getRandomFactory().getNewRandomInstance(1));
         }
         PeftException error = assertThrows(PeftException.class,
-                () -> PeftModel.builder(new UnknownActivation()).only(PeftMethod.ADAPTER).attach());
+                () -> PeftModel.builder(new UnknownActivation()).only(Adapter.class).attach());
         assertTrue(error.getMessage().contains("unknown activation") && error.getMessage().contains("'layer'"),
                 error.getMessage());
     }

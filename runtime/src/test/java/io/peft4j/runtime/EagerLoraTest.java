@@ -1,5 +1,6 @@
 package io.peft4j.runtime;
 
+import io.peft4j.runtime.lora.LoraAdapter;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -30,11 +31,11 @@ class EagerLoraTest {
         INDArray x = Nd4j.rand(DataType.FLOAT, 4, 9);
         INDArray base = model.projection.forward(x).dup();
         PeftModel peft = PeftModel.attach(model);
-        assertEquals(7, peft.layer("projection").out());
-        assertEquals(9, peft.layer("projection").in());
+        assertEquals(7, LoraAdapter.of(peft).layer("projection").out());
+        assertEquals(9, LoraAdapter.of(peft).layer("projection").in());
         assertArrayEquals(base.data().asFloat(), model.projection.forward(x).data().asFloat(), 0f);
 
-        peft.layer("projection").weights().b().assign(Nd4j.rand(DataType.FLOAT, 3, 7).subi(0.5));
+        LoraAdapter.of(peft).layer("projection").weights().b().assign(Nd4j.rand(DataType.FLOAT, 3, 7).subi(0.5));
         INDArray unmerged = model.projection.forward(x).dup();
         assertTrue(LoraGraphTest.maxRelativeDifference(base, unmerged) > 1e-3, "the branch contributes");
         INDArray weightBefore = model.projection.weight().dup();

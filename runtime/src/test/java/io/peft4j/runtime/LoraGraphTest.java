@@ -1,5 +1,7 @@
 package io.peft4j.runtime;
 
+import io.peft4j.runtime.lora.LoraAdapter;
+import io.peft4j.runtime.lora.LoraLayer;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -42,7 +44,7 @@ class LoraGraphTest {
 
     private static void randomizeB(PeftModel peft, long seed) {
         Random random = Nd4j.getRandomFactory().getNewRandomInstance(seed);
-        for (LoraLayer layer : peft.layers()) {
+        for (LoraLayer layer : LoraAdapter.of(peft).layerViews()) {
             INDArray b = layer.weights().b();
             b.assign(Nd4j.rand(random, b.shape()).castTo(b.dataType()).subi(0.5));
         }
@@ -58,7 +60,7 @@ class LoraGraphTest {
 
         Map<String, INDArray> out = model.sd.output(Map.of("x", input(DataType.FLOAT, 2, 8)), base.name(), adapted.name());
         assertArrayEquals(out.get(base.name()).data().asFloat(), out.get(adapted.name()).data().asFloat());
-        for (LoraLayer layer : peft.layers()) {
+        for (LoraLayer layer : LoraAdapter.of(peft).layerViews()) {
             assertEquals(0.0, layer.weights().b().sumNumber().doubleValue());
             double bound = 1 / Math.sqrt(layer.in());
             assertTrue(layer.weights().a().amaxNumber().doubleValue() <= bound, "A is kaiming-uniform within ±1/√in");
@@ -69,8 +71,8 @@ class LoraGraphTest {
     @Test
     void layersAreNamedByFieldPathWithListIndices() {
         PeftModel peft = PeftModel.attach(new TwoLayerModel(DataType.FLOAT, 1));
-        assertEquals(List.of("blocks.0", "blocks.1", "head"), peft.layers().stream().map(LoraLayer::path).toList());
-        assertEquals(List.of(2, 2, 1), peft.layers().stream().map(LoraLayer::rank).toList(), "field annotation wins");
+        assertEquals(List.of("blocks.0", "blocks.1", "head"), LoraAdapter.of(peft).layerViews().stream().map(LoraLayer::path).toList());
+        assertEquals(List.of(2, 2, 1), LoraAdapter.of(peft).layerViews().stream().map(LoraLayer::rank).toList(), "field annotation wins");
     }
 
     @Test
@@ -84,8 +86,8 @@ class LoraGraphTest {
     @Test
     void rsLoraScalesByAlphaOverSquareRootOfRank() {
         PeftModel peft = PeftModel.attach(new TwoLayerModel(DataType.DOUBLE, 1));
-        assertEquals(2 / Math.sqrt(1), peft.layer("head").weights().scaling(), 1e-12);
-        assertEquals(4 / 2.0, peft.layer("blocks.0").weights().scaling(), 1e-12);
+        assertEquals(2 / Math.sqrt(1), LoraAdapter.of(peft).layer("head").weights().scaling(), 1e-12);
+        assertEquals(4 / 2.0, LoraAdapter.of(peft).layer("blocks.0").weights().scaling(), 1e-12);
     }
 
     @Test
@@ -98,7 +100,7 @@ class LoraGraphTest {
         INDArray in = input(DataType.DOUBLE, 5, 4);
         INDArray actual = model.sd.output(Map.of("x", in), adapted.name()).get(adapted.name());
 
-        LoraLayer layer = peft.layer("blocks.0");
+        LoraLayer layer = LoraAdapter.of(peft).layer("blocks.0");
         INDArray w = model.blocks().get(0).weight().getArr();
         INDArray bias = model.sd.getVariable("blocks.0.bias").getArr();
         INDArray expected = in.mmul(w).addiRowVector(bias)
@@ -118,7 +120,7 @@ class LoraGraphTest {
         Map<String, INDArray> feed = Map.of("x", input(DataType.DOUBLE, 9, 4));
 
         List<String> names = new ArrayList<>();
-        peft.layers().forEach(layer -> names.addAll(List.of(layer.path() + ".lora_A", layer.path() + ".lora_B")));
+        LoraAdapter.of(peft).layerViews().forEach(layer -> names.addAll(List.of(layer.path() + ".lora_A.default", layer.path() + ".lora_B.default")));
         double worst = FiniteDifferences.worstRelativeError(sd, feed, names, "loss");
         assertTrue(worst < 1e-6, "worst relative gradient error " + worst);
     }
@@ -174,7 +176,7 @@ class LoraGraphTest {
         }
         assertEquals(6, baseBefore.size());
         Map<String, INDArray> adaptersBefore = new HashMap<>();
-        peft.layers().forEach(layer -> {
+        LoraAdapter.of(peft).layerViews().forEach(layer -> {
             adaptersBefore.put(layer.path() + ".A", layer.weights().a().dup());
             adaptersBefore.put(layer.path() + ".B", layer.weights().b().dup());
         });
@@ -192,7 +194,7 @@ class LoraGraphTest {
                 "loss fell from " + report.meanOfFirst(5) + " to " + report.meanOfLast(5));
         baseBefore.forEach((name, before) -> assertArrayEquals(before.data().asFloat(),
                 sd.getVariable(name).getArr().data().asFloat(), 0f, name + " is frozen bit for bit"));
-        peft.layers().forEach(layer -> {
+        LoraAdapter.of(peft).layerViews().forEach(layer -> {
             assertFalse(adaptersBefore.get(layer.path() + ".A").equals(layer.weights().a()), layer.path() + " A trained");
             assertFalse(adaptersBefore.get(layer.path() + ".B").equals(layer.weights().b()), layer.path() + " B trained");
         });

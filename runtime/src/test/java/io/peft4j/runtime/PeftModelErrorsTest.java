@@ -1,5 +1,6 @@
 package io.peft4j.runtime;
 
+import io.peft4j.runtime.lora.LoraAdapter;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -82,8 +83,8 @@ class PeftModelErrorsTest {
     void mergeRefusesNonFiniteResultAndLeavesEveryWeightUntouched() {
         TwoLayerModel model = new TwoLayerModel(DataType.FLOAT, 1);
         PeftModel peft = PeftModel.attach(model);
-        peft.layer("blocks.0").weights().b().assign(0.1);
-        peft.layer("head").weights().b().assign(Float.NaN);
+        LoraAdapter.of(peft).layer("blocks.0").weights().b().assign(0.1);
+        LoraAdapter.of(peft).layer("head").weights().b().assign(Float.NaN);
         INDArray firstBefore = model.blocks().get(0).weight().getArr().dup();
         INDArray headBefore = model.head().weight().getArr().dup();
 

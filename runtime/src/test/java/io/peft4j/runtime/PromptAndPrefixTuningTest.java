@@ -1,5 +1,8 @@
 package io.peft4j.runtime;
 
+import io.peft4j.annotations.PromptTuning;
+import io.peft4j.annotations.PrefixTuning;
+import io.peft4j.runtime.prefix.PrefixTuningAdapter;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -67,7 +70,7 @@ class PromptAndPrefixTuningTest {
         SequenceModel model = new SequenceModel(DataType.DOUBLE, 1);
         Inputs in = Inputs.of(model.sd);
         SDVariable base = model.forward(in.tokens(), in.queryMask(), in.keyMask());
-        PeftModel peft = PeftModel.builder(model).only(PeftMethod.PROMPT_TUNING).attach();
+        PeftModel peft = PeftModel.builder(model).only(PromptTuning.class).attach();
         SDVariable adapted = model.forward(in.tokens(), in.queryMask(), in.keyMask());
         INDArray expected = run(model.sd, base, mask(0, T), mask(0, T));
         INDArray hidden = run(model.sd, adapted, mask(3, T), mask(3, T));
@@ -81,13 +84,13 @@ class PromptAndPrefixTuningTest {
     void gradientsReachOnlyThePromptRows() {
         SequenceModel model = new SequenceModel(DataType.DOUBLE, 2);
         Inputs in = Inputs.of(model.sd);
-        PeftModel.builder(model).only(PeftMethod.PROMPT_TUNING).attach();
+        PeftModel.builder(model).only(PromptTuning.class).attach();
         SDVariable out = model.forward(in.tokens(), in.queryMask(), in.keyMask());
         model.sd.setLossVariables(model.sd.math.square(out).sum().rename("loss").name());
         Map<String, INDArray> gradients = model.sd.calculateGradients(
                 Map.of("tokens", tokens(), "queryMask", mask(0, 3 + T), "keyMask", mask(0, 3 + T)), trainable(model.sd));
-        assertEquals(Set.of("embedding.prompt_embeddings"), gradients.keySet());
-        INDArray rows = gradients.get("embedding.prompt_embeddings");
+        assertEquals(Set.of("embedding.prompt_embeddings.default"), gradients.keySet());
+        INDArray rows = gradients.get("embedding.prompt_embeddings.default");
         for (int row = 0; row < 3; row++) {
             assertTrue(rows.getRow(row).amaxNumber().doubleValue() > 0, "row " + row + " receives a gradient");
         }
@@ -103,7 +106,7 @@ class PromptAndPrefixTuningTest {
         SequenceModel model = new SequenceModel(DataType.DOUBLE, 3);
         Inputs in = Inputs.of(model.sd);
         SDVariable base = model.forward(in.tokens(), in.queryMask(), in.keyMask());
-        PeftModel.builder(model).only(PeftMethod.PREFIX_TUNING).virtualTokens(0).attach();
+        PeftModel.builder(model).only(PrefixTuning.class).virtualTokens(0).attach();
         SDVariable adapted = model.forward(in.tokens(), in.queryMask(), in.keyMask());
         assertArrayEquals(run(model.sd, base, mask(0, T), mask(0, T)).data().asDouble(),
                 run(model.sd, adapted, mask(0, T), mask(0, T)).data().asDouble(), 0.0);
@@ -114,7 +117,7 @@ class PromptAndPrefixTuningTest {
         SequenceModel model = new SequenceModel(DataType.DOUBLE, 4);
         Inputs in = Inputs.of(model.sd);
         SDVariable base = model.forward(in.tokens(), in.queryMask(), in.keyMask());
-        PeftModel peft = PeftModel.builder(model).only(PeftMethod.PREFIX_TUNING).attach();
+        PeftModel peft = PeftModel.builder(model).only(PrefixTuning.class).attach();
         SDVariable adapted = model.forward(in.tokens(), in.queryMask(), in.keyMask());
         INDArray keys = run(model.sd, model.lastKeys, mask(0, T), mask(0, 2 + T));
         assertArrayEquals(new long[] {BATCH, 2 + T, SequenceModel.WIDTH}, keys.shape());
@@ -128,12 +131,12 @@ class PromptAndPrefixTuningTest {
     void prefixGradientsReachOnlyThePrefixes() {
         SequenceModel model = new SequenceModel(DataType.DOUBLE, 5);
         Inputs in = Inputs.of(model.sd);
-        PeftModel.builder(model).only(PeftMethod.PREFIX_TUNING).attach();
+        PeftModel.builder(model).only(PrefixTuning.class).attach();
         SDVariable out = model.forward(in.tokens(), in.queryMask(), in.keyMask());
         model.sd.setLossVariables(model.sd.math.square(out).sum().rename("loss").name());
         Map<String, INDArray> gradients = model.sd.calculateGradients(
                 Map.of("tokens", tokens(), "queryMask", mask(0, T), "keyMask", mask(0, 2 + T)), trainable(model.sd));
-        assertEquals(Set.of("attention.prefix_keys", "attention.prefix_values"), gradients.keySet());
+        assertEquals(Set.of("attention.prefix_keys.default", "attention.prefix_values.default"), gradients.keySet());
         gradients.forEach((name, gradient) -> assertTrue(gradient.amaxNumber().doubleValue() > 0, name));
     }
 
@@ -142,24 +145,24 @@ class PromptAndPrefixTuningTest {
         ProjectedSequenceModel model = new ProjectedSequenceModel(DataType.DOUBLE, 6);
         SameDiff sd = model.inner.sd;
         Inputs in = Inputs.of(sd);
-        PeftModel peft = PeftModel.builder(model).only(PeftMethod.PREFIX_TUNING).attach();
+        PeftModel peft = PeftModel.builder(model).only(PrefixTuning.class).attach();
         SDVariable out = model.forward(in.tokens(), in.queryMask(), in.keyMask());
         sd.setLossVariables(sd.math.square(out).sum().rename("loss").name());
         Map<String, INDArray> gradients = sd.calculateGradients(
                 Map.of("tokens", tokens(), "queryMask", mask(0, T), "keyMask", mask(0, 2 + T)), trainable(sd));
-        assertEquals(new TreeSet<>(List.of("prefix_encoder.embedding", "prefix_encoder.dense1.weight", "prefix_encoder.dense1.bias",
-                "prefix_encoder.dense2.weight", "prefix_encoder.dense2.bias")), new TreeSet<>(gradients.keySet()));
-        assertArrayEquals(new long[] {2, 2 * SequenceModel.WIDTH}, peft.prefixTuning().prefixes().shape(),
+        assertEquals(new TreeSet<>(List.of("prefix_encoder.default.embedding", "prefix_encoder.default.dense1.weight",
+                "prefix_encoder.default.dense1.bias", "prefix_encoder.default.dense2.weight", "prefix_encoder.default.dense2.bias")), new TreeSet<>(gradients.keySet()));
+        assertArrayEquals(new long[] {2, 2 * SequenceModel.WIDTH}, PrefixTuningAdapter.of(peft, "default").prefixes().shape(),
                 "PEFT's prompt_embeddings [n, layers·2·d]");
         INDArray graphKeys = run(sd, model.inner.lastKeys, mask(0, T), mask(0, 2 + T))
                 .get(NDArrayIndex.point(0), NDArrayIndex.interval(0, 2), NDArrayIndex.all());
-        INDArray evaluatedKeys = peft.prefixTuning().prefixes().get(NDArrayIndex.all(), NDArrayIndex.interval(0, SequenceModel.WIDTH));
+        INDArray evaluatedKeys = PrefixTuningAdapter.of(peft, "default").prefixes().get(NDArrayIndex.all(), NDArrayIndex.interval(0, SequenceModel.WIDTH));
         assertTrue(evaluatedKeys.equalsWithEps(graphKeys, 1e-12), "prefixes() evaluates what the graph uses");
     }
 
     @Test
     void promptAndPrefixTrainingLowerTheLoss() {
-        for (PeftMethod method : List.of(PeftMethod.PROMPT_TUNING, PeftMethod.PREFIX_TUNING)) {
+        for (Class<? extends java.lang.annotation.Annotation> method : List.of(PromptTuning.class, PrefixTuning.class)) {
             SequenceModel model = new SequenceModel(DataType.FLOAT, 7);
             SameDiff sd = model.sd;
             SDVariable tokens = sd.placeHolder("tokens", DataType.INT32, -1, T);
@@ -168,8 +171,8 @@ class PromptAndPrefixTuningTest {
             SDVariable labels = sd.placeHolder("labels", DataType.FLOAT, -1, 2);
             PeftModel peft = PeftModel.builder(model).only(method).attach();
             sd.loss.softmaxCrossEntropy("loss", labels, model.forward(tokens, queryMask, keyMask), null);
-            int length = method == PeftMethod.PROMPT_TUNING ? 3 + T : T;
-            int keys = method == PeftMethod.PREFIX_TUNING ? 2 + T : length;
+            int length = method == PromptTuning.class ? 3 + T : T;
+            int keys = method == PrefixTuning.class ? 2 + T : length;
             // One class for every sequence: a shared prompt or prefix can learn that shift.
             INDArray labelRows = Nd4j.createFromArray(new float[][] {{1, 0}, {1, 0}, {1, 0}, {1, 0}, {1, 0}, {1, 0}});
             MultiDataSet data = new MultiDataSet(new INDArray[] {tokens(), mask(0, length).castTo(DataType.FLOAT),

@@ -1,8 +1,8 @@
 package io.peft4j.samples;
 
+import io.peft4j.annotations.LoRA;
 import io.peft4j.runtime.ComputeThreads;
 import io.peft4j.runtime.ParameterCount;
-import io.peft4j.runtime.PeftMethod;
 import io.peft4j.runtime.PeftModel;
 import io.peft4j.runtime.SameDiffTrainer;
 import io.peft4j.runtime.TrainingReport;
@@ -94,7 +94,7 @@ public final class LoraDemo {
         out.println("== 2. LoRA adaptation to the shifted task (r = 8 on query and value) ==");
         TransformerClassifier adapted = new TransformerClassifier(SameDiff.create(), config, settings.seed());
         adapted.load(base.parameters());
-        PeftModel peft = PeftModel.builder(adapted).only(PeftMethod.LORA).attach();
+        PeftModel peft = PeftModel.builder(adapted).only(LoRA.class).attach();
         out.println(peft.parameterCount());
         Graph adaptedGraph = Graph.build(adapted);
         double before = adaptedGraph.accuracy(shiftedTest);

@@ -1,7 +1,7 @@
 package io.peft4j.samples;
 
+import io.peft4j.annotations.LoRA;
 import io.peft4j.runtime.ComputeThreads;
-import io.peft4j.runtime.PeftMethod;
 import io.peft4j.runtime.PeftModel;
 import io.peft4j.runtime.checkpoint.SafetensorsFile;
 import io.peft4j.samples.transformer.TransformerClassifier;
@@ -34,7 +34,7 @@ public final class LoraReload {
     public static double verify(Path output, LoraDemo.Settings settings, PrintStream out) {
         TransformerClassifier model = new TransformerClassifier(SameDiff.create(), settings.model(), settings.seed() + 1000);
         model.load(SafetensorsFile.read(output.resolve(LoraDemo.BASE_WEIGHTS)));
-        PeftModel peft = PeftModel.builder(model).only(PeftMethod.LORA).attach();
+        PeftModel peft = PeftModel.builder(model).only(LoRA.class).attach();
         peft.load(output.resolve(LoraDemo.ADAPTER));
         LoraDemo.Graph graph = LoraDemo.Graph.build(model);
 

@@ -1,8 +1,12 @@
 package io.peft4j.samples;
 
+import io.peft4j.annotations.Adapter;
+import io.peft4j.annotations.LoRA;
+import io.peft4j.annotations.PrefixTuning;
+import io.peft4j.annotations.PromptTuning;
+import java.lang.annotation.Annotation;
 import io.peft4j.runtime.ComputeThreads;
 import io.peft4j.runtime.ParameterCount;
-import io.peft4j.runtime.PeftMethod;
 import io.peft4j.runtime.PeftModel;
 import io.peft4j.runtime.ProgressListener;
 import io.peft4j.runtime.SameDiffTrainer;
@@ -89,11 +93,11 @@ public final class MethodComparison {
                         graph.accuracy(shiftedTest), report.seconds() / report.steps(),
                         relativeLatency(baseGraph, graph, shiftedTest.getFeatures())));
             } else {
-                PeftMethod peftMethod = switch (method) {
-                    case "lora" -> PeftMethod.LORA;
-                    case "adapter" -> PeftMethod.ADAPTER;
-                    case "prefix" -> PeftMethod.PREFIX_TUNING;
-                    case "prompt" -> PeftMethod.PROMPT_TUNING;
+                Class<? extends Annotation> peftMethod = switch (method) {
+                    case "lora" -> LoRA.class;
+                    case "adapter" -> Adapter.class;
+                    case "prefix" -> PrefixTuning.class;
+                    case "prompt" -> PromptTuning.class;
                     default -> throw new IllegalArgumentException("unknown method '" + method + "': use full, lora, adapter, prefix or prompt");
                 };
                 PeftModel peft = PeftModel.builder(model).only(peftMethod).attach();
@@ -105,7 +109,7 @@ public final class MethodComparison {
                 double after = graph.accuracy(shiftedTest);
                 rows.add(new Row(method, parameters, before, after, report.seconds() / report.steps(),
                         relativeLatency(baseGraph, graph, shiftedTest.getFeatures())));
-                if (peftMethod == PeftMethod.LORA) {
+                if (peftMethod == LoRA.class) {
                     peft.merge();
                     LoraDemo.Graph merged = LoraDemo.Graph.build(model);
                     rows.add(new Row("lora (merged)", parameters, before, merged.accuracy(shiftedTest), Double.NaN,
@@ -130,15 +134,12 @@ public final class MethodComparison {
      * Prompt and prefix tuning train few parameters far from the output and want a larger step,
      * as in their papers; {@code -Dpeft4j.comparison.lr=...} overrides every method's rate.
      */
-    private static double learningRate(PeftMethod method, LoraDemo.Settings settings) {
+    private static double learningRate(Class<? extends Annotation> method, LoraDemo.Settings settings) {
         String override = System.getProperty("peft4j.comparison.lr");
         if (override != null) {
             return Double.parseDouble(override);
         }
-        return switch (method) {
-            case LORA, ADAPTER -> settings.loraLearningRate();
-            case PREFIX_TUNING, PROMPT_TUNING -> PROMPT_LEARNING_RATE;
-        };
+        return method == LoRA.class || method == Adapter.class ? settings.loraLearningRate() : PROMPT_LEARNING_RATE;
     }
 
     /**

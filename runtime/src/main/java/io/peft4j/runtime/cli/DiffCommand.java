@@ -1,10 +1,10 @@
 package io.peft4j.runtime.cli;
 
 import io.peft4j.runtime.checkpoint.SafetensorsFile;
-import io.peft4j.runtime.checkpoint.TensorInfo;
 import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.Locale;
 import java.util.Map;
@@ -19,12 +19,13 @@ import picocli.CommandLine.Parameters;
 import picocli.CommandLine.Spec;
 
 /**
- * {@code peft4j diff <dirA> <dirB>}: per layer, the largest differences between two adapters' A, B and
- * weight deltas {@code s·Bᵀ·Aᵀ} (the delta is what changes the model; A and B alone are only
- * defined up to an invertible r × r factor). Exits with 1 if the adapters differ in layers or shapes.
+ * {@code peft4j diff <dirA> <dirB>}: for two adapters of one method, the largest difference of every
+ * tensor and of what it changes in the model (for LoRA each layer's delta {@code s·B·A}, which is what
+ * matters: A and B alone are defined only up to an invertible r × r factor). Exits with 1 if the
+ * adapters differ in method, keys or shapes.
  */
 @Command(name = "diff", mixinStandardHelpOptions = true,
-        description = "Report per-layer maximum differences between two saved LoRA adapters.")
+        description = "Report the largest differences between two saved adapters, tensor by tensor and effect by effect.")
 final class DiffCommand implements Callable<Integer> {
 
     @Parameters(index = "0", paramLabel = "<dirA>")
@@ -40,41 +41,43 @@ final class DiffCommand implements Callable<Integer> {
     public Integer call() {
         AdapterFiles a = AdapterFiles.open(first);
         AdapterFiles b = AdapterFiles.open(second);
+        PrintWriter out = spec.commandLine().getOut();
+        if (!a.peftType().equals(b.peftType())) {
+            out.printf(Locale.ROOT, "different methods: %s is %s, %s is %s%n", first, a.peftType(), second, b.peftType());
+            return 1;
+        }
         Map<String, INDArray> tensorsA = SafetensorsFile.read(a.weightsFile());
         Map<String, INDArray> tensorsB = SafetensorsFile.read(b.weightsFile());
-        PrintWriter out = spec.commandLine().getOut();
-        Set<String> layers = new LinkedHashSet<>(a.layers().keySet());
-        layers.addAll(b.layers().keySet());
-        int width = Math.max(5, layers.stream().mapToInt(String::length).max().orElse(5));
-        out.printf(Locale.ROOT, "%-" + width + "s  %12s  %12s  %12s%n", "layer", "max|ΔA|", "max|ΔB|", "max|Δ(s·A·B)|");
-        boolean comparable = true;
-        for (String layer : layers) {
-            TensorInfo[] inA = a.layers().get(layer);
-            TensorInfo[] inB = b.layers().get(layer);
-            if (inA == null || inB == null) {
-                out.printf(Locale.ROOT, "%-" + width + "s  only in %s%n", layer, inA == null ? second : first);
-                comparable = false;
-                continue;
-            }
-            if (inA[0] == null || inA[1] == null || inB[0] == null || inB[1] == null
-                    || !Arrays.equals(inA[0].shape(), inB[0].shape()) || !Arrays.equals(inA[1].shape(), inB[1].shape())) {
-                out.printf(Locale.ROOT, "%-" + width + "s  shapes differ: %s vs %s%n", layer, Arrays.toString(inA), Arrays.toString(inB));
-                comparable = false;
-                continue;
-            }
-            INDArray loraA1 = tensorsA.get(inA[0].name()).castTo(DataType.DOUBLE);
-            INDArray loraB1 = tensorsA.get(inA[1].name()).castTo(DataType.DOUBLE);
-            INDArray loraA2 = tensorsB.get(inB[0].name()).castTo(DataType.DOUBLE);
-            INDArray loraB2 = tensorsB.get(inB[1].name()).castTo(DataType.DOUBLE);
-            INDArray delta1 = loraB1.mmul(loraA1).muli(a.scaling(layer));
-            INDArray delta2 = loraB2.mmul(loraA2).muli(b.scaling(layer));
-            out.printf(Locale.ROOT, "%-" + width + "s  %12.4e  %12.4e  %12.4e%n", layer, maxAbsDifference(loraA1, loraA2),
-                    maxAbsDifference(loraB1, loraB2), maxAbsDifference(delta1, delta2));
+        Map<String, INDArray[]> rows = new LinkedHashMap<>();
+        boolean comparable = pair(tensorsA, tensorsB, rows, out);
+        if (a.method().isPresent()) {
+            comparable &= pair(a.method().get().effects(a.config(), tensorsA), b.method().get().effects(b.config(), tensorsB), rows, out);
         }
+        int width = Math.max(6, rows.keySet().stream().mapToInt(String::length).max().orElse(6));
+        out.printf(Locale.ROOT, "%-" + width + "s  %12s%n", "tensor", "max|Δ|");
+        rows.forEach((name, pair) -> out.printf(Locale.ROOT, "%-" + width + "s  %12.4e%n", name,
+                Transforms.abs(pair[0].castTo(DataType.DOUBLE).sub(pair[1].castTo(DataType.DOUBLE))).maxNumber().doubleValue()));
         return comparable ? 0 : 1;
     }
 
-    private static double maxAbsDifference(INDArray x, INDArray y) {
-        return Transforms.abs(x.sub(y)).maxNumber().doubleValue();
+    /** Adds the tensors both maps have with one shape to {@code rows}; prints the others and returns whether there were none. */
+    private boolean pair(Map<String, INDArray> a, Map<String, INDArray> b, Map<String, INDArray[]> rows, PrintWriter out) {
+        boolean comparable = true;
+        Set<String> names = new LinkedHashSet<>(a.keySet());
+        names.addAll(b.keySet());
+        for (String name : names) {
+            INDArray inA = a.get(name);
+            INDArray inB = b.get(name);
+            if (inA == null || inB == null) {
+                out.printf(Locale.ROOT, "%s: only in %s%n", name, inA == null ? second : first);
+                comparable = false;
+            } else if (!Arrays.equals(inA.shape(), inB.shape())) {
+                out.printf(Locale.ROOT, "%s: shapes differ, %s vs %s%n", name, Arrays.toString(inA.shape()), Arrays.toString(inB.shape()));
+                comparable = false;
+            } else if (inA.length() > 0) {
+                rows.put(name, new INDArray[] {inA, inB});
+            }
+        }
+        return comparable;
     }
 }

@@ -12,7 +12,7 @@ import picocli.CommandLine.Spec;
  * A broken adapter ends the command with exit status 1 and a message naming the file and the problem.
  */
 @Command(name = "peft4j", mixinStandardHelpOptions = true, version = "peft4j 0.1.0",
-        description = "Inspect and compare LoRA adapters saved in Hugging Face PEFT's format.",
+        description = "Inspect and compare adapters saved in Hugging Face PEFT's format (LoRA, prompt and prefix tuning, bottleneck adapters).",
         subcommands = {InspectCommand.class, DiffCommand.class})
 public final class Peft4jCli implements Runnable {
 

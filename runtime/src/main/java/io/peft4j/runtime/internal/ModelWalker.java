@@ -1,6 +1,7 @@
 package io.peft4j.runtime.internal;
 
 import io.peft4j.runtime.PeftException;
+import io.peft4j.runtime.method.ModelNode;
 import java.lang.reflect.Field;
 import java.lang.reflect.Modifier;
 import java.util.ArrayList;
@@ -21,18 +22,14 @@ import java.util.Set;
  */
 public final class ModelWalker {
 
-    /** One object reached from the root. */
-    public record Node(String path, Field field, Object value) {
-    }
-
-    private final List<Node> nodes = new ArrayList<>();
+    private final List<ModelNode> nodes = new ArrayList<>();
     private final Set<Object> visited = Collections.newSetFromMap(new IdentityHashMap<>());
 
     private ModelWalker() {
     }
 
     /** Every object reachable from {@code root} in depth-first field order, the root itself excluded. */
-    public static List<Node> walk(Object root) {
+    public static List<ModelNode> walk(Object root) {
         ModelWalker walker = new ModelWalker();
         walker.visited.add(root);
         walker.enterFields(root, "");
@@ -43,7 +40,7 @@ public final class ModelWalker {
         if (value == null || !visited.add(value)) {
             return;
         }
-        nodes.add(new Node(path, field, value));
+        nodes.add(new ModelNode(path, field, value));
         if (value instanceof List<?> list) {
             for (int i = 0; i < list.size(); i++) {
                 visit(path + "." + i, null, list.get(i));
@@ -81,6 +78,14 @@ public final class ModelWalker {
                     + (path.isEmpty() ? "" : " at '" + path + "'") + " while looking for PEFT layers: " + e.getMessage()
                     + "; if the model is in a named module, open its package to io.peft4j.runtime", e);
         }
+    }
+
+    /**
+     * Whether {@code value} is what PyTorch would call a module: one of the user's own objects, or a
+     * list, array or map of them (not a tensor, a graph, a string or a number).
+     */
+    public static boolean isModule(Object value) {
+        return value instanceof List<?> || value instanceof Object[] || value instanceof Map<?, ?> || isUserObject(value);
     }
 
     private static boolean isUserObject(Object value) {

@@ -16,7 +16,7 @@ import org.nd4j.linalg.api.ops.impl.reduce.Mmul;
  * takes its width from the weight's columns, and element-wise ops (bias adds, activations, layer
  * normalisation, residual sums) keep the width of their inputs.
  */
-final class OutputWidth {
+public final class OutputWidth {
 
     private static final int MAX_DEPTH = 12;
     private static final Set<String> WIDTH_PRESERVING = Set.of("add", "sub", "subtract", "mul", "multiply", "div",
@@ -27,7 +27,7 @@ final class OutputWidth {
     private OutputWidth() {
     }
 
-    static OptionalLong of(SDVariable value) {
+    public static OptionalLong of(SDVariable value) {
         return of(value, MAX_DEPTH);
     }
 

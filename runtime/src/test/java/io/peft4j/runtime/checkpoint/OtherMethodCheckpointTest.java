@@ -1,5 +1,8 @@
 package io.peft4j.runtime.checkpoint;
 
+import io.peft4j.annotations.Adapter;
+import io.peft4j.annotations.PromptTuning;
+import io.peft4j.annotations.PrefixTuning;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -7,7 +10,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import io.peft4j.runtime.PeftMethod;
 import io.peft4j.runtime.PeftModel;
 import io.peft4j.runtime.internal.AgentStatus;
 import io.peft4j.runtime.testmodel.AdapterTestModel;
@@ -51,7 +53,7 @@ class OtherMethodCheckpointTest {
     @Test
     void promptTuningRoundTrip() throws Exception {
         SequenceModel saved = new SequenceModel(DataType.DOUBLE, 1);
-        PeftModel peft = PeftModel.builder(saved).only(PeftMethod.PROMPT_TUNING).seed(1).attach();
+        PeftModel peft = PeftModel.builder(saved).only(PromptTuning.class).seed(1).attach();
         double[] expected = sequenceOutput(saved.sd, (in, sd) -> saved.forward(in[0], in[1], in[2]), 8, 8);
         peft.save(dir);
         JsonNode config = new ObjectMapper().readTree(dir.resolve(AdapterCheckpoint.CONFIG_FILE).toFile());
@@ -61,33 +63,33 @@ class OtherMethodCheckpointTest {
                 .tensor("prompt_embeddings").shape());
 
         SequenceModel fresh = new SequenceModel(DataType.DOUBLE, 1);
-        PeftModel.builder(fresh).only(PeftMethod.PROMPT_TUNING).seed(99).attach().load(dir);
+        PeftModel.builder(fresh).only(PromptTuning.class).seed(99).attach().load(dir);
         assertArrayEquals(expected, sequenceOutput(fresh.sd, (in, sd) -> fresh.forward(in[0], in[1], in[2]), 8, 8), 0.0);
     }
 
     @Test
     void prefixTuningRoundTrip() {
         SequenceModel saved = new SequenceModel(DataType.DOUBLE, 2);
-        PeftModel peft = PeftModel.builder(saved).only(PeftMethod.PREFIX_TUNING).seed(1).attach();
+        PeftModel peft = PeftModel.builder(saved).only(PrefixTuning.class).seed(1).attach();
         double[] expected = sequenceOutput(saved.sd, (in, sd) -> saved.forward(in[0], in[1], in[2]), 5, 7);
         peft.save(dir);
         assertArrayEquals(new long[] {2, 8}, SafetensorsFile.readHeader(dir.resolve(AdapterCheckpoint.WEIGHTS_FILE))
                 .tensor("prompt_embeddings").shape(), "PEFT's [n, layers·2·d]");
 
         SequenceModel fresh = new SequenceModel(DataType.DOUBLE, 2);
-        PeftModel.builder(fresh).only(PeftMethod.PREFIX_TUNING).seed(99).attach().load(dir);
+        PeftModel.builder(fresh).only(PrefixTuning.class).seed(99).attach().load(dir);
         assertArrayEquals(expected, sequenceOutput(fresh.sd, (in, sd) -> fresh.forward(in[0], in[1], in[2]), 5, 7), 0.0);
     }
 
     @Test
     void projectedPrefixesAreSavedAsTheirResultAndLoadWithoutTheMlp() {
         ProjectedSequenceModel saved = new ProjectedSequenceModel(DataType.DOUBLE, 3);
-        PeftModel peft = PeftModel.builder(saved).only(PeftMethod.PREFIX_TUNING).seed(1).attach();
+        PeftModel peft = PeftModel.builder(saved).only(PrefixTuning.class).seed(1).attach();
         double[] expected = sequenceOutput(saved.inner.sd, (in, sd) -> saved.forward(in[0], in[1], in[2]), 5, 7);
         peft.save(dir);
 
         ProjectedSequenceModel fresh = new ProjectedSequenceModel(DataType.DOUBLE, 3);
-        PeftModel loaded = PeftModel.builder(fresh).only(PeftMethod.PREFIX_TUNING).seed(99).attach();
+        PeftModel loaded = PeftModel.builder(fresh).only(PrefixTuning.class).seed(99).attach();
         loaded.load(dir);
         double[] actual = sequenceOutput(fresh.inner.sd, (in, sd) -> fresh.forward(in[0], in[1], in[2]), 5, 7);
         for (int i = 0; i < expected.length; i++) {
@@ -99,10 +101,14 @@ class OtherMethodCheckpointTest {
     @Test
     void bottleneckAdaptersRoundTripWithAdapterHubKeys() {
         AdapterTestModel saved = new AdapterTestModel(DataType.DOUBLE, 4);
-        PeftModel peft = PeftModel.builder(saved).only(PeftMethod.ADAPTER).attach();
+        PeftModel peft = PeftModel.builder(saved).only(Adapter.class).attach();
         SDVariable x = saved.sd.placeHolder("x", DataType.DOUBLE, -1, AdapterTestModel.IN);
         SDVariable out = saved.forward(x);
-        peft.bottleneckAdapters().values().forEach(adapter -> adapter.parameters().forEach(p -> p.assign(Nd4j.rand(p.shape()))));
+        for (String name : saved.sd.variables().stream().map(SDVariable::name).filter(name -> name.contains(".adapters.default.adapter_"))
+                .toList()) {
+            INDArray parameter = saved.sd.getVariable(name).getArr();
+            parameter.assign(Nd4j.rand(parameter.shape()));
+        }
         INDArray input = Nd4j.rand(DataType.DOUBLE, 3, AdapterTestModel.IN);
         double[] expected = saved.sd.output(Map.of("x", input), out.name()).get(out.name()).data().asDouble();
         peft.save(dir);
@@ -111,7 +117,7 @@ class OtherMethodCheckpointTest {
         assertArrayEquals(new long[] {8, 3}, header.tensor("base_model.model.hidden.adapters.default.adapter_up.weight").shape());
 
         AdapterTestModel fresh = new AdapterTestModel(DataType.DOUBLE, 4);
-        PeftModel.builder(fresh).only(PeftMethod.ADAPTER).attach().load(dir); // before the graph exists
+        PeftModel.builder(fresh).only(Adapter.class).attach().load(dir); // before the graph exists
         SDVariable freshX = fresh.sd.placeHolder("x", DataType.DOUBLE, -1, AdapterTestModel.IN);
         SDVariable freshOut = fresh.forward(freshX);
         assertArrayEquals(expected, fresh.sd.output(Map.of("x", input), freshOut.name()).get(freshOut.name()).data().asDouble(), 0.0);
@@ -120,13 +126,13 @@ class OtherMethodCheckpointTest {
     @Test
     void anAdapterOfAnotherMethodIsRefused() {
         SequenceModel prompted = new SequenceModel(DataType.DOUBLE, 5);
-        PeftModel.builder(prompted).only(PeftMethod.PROMPT_TUNING).attach().save(dir);
-        PeftModel prefixed = PeftModel.builder(new SequenceModel(DataType.DOUBLE, 5)).only(PeftMethod.PREFIX_TUNING).attach();
+        PeftModel.builder(prompted).only(PromptTuning.class).attach().save(dir);
+        PeftModel prefixed = PeftModel.builder(new SequenceModel(DataType.DOUBLE, 5)).only(PrefixTuning.class).attach();
         CheckpointException error = assertThrows(CheckpointException.class, () -> prefixed.load(dir));
-        assertTrue(error.getMessage().contains("holds a PROMPT_TUNING adapter, but the model has PREFIX_TUNING adapters"),
+        assertTrue(error.getMessage().contains("holds a PROMPT_TUNING adapter, but adapter 'default' is PREFIX_TUNING"),
                 error.getMessage());
         PeftModel both = PeftModel.builder(new SequenceModel(DataType.DOUBLE, 5)).attach();
         CheckpointException mixed = assertThrows(CheckpointException.class, () -> both.save(dir.resolve("both")));
-        assertTrue(mixed.getMessage().contains("only(method)"), mixed.getMessage());
+        assertTrue(mixed.getMessage().contains("give each method its own adapter"), mixed.getMessage());
     }
 }

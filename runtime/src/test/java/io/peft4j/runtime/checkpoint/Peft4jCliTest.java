@@ -1,5 +1,6 @@
 package io.peft4j.runtime.checkpoint;
 
+import io.peft4j.runtime.lora.LoraAdapter;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -39,7 +40,7 @@ class Peft4jCliTest {
 
     private static PeftModel adapted(long seed) {
         PeftModel peft = PeftModel.builder(new TwoLayerModel(DataType.FLOAT, 1)).seed(seed).attach();
-        peft.layers().forEach(layer -> layer.weights().b().assign(0.25));
+        LoraAdapter.of(peft).layerViews().forEach(layer -> layer.weights().b().assign(0.25));
         return peft;
     }
 
@@ -48,9 +49,10 @@ class Peft4jCliTest {
         adapted(1).save(dir);
         Run run = cli("inspect", dir.toString());
         assertEquals(0, run.status(), run.err());
-        assertTrue(run.out().contains("peft_type=LORA  r=2  lora_alpha=4.0"), run.out());
-        assertTrue(run.out().matches("(?s).*blocks\\.0\\s+2\\s+6\\s+5\\s+F32\\s+\\[2, 6\\]\\s+\\[5, 2\\]\\s+22\\n.*"), run.out());
-        assertTrue(run.out().matches("(?s).*head\\s+1\\s+5\\s+3\\s+F32.*"), run.out());
+        assertTrue(run.out().contains("method    lora (peft_type LORA)"), run.out());
+        assertTrue(run.out().contains("r=2  lora_alpha=4.0"), run.out());
+        assertTrue(run.out().contains("blocks.0  rank 2  in 6  out 5  F32  lora_A [2, 6]  lora_B [5, 2]  (22 parameters)"), run.out());
+        assertTrue(run.out().contains("head      rank 1  in 5  out 3  F32"), run.out());
         assertTrue(run.out().contains("3 layers, 50 parameters"), run.out());
         long size = Files.size(dir.resolve(AdapterCheckpoint.WEIGHTS_FILE)) + Files.size(dir.resolve(AdapterCheckpoint.CONFIG_FILE));
         assertTrue(run.out().contains(String.format("size on disk: %,d bytes", size)), run.out());
@@ -64,10 +66,15 @@ class Peft4jCliTest {
         adapted(2).save(second);
         Run same = cli("diff", first.toString(), first.toString());
         assertEquals(0, same.status(), same.err());
-        assertTrue(same.out().matches("(?s).*blocks\\.0\\s+0\\.0000e\\+00\\s+0\\.0000e\\+00\\s+0\\.0000e\\+00.*"), same.out());
+        assertTrue(same.out().matches("(?s).*blocks\\.0 \\(s·B·A\\)\\s+0\\.0000e\\+00\\n.*"), same.out());
         Run different = cli("diff", first.toString(), second.toString());
         assertEquals(0, different.status(), different.err());
-        assertTrue(different.out().matches("(?s).*blocks\\.0\\s+[1-9]\\.\\d{4}e-0\\d\\s+0\\.0000e\\+00\\s+[1-9].*"), different.out());
+        // Seeds 1 and 2 give different A, one B: every tensor but lora_B differs, and so does each layer's delta.
+        assertTrue(different.out().matches("(?s).*base_model\\.model\\.blocks\\.0\\.lora_A\\.weight\\s+[1-9]\\.\\d{4}e-0\\d\\n.*"),
+                different.out());
+        assertTrue(different.out().matches("(?s).*base_model\\.model\\.blocks\\.0\\.lora_B\\.weight\\s+0\\.0000e\\+00\\n.*"),
+                different.out());
+        assertTrue(different.out().matches("(?s).*blocks\\.0 \\(s·B·A\\)\\s+[1-9]\\.\\d{4}e-0\\d\\n.*"), different.out());
     }
 
     @Test

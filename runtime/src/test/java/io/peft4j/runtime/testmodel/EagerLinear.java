@@ -3,7 +3,7 @@ package io.peft4j.runtime.testmodel;
 import io.peft4j.annotations.LoRA;
 import io.peft4j.annotations.Weight;
 import io.peft4j.annotations.WeightLayout;
-import io.peft4j.runtime.internal.ForwardDispatcher;
+import io.peft4j.runtime.bridge.ForwardDispatcher;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 /** A PyTorch-style eager linear layer {@code y = x · Wᵀ}, {@code W [out, in]}, woven by hand. */

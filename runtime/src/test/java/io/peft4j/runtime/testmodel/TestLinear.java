@@ -2,7 +2,7 @@ package io.peft4j.runtime.testmodel;
 
 import io.peft4j.annotations.LoRA;
 import io.peft4j.annotations.Weight;
-import io.peft4j.runtime.internal.ForwardDispatcher;
+import io.peft4j.runtime.bridge.ForwardDispatcher;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.linalg.api.buffer.DataType;

@@ -1,7 +1,8 @@
 package io.peft4j.samples.benchmark;
 
+import io.peft4j.annotations.Adapter;
+import io.peft4j.annotations.LoRA;
 import io.peft4j.runtime.Freezer;
-import io.peft4j.runtime.PeftMethod;
 import io.peft4j.runtime.PeftModel;
 import io.peft4j.samples.minilm.MiniLmConfig;
 import io.peft4j.samples.minilm.OnnxInitializers;
@@ -92,8 +93,8 @@ final class MiniLmWorkload implements Workload {
     public Model create(Method method) {
         SpamClassifier model = new SpamClassifier(SameDiff.create(), pretrained, 1);
         PeftModel peft = switch (method) {
-            case LORA -> PeftModel.builder(model).only(PeftMethod.LORA).alsoTrain("classifier").attach();
-            case ADAPTER -> PeftModel.builder(model).only(PeftMethod.ADAPTER).alsoTrain("classifier").attach();
+            case LORA -> PeftModel.builder(model).only(LoRA.class).alsoTrain("classifier").attach();
+            case ADAPTER -> PeftModel.builder(model).only(Adapter.class).alsoTrain("classifier").attach();
             case BASE, FULL -> null;
         };
         if (method == Method.FULL) {

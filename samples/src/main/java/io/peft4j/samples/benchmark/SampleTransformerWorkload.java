@@ -1,6 +1,7 @@
 package io.peft4j.samples.benchmark;
 
-import io.peft4j.runtime.PeftMethod;
+import io.peft4j.annotations.Adapter;
+import io.peft4j.annotations.LoRA;
 import io.peft4j.runtime.PeftModel;
 import io.peft4j.samples.transformer.TransformerClassifier;
 import io.peft4j.samples.transformer.TransformerConfig;
@@ -72,8 +73,8 @@ final class SampleTransformerWorkload implements Workload {
     public Model create(Method method) {
         TransformerClassifier model = new TransformerClassifier(SameDiff.create(), SHAPES, 1);
         PeftModel peft = switch (method) {
-            case LORA -> PeftModel.builder(model).only(PeftMethod.LORA).attach();
-            case ADAPTER -> PeftModel.builder(model).only(PeftMethod.ADAPTER).attach();
+            case LORA -> PeftModel.builder(model).only(LoRA.class).attach();
+            case ADAPTER -> PeftModel.builder(model).only(Adapter.class).attach();
             case BASE, FULL -> null;
         };
         SameDiff sd = model.sameDiff();

@@ -1,5 +1,6 @@
 package io.peft4j.samples.benchmark;
 
+import io.peft4j.runtime.lora.LoraAdapter;
 import com.fasterxml.jackson.databind.JsonNode;
 import io.peft4j.runtime.ComputeThreads;
 import io.peft4j.runtime.OpenBlasKernels;
@@ -89,7 +90,7 @@ public final class TransformerBenchmark {
         Model base = workload.create(Method.BASE);
         Forward baseForward = new Forward("forward: base model", base, base.buildGraph());
         Model lora = workload.create(Method.LORA);
-        lora.peft().layers().forEach(layer -> layer.weights().b().assign(0.01));
+        LoraAdapter.of(lora.peft()).layerViews().forEach(layer -> layer.weights().b().assign(0.01));
         String unmergedOutput = lora.buildGraph();
         lora.peft().merge();
         // The unmerged graph still runs its branches after merge() (with B = 0): same cost, other values.

@@ -1,6 +1,5 @@
 package io.peft4j.samples.gpt;
 
-import io.peft4j.runtime.PeftModel;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
@@ -12,7 +11,8 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 
 /**
- * One model ready to generate: the base alone, or the base with one adapter (LoRA merged or not).
+ * One model ready to generate, with the adapters that were attached and on when it was built (switch
+ * between them with the {@code PeftModel}: the graphs follow its constants).
  *
  * <p>It holds two graphs over the model's weights. The full graph runs a whole sequence
  * {@code [1, T]} and returns the last position's logits {@code [1, vocab]} and every block's keys and
@@ -24,7 +24,6 @@ import org.nd4j.linalg.factory.Nd4j;
 public final class DecoderSession {
     private final String name;
     private final GptModel model;
-    private final PeftModel peft;
     private final SameDiff sd;
     private final String fullLogits;
     private final List<String> fullPresent = new ArrayList<>();
@@ -33,18 +32,17 @@ public final class DecoderSession {
     private final List<String> stepPresent = new ArrayList<>();
 
     /**
-     * Builds the graphs of {@code model} as adapted by {@code peft} ({@code null} for the base alone).
-     * Attach, load and (if wanted) merge and detach before: the graphs include what is attached now.
+     * Builds the graphs of {@code model} with what is attached to it now: add adapters (and switch on
+     * a prompt- or prefix-tuned one, whose positions are part of the graph) before.
      */
-    public DecoderSession(String name, GptModel model, PeftModel peft) {
+    public DecoderSession(String name, GptModel model) {
         this.name = name;
         this.model = model;
-        this.peft = peft;
         this.sd = model.sameDiff();
         int width = model.config().hidden();
 
-        SDVariable tokens = sd.placeHolder("full.tokens", DataType.INT32, 1, -1);
-        SDVariable positions = sd.placeHolder("full.positions", DataType.INT32, -1);
+        SDVariable tokens = sd.placeHolder(name + ".full.tokens", DataType.INT32, 1, -1);
+        SDVariable positions = sd.placeHolder(name + ".full.positions", DataType.INT32, -1);
         GptModel.Step full = model.decode(tokens, positions, null);
         this.fullLogits = full.logits().name();
         full.present().forEach(cache -> {
@@ -52,12 +50,12 @@ public final class DecoderSession {
             fullPresent.add(cache.values().name());
         });
 
-        SDVariable token = sd.placeHolder("step.token", DataType.INT32, 1, 1);
-        SDVariable position = sd.placeHolder("step.position", DataType.INT32, 1);
+        SDVariable token = sd.placeHolder(name + ".step.token", DataType.INT32, 1, 1);
+        SDVariable position = sd.placeHolder(name + ".step.position", DataType.INT32, 1);
         List<KeyValue> past = new ArrayList<>();
         for (int i = 0; i < model.config().layers(); i++) {
-            SDVariable keys = sd.placeHolder("step.past." + i + ".keys", DataType.FLOAT, 1, -1, width);
-            SDVariable values = sd.placeHolder("step.past." + i + ".values", DataType.FLOAT, 1, -1, width);
+            SDVariable keys = sd.placeHolder(name + ".step.past." + i + ".keys", DataType.FLOAT, 1, -1, width);
+            SDVariable values = sd.placeHolder(name + ".step.past." + i + ".values", DataType.FLOAT, 1, -1, width);
             past.add(new KeyValue(keys, values));
             stepPast.add(keys.name());
             stepPast.add(values.name());
@@ -78,11 +76,6 @@ public final class DecoderSession {
         return model;
     }
 
-    /** The adapter's PEFT view, or {@code null} for the base. */
-    public PeftModel peft() {
-        return peft;
-    }
-
     /** Logits {@code [vocab]} of the position after {@code tokens}, by a full pass over all of them. */
     public float[] fullLogits(int[] tokens) {
         Map<String, INDArray> out = runFull(tokens, List.of(fullLogits));
@@ -95,8 +88,8 @@ public final class DecoderSession {
     }
 
     private Map<String, INDArray> runFull(int[] tokens, List<String> outputs) {
-        Map<String, INDArray> inputs = Map.of("full.tokens", Nd4j.createFromArray(new int[][] {tokens}),
-                "full.positions", Nd4j.arange(tokens.length).castTo(DataType.INT32));
+        Map<String, INDArray> inputs = Map.of(name + ".full.tokens", Nd4j.createFromArray(new int[][] {tokens}),
+                name + ".full.positions", Nd4j.arange(tokens.length).castTo(DataType.INT32));
         return sd.output(inputs, outputs.toArray(new String[0]));
     }
 
@@ -127,8 +120,8 @@ public final class DecoderSession {
 
         private float[] step(int token) {
             Map<String, INDArray> inputs = new HashMap<>();
-            inputs.put("step.token", Nd4j.createFromArray(new int[][] {{token}}));
-            inputs.put("step.position", Nd4j.createFromArray(positions));
+            inputs.put(name + ".step.token", Nd4j.createFromArray(new int[][] {{token}}));
+            inputs.put(name + ".step.position", Nd4j.createFromArray(positions));
             for (int i = 0; i < stepPast.size(); i++) {
                 inputs.put(stepPast.get(i), arrays.get(i));
             }

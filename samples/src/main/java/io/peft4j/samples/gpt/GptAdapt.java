@@ -1,18 +1,20 @@
 package io.peft4j.samples.gpt;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.peft4j.annotations.LoRA;
+import io.peft4j.annotations.PrefixTuning;
+import io.peft4j.annotations.PromptTuning;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import io.peft4j.runtime.ComputeThreads;
-import io.peft4j.runtime.PeftMethod;
 import io.peft4j.runtime.PeftModel;
 import io.peft4j.runtime.ProgressListener;
 import io.peft4j.runtime.SameDiffTrainer;
 import io.peft4j.runtime.TrainingReport;
-import io.peft4j.runtime.checkpoint.CheckpointOptions;
 import io.peft4j.samples.BatchIterator;
 import io.peft4j.samples.data.DataCache;
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.lang.annotation.Annotation;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -102,18 +104,18 @@ public final class GptAdapt {
     }
 
     private static Row adapt(GptBase base, String name, DataSet train, int batch, DataSet sotuHeldOut, DataSet mobyHeldOut) {
-        PeftMethod method = switch (name) {
-            case "lora" -> PeftMethod.LORA;
-            case "prefix" -> PeftMethod.PREFIX_TUNING;
-            default -> PeftMethod.PROMPT_TUNING;
+        Class<? extends Annotation> method = switch (name) {
+            case "lora" -> LoRA.class;
+            case "prefix" -> PrefixTuning.class;
+            default -> PromptTuning.class;
         };
         GptModel model = base.newModel();
-        PeftModel peft = PeftModel.builder(model).only(method).seed(5).attach();
+        PeftModel peft = PeftModel.builder(model).only(method).seed(5).taskType("CAUSAL_LM").baseModel(base.id()).attach();
         LanguageModelGraph graph = LanguageModelGraph.build(model, "lm", base.config().context());
         int steps = (int) (train.numExamples() / batch);
         TrainingReport report = peft.train(graph.training(learningRate(method)), new BatchIterator(train, batch), 1,
                 new ProgressListener(System.out, 25, steps));
-        Path saved = peft.save(adaptersDirectory().resolve("sotu-" + name), CheckpointOptions.defaults().withBaseModel(base.id()));
+        Path saved = peft.save(adaptersDirectory().resolve("sotu-" + name));
         var count = peft.parameterCount();
         return new Row(name, count.trainable(), count.trainablePercent(), graph.bitsPerByte(sotuHeldOut, 32),
                 graph.bitsPerByte(mobyHeldOut, 32), report.steps(), report.seconds() / report.steps(), report.seconds() / 60,
@@ -133,12 +135,8 @@ public final class GptAdapt {
     }
 
     /** Prompt and prefix tuning train few parameters far from the loss and want larger steps, as in their papers. */
-    private static double learningRate(PeftMethod method) {
-        return switch (method) {
-            case LORA -> 2e-3;
-            case PREFIX_TUNING -> 1e-2;
-            default -> 3e-2;
-        };
+    private static double learningRate(Class<? extends Annotation> method) {
+        return method == LoRA.class ? 2e-3 : method == PrefixTuning.class ? 1e-2 : 3e-2;
     }
 
     private static void print(Row row) {

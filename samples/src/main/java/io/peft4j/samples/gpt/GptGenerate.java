@@ -14,14 +14,14 @@ import java.util.Map;
 import java.util.stream.Stream;
 
 /**
- * Generates text from the base model and its adapters, switching adapter between requests without
- * reloading the base.
+ * Generates text from the base model and its adapters, all on one copy of the base in one
+ * {@code PeftModel}, switching adapter between requests without reloading or rebuilding anything.
  *
  * <p>Arguments: {@code --prompt TEXT} or {@code --prompt-file FILE} (bytes, need not be UTF-8),
  * {@code --tokens N} (200), {@code --temperature X} (0.8), {@code --top-k N} (40), {@code --top-p X}
  * (0.95), {@code --seed N} (1), {@code --base FILE}, {@code --adapter NAME=DIR} (repeatable; default
  * every adapter in {@code .cache/gpt/adapters}), {@code --use NAME,NAME,...} (the requests in order;
- * default the base, then each adapter), {@code --merged} (merge LoRA adapters into their weights),
+ * default the base, then each adapter), {@code --merged} (LoRA adapters' requests run merged into the base weights),
  * {@code --no-cache}, {@code --compare-cache} (each request with and without the cache).
  */
 public final class GptGenerate {
@@ -79,6 +79,7 @@ public final class GptGenerate {
             generator.addAdapter(adapter.getKey(), adapter.getValue(), mergeThis);
             System.out.println("adapter " + adapter.getKey() + " from " + adapter.getValue() + (mergeThis ? " (merged)" : ""));
         }
+        printMemory(generator, adapters.size());
         if (requests.isEmpty()) {
             requests.add(GptGenerator.BASE);
             requests.addAll(adapters.keySet());
@@ -96,6 +97,16 @@ public final class GptGenerate {
                 }
             }
         }
+    }
+
+    /** What one base for every adapter saves over a copy of the base per adapter, and the process's resident size. */
+    private static void printMemory(GptGenerator generator, int adapters) {
+        long baseBytes = generator.base().weights().values().stream().mapToLong(array -> array.length() * array.dataType().width()).sum();
+        long adapterBytes = generator.peft() == null ? 0 : generator.peft().adapterNames().stream()
+                .mapToLong(name -> generator.peft().adapter(name).parameterCount() * 4).sum();
+        System.out.printf(Locale.ROOT, "memory: one base (%.1f MB of weights) serves %d adapters (%.2f MB of adapter weights); a model "
+                        + "per adapter would hold %d copies of the base (%.1f MB); resident now %.0f MB%n", baseBytes / 1e6, adapters,
+                adapterBytes / 1e6, adapters + 1, (adapters + 1) * baseBytes / 1e6, org.bytedeco.javacpp.Pointer.physicalBytes() / 1e6);
     }
 
     private static void explainPrompt(byte[] prompt) {

@@ -1,33 +1,40 @@
 package io.peft4j.samples.gpt;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
+import io.peft4j.runtime.AdapterScope;
 import io.peft4j.runtime.PeftException;
-import io.peft4j.runtime.PeftMethod;
 import io.peft4j.runtime.PeftModel;
-import java.io.IOException;
-import java.io.UncheckedIOException;
-import java.nio.file.Files;
+import io.peft4j.runtime.checkpoint.AdapterCheckpoint;
+import io.peft4j.runtime.checkpoint.CheckpointOptions;
+import io.peft4j.runtime.lora.LoraAdapter;
+import io.peft4j.runtime.prefix.PrefixTuningAdapter;
+import io.peft4j.runtime.prompt.PromptTuningAdapter;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
+import java.util.Set;
 
 /**
- * Generates text from one base model with any of several adapters. The base is read from disk once;
- * each adapter gets its own {@link DecoderSession} (a copy of the base weights, 13 MB for the README's
- * model, since merging LoRA writes into them), built when the adapter is added, so switching between
- * requests costs nothing.
+ * Generates text from one base model with any of several adapters, all held by one {@link PeftModel}
+ * on one copy of the base weights. Switching between requests changes graph constants
+ * ({@code setAdapter}); the graphs are built once, on the first request: one for the base and every LoRA
+ * adapter, and one for each length of prompt or prefix, since those add sequence positions.
  */
 public final class GptGenerator {
 
     /** The name under which the base model without adapter is always available. */
     public static final String BASE = "base";
 
-    private static final ObjectMapper JSON = new ObjectMapper();
-
     private final GptBase base;
+    private final GptModel model;
+    private PeftModel peft;
+    private final Map<String, String> groups = new LinkedHashMap<>();
+    private final Set<String> mergedRequests = new HashSet<>();
     private final Map<String, DecoderSession> sessions = new LinkedHashMap<>();
+    private int builds;
 
     /** What one request produced. {@code stopReason}: the token budget, the end of a document, or the context window. */
     public record Generation(String session, int promptTokens, int[] generated, ByteVocabulary.Text text, double seconds,
@@ -39,73 +46,124 @@ public final class GptGenerator {
 
     public GptGenerator(GptBase base) {
         this.base = base;
-        sessions.put(BASE, new DecoderSession(BASE, base.newModel(), null));
+        this.model = base.newModel();
+        groups.put(BASE, "plain");
     }
 
     public GptBase base() {
         return base;
     }
 
-    public DecoderSession session(String name) {
-        DecoderSession session = sessions.get(name);
-        if (session == null) {
-            throw new IllegalArgumentException("no adapter named '" + name + "'; loaded: " + sessions.keySet());
-        }
-        return session;
+    /** The one model every request runs on. */
+    public GptModel model() {
+        return model;
+    }
+
+    /** The adapters, or {@code null} before the first is added. */
+    public PeftModel peft() {
+        return peft;
+    }
+
+    /** Every request name: {@link #BASE} and the adapters. */
+    public List<String> requests() {
+        return List.copyOf(groups.keySet());
     }
 
     /**
      * Adds the adapter saved in {@code dir} under {@code name}. It must have been trained on this base:
      * its {@code base_model_name_or_path} must be this base's id and its tensors must fit this model.
-     * With {@code merge}, a LoRA adapter is merged into this session's weights (no added latency).
+     * With {@code merge}, a LoRA adapter's requests run with it merged into the base weights (merged
+     * before each of its requests and unmerged after, as PEFT's {@code merge_adapter} does).
      */
-    public DecoderSession addAdapter(String name, Path dir, boolean merge) {
-        if (sessions.containsKey(name)) {
+    public void addAdapter(String name, Path dir, boolean merge) {
+        if (groups.containsKey(name)) {
             throw new IllegalArgumentException("an adapter named '" + name + "' is already loaded");
         }
-        JsonNode config = readConfig(dir);
+        JsonNode config = AdapterCheckpoint.readConfig(dir);
         String trainedOn = config.path("base_model_name_or_path").asText(null);
         if (trainedOn != null && !trainedOn.equals(base.id())) {
             throw new IllegalArgumentException("adapter " + dir + " was trained for base model '" + trainedOn + "', but the base "
                     + "loaded from " + base.file() + " is '" + base.id() + "': adapt this base, or load the base it was trained for");
         }
-        String peftType = config.path("peft_type").asText();
-        PeftMethod method = Arrays.stream(PeftMethod.values()).filter(each -> each.peftType().equals(peftType)).findFirst()
-                .orElseThrow(() -> new IllegalArgumentException("adapter " + dir + " has peft_type '" + peftType
-                        + "', which this model does not declare (LORA, PREFIX_TUNING, PROMPT_TUNING)"));
-        GptModel model = base.newModel();
-        PeftModel peft = PeftModel.builder(model).only(method).attach();
         try {
-            peft.load(dir);
+            if (peft == null) {
+                peft = PeftModel.fromPretrained(model, dir, CheckpointOptions.defaults().withAdapterName(name));
+            } else {
+                peft.addAdapter(name, dir);
+            }
         } catch (PeftException e) {
-            peft.detach();
-            throw new IllegalArgumentException("adapter " + dir + " does not fit the base model " + base.id() + " ("
-                    + base.config() + "): " + e.getMessage(), e);
+            throw new IllegalArgumentException("adapter " + dir + " does not fit the base model " + base.id() + " (" + base.config()
+                    + "): " + e.getMessage(), e);
+        }
+        var added = peft.adapter(name);
+        if (merge && added.part(LoraAdapter.class) == null) {
+            throw new IllegalArgumentException("only LoRA merges into the base weights; " + dir + " is " + config.path("peft_type").asText());
         }
         if (merge) {
-            if (method != PeftMethod.LORA) {
-                throw new IllegalArgumentException("only LoRA merges into the base weights; " + dir + " is " + peftType);
-            }
-            peft.merge();
-            peft.detach();
+            mergedRequests.add(name);
         }
-        DecoderSession session = new DecoderSession(name, model, peft);
-        sessions.put(name, session);
+        PrefixTuningAdapter prefix = added.part(PrefixTuningAdapter.class);
+        PromptTuningAdapter prompt = added.part(PromptTuningAdapter.class);
+        groups.put(name, prefix != null ? "prefix-" + prefix.virtualTokens()
+                : prompt != null ? "prompt-" + config.path("num_virtual_tokens").asInt() : "plain");
+        sessions.clear(); // graphs include the adapters that exist when they are built
+    }
+
+    /** The graphs that serve {@code request}, built with the adapters of its group on. */
+    public DecoderSession session(String request) {
+        String group = groups.get(request);
+        if (group == null) {
+            throw new IllegalArgumentException("no adapter named '" + request + "'; loaded: " + groups.keySet());
+        }
+        DecoderSession session = sessions.get(group);
+        if (session == null) {
+            if (peft != null) {
+                // A prompt or prefix adds its positions only to graphs built while it is on.
+                List<String> on = groups.entrySet().stream().filter(entry -> entry.getValue().equals(group) && !entry.getKey().equals(BASE))
+                        .map(Map.Entry::getKey).toList();
+                peft.setAdapters(on.isEmpty() || group.equals("plain") ? List.of() : List.of(on.get(0)));
+            }
+            session = new DecoderSession(group + "-" + builds++, model);
+            sessions.put(group, session);
+        }
         return session;
     }
 
     /**
-     * Generates up to {@code maxTokens} bytes after {@code prompt} with {@code session}, stopping early at
-     * a document start token or at the context window.
+     * Generates up to {@code maxTokens} bytes after {@code prompt} for {@code request} (an adapter name or
+     * {@link #BASE}), stopping early at a document start token or at the context window.
      */
-    public Generation generate(String sessionName, byte[] prompt, int maxTokens, Sampler sampler, boolean useCache) {
-        DecoderSession session = session(sessionName);
+    public Generation generate(String request, byte[] prompt, int maxTokens, Sampler sampler, boolean useCache) {
+        DecoderSession session = session(request);
         int context = base.config().context();
         int[] promptTokens = ByteVocabulary.document(prompt);
         if (promptTokens.length >= context) {
             throw new IllegalArgumentException("the prompt is " + prompt.length + " bytes, but the context window is " + context
                     + " positions (the document start and at most " + (context - 2) + " prompt bytes, to leave room for one new byte)");
         }
+        try (AdapterScope scope = select(request)) {
+            return run(request, session, promptTokens, maxTokens, sampler, useCache);
+        }
+    }
+
+    /** Switches the adapters to {@code request}'s; the scope restores nothing but undoes a merge or a disable. */
+    private AdapterScope select(String request) {
+        if (peft == null) {
+            return () -> { };
+        }
+        if (request.equals(BASE)) {
+            return peft.disableAdapters();
+        }
+        peft.setAdapter(request);
+        if (!mergedRequests.contains(request)) {
+            return () -> { };
+        }
+        peft.merge(request);
+        return peft::unmerge;
+    }
+
+    private Generation run(String request, DecoderSession session, int[] promptTokens, int maxTokens, Sampler sampler, boolean useCache) {
+        int context = base.config().context();
         int[] sequence = Arrays.copyOf(promptTokens, context);
         int length = promptTokens.length;
         long start = System.nanoTime();
@@ -131,18 +189,6 @@ public final class GptGenerator {
         }
         double seconds = (System.nanoTime() - start) / 1e9;
         int[] newTokens = Arrays.copyOfRange(sequence, promptTokens.length, length);
-        return new Generation(sessionName, promptTokens.length, newTokens, ByteVocabulary.decode(newTokens), seconds, useCache, stopReason);
-    }
-
-    private static JsonNode readConfig(Path dir) {
-        Path file = dir.resolve("adapter_config.json");
-        if (!Files.isRegularFile(file)) {
-            throw new IllegalArgumentException("no adapter_config.json in " + dir + ": not a saved adapter");
-        }
-        try {
-            return JSON.readTree(file.toFile());
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot read " + file, e);
-        }
+        return new Generation(request, promptTokens.length, newTokens, ByteVocabulary.decode(newTokens), seconds, useCache, stopReason);
     }
 }

@@ -15,6 +15,9 @@ import org.nd4j.linalg.factory.Nd4j;
  * {@code BertForSequenceClassification} ({@code bert.encoder.layer.0...}, {@code classifier}).
  */
 public final class SpamClassifier {
+    /** The Hugging Face model the encoder's weights come from, as adapters name their base. */
+    public static final String BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2";
+
     final MiniLm bert;
     final Linear classifier;
 

@@ -1,10 +1,13 @@
 package io.peft4j.samples.spam;
 
+import io.peft4j.annotations.Adapter;
+import io.peft4j.annotations.LoRA;
+import io.peft4j.annotations.PrefixTuning;
+import io.peft4j.annotations.PromptTuning;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import io.peft4j.runtime.ComputeThreads;
 import io.peft4j.runtime.Freezer;
-import io.peft4j.runtime.PeftMethod;
 import io.peft4j.runtime.PeftModel;
 import io.peft4j.runtime.ProgressListener;
 import io.peft4j.runtime.SameDiffTrainer;
@@ -15,6 +18,7 @@ import io.peft4j.samples.PeakMemory;
 import io.peft4j.samples.minilm.MiniLmTokenizer;
 import io.peft4j.samples.minilm.OnnxInitializers;
 import java.io.IOException;
+import java.lang.annotation.Annotation;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
@@ -151,15 +155,17 @@ public final class SpamComparison {
                            SpamBatches testBatches, double baseSeconds) {
         SpamClassifier model = new SpamClassifier(SameDiff.create(), pretrained, settings.seed());
         SameDiff sd = model.sameDiff();
-        PeftModel peft = switch (method) {
-            case "lora" -> PeftModel.builder(model).only(PeftMethod.LORA).alsoTrain("classifier").attach();
-            case "adapter" -> PeftModel.builder(model).only(PeftMethod.ADAPTER).alsoTrain("classifier").attach();
-            case "prefix" -> PeftModel.builder(model).only(PeftMethod.PREFIX_TUNING).alsoTrain("classifier").attach();
-            case "prompt" -> PeftModel.builder(model).only(PeftMethod.PROMPT_TUNING).alsoTrain("classifier").attach();
+        Class<? extends Annotation> annotation = switch (method) {
+            case "lora" -> LoRA.class;
+            case "adapter" -> Adapter.class;
+            case "prefix" -> PrefixTuning.class;
+            case "prompt" -> PromptTuning.class;
             case "frozen", "head", "full" -> null;
             default -> throw new IllegalArgumentException("unknown method '" + method
                     + "': use frozen, head, full, lora, adapter, prefix or prompt");
         };
+        PeftModel peft = annotation == null ? null : PeftModel.builder(model).only(annotation).alsoTrain("classifier")
+                .taskType("SEQ_CLS").baseModel(SpamClassifier.BASE_MODEL).attach();
         long frozen = switch (method) {
             case "frozen" -> Freezer.freezeAllExcept(sd, name -> name.startsWith("classifier."));
             case "head" -> Freezer.freezeAllExcept(sd, name -> name.startsWith("classifier.") || name.startsWith("encoder.layer.5."));

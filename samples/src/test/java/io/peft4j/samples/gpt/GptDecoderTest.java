@@ -6,12 +6,16 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.peft4j.agent.PeftAgent;
-import io.peft4j.runtime.LoraLayer;
-import io.peft4j.runtime.PeftMethod;
+import io.peft4j.annotations.LoRA;
+import io.peft4j.annotations.PrefixTuning;
+import io.peft4j.annotations.PromptTuning;
 import io.peft4j.runtime.PeftModel;
 import io.peft4j.runtime.ProgressListener;
 import io.peft4j.runtime.SameDiffTrainer;
 import io.peft4j.runtime.checkpoint.CheckpointOptions;
+import io.peft4j.runtime.lora.LoraAdapter;
+import io.peft4j.runtime.lora.LoraLayer;
+import io.peft4j.runtime.prefix.PrefixTuningAdapter;
 import io.peft4j.samples.BatchIterator;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
@@ -64,24 +68,24 @@ class GptDecoderTest {
 
     @Test
     void cachedDecodingMatchesFullRecomputationForTheBase() {
-        assertCacheMatchesFullRecomputation(new DecoderSession("base", new GptModel(SameDiff.create(), TINY, 2), null), 0);
+        assertCacheMatchesFullRecomputation(new DecoderSession("base", new GptModel(SameDiff.create(), TINY, 2)), 0);
     }
 
     @Test
     void cachedDecodingMatchesFullRecomputationWithLoraUnmergedAndMerged() {
         GptModel unmergedModel = new GptModel(SameDiff.create(), TINY, 3);
         PeftModel unmerged = withRandomLora(unmergedModel);
-        DecoderSession unmergedSession = new DecoderSession("lora", unmergedModel, unmerged);
+        DecoderSession unmergedSession = new DecoderSession("lora", unmergedModel);
         assertCacheMatchesFullRecomputation(unmergedSession, 0);
 
         GptModel mergedModel = new GptModel(SameDiff.create(), TINY, 3);
         PeftModel merged = withRandomLora(mergedModel);
         merged.merge();
         merged.detach();
-        DecoderSession mergedSession = new DecoderSession("lora-merged", mergedModel, merged);
+        DecoderSession mergedSession = new DecoderSession("lora-merged", mergedModel);
         assertCacheMatchesFullRecomputation(mergedSession, 0);
 
-        float[] base = new DecoderSession("base", new GptModel(SameDiff.create(), TINY, 3), null).fullLogits(TEXT);
+        float[] base = new DecoderSession("base", new GptModel(SameDiff.create(), TINY, 3)).fullLogits(TEXT);
         float[] adapted = unmergedSession.fullLogits(TEXT);
         assertTrue(maxDifference(base, adapted) > 1e-3, "the LoRA branch changes the logits");
         assertTrue(maxDifference(adapted, mergedSession.fullLogits(TEXT)) < 1e-4, "merged equals unmerged");
@@ -90,15 +94,15 @@ class GptDecoderTest {
     @Test
     void cachedDecodingMatchesFullRecomputationWithPrefixTuning() {
         GptModel model = new GptModel(SameDiff.create(), TINY, 4);
-        PeftModel peft = PeftModel.builder(model).only(PeftMethod.PREFIX_TUNING).attach();
-        assertCacheMatchesFullRecomputation(new DecoderSession("prefix", model, peft), peft.prefixTuning().virtualTokens());
+        PeftModel peft = PeftModel.builder(model).only(PrefixTuning.class).attach();
+        assertCacheMatchesFullRecomputation(new DecoderSession("prefix", model), PrefixTuningAdapter.of(peft, "default").virtualTokens());
     }
 
     @Test
     void cachedDecodingMatchesFullRecomputationWithPromptTuning() {
         GptModel model = new GptModel(SameDiff.create(), TINY, 5);
-        PeftModel peft = PeftModel.builder(model).only(PeftMethod.PROMPT_TUNING).attach();
-        assertCacheMatchesFullRecomputation(new DecoderSession("prompt", model, peft), 16);
+        PeftModel.builder(model).only(PromptTuning.class).attach();
+        assertCacheMatchesFullRecomputation(new DecoderSession("prompt", model), 16);
     }
 
     @Test
@@ -107,7 +111,7 @@ class GptDecoderTest {
         generator.addAdapter("lora", saveRandomLora(generator.base(), dir.resolve("lora")), false);
         generator.addAdapter("lora-merged", dir.resolve("lora"), true);
         GptModel prefixModel = generator.base().newModel();
-        PeftModel prefix = PeftModel.builder(prefixModel).only(PeftMethod.PREFIX_TUNING).attach();
+        PeftModel prefix = PeftModel.builder(prefixModel).only(PrefixTuning.class).attach();
         prefix.save(dir.resolve("prefix"), CheckpointOptions.defaults().withBaseModel(generator.base().id()));
         generator.addAdapter("prefix", dir.resolve("prefix"), false);
 
@@ -121,6 +125,8 @@ class GptDecoderTest {
         assertNotEquals(first, base);
         assertEquals(first, generate(generator, "lora", prompt, false), "the cache changes nothing but speed");
         assertEquals(first, generate(generator, "lora-merged", prompt, true), "nor does merging");
+        assertEquals(List.of("lora", "lora-merged", "prefix"), generator.peft().adapterNames(), "one PeftModel serves every adapter");
+        assertEquals(first, generate(generator, "lora", prompt, true), "and merging one adapter for its requests leaves the others alone");
     }
 
     @Test
@@ -133,7 +139,7 @@ class GptDecoderTest {
         assertTrue(foreign.getMessage().contains(base.id()) && foreign.getMessage().contains(other.base().id()), foreign.getMessage());
 
         GptModel wider = new GptModel(SameDiff.create(), new GptConfig(ByteVocabulary.SIZE, 40, 48, 2, 2, 64), 7);
-        Path unnamed = PeftModel.builder(wider).only(PeftMethod.LORA).attach().save(dir.resolve("wider-lora"));
+        Path unnamed = PeftModel.builder(wider).only(LoRA.class).attach().save(dir.resolve("wider-lora"));
         IllegalArgumentException misfit = assertThrows(IllegalArgumentException.class, () -> other.addAdapter("wider", unnamed, false));
         assertTrue(misfit.getMessage().contains(unnamed.toString()) && misfit.getMessage().contains(other.base().id()), misfit.getMessage());
 
@@ -155,7 +161,7 @@ class GptDecoderTest {
         GptModel model = new GptModel(SameDiff.create(), TINY, 9);
         model.load(base.parameters());
 
-        PeftModel peft = PeftModel.builder(model).only(PeftMethod.LORA).attach();
+        PeftModel peft = PeftModel.builder(model).only(LoRA.class).attach();
         LanguageModelGraph graph = LanguageModelGraph.build(model, "adapt", 24);
         DataSet heldOut = Windows.consecutive(documents("we the people, in order to form a union. ", 4), 24, 16);
         double before = graph.bitsPerByte(heldOut, 16);
@@ -188,10 +194,10 @@ class GptDecoderTest {
     }
 
     private static PeftModel withRandomLora(GptModel model) {
-        PeftModel peft = PeftModel.builder(model).only(PeftMethod.LORA).seed(11).attach();
+        PeftModel peft = PeftModel.builder(model).only(LoRA.class).seed(11).attach();
         org.nd4j.linalg.api.rng.Random random = Nd4j.getRandomFactory().getNewRandomInstance(12);
-        for (LoraLayer layer : peft.layers()) {
-            INDArray b = model.sameDiff().getVariable(layer.path() + ".lora_B").getArr();
+        for (LoraLayer layer : LoraAdapter.of(peft).layerViews()) {
+            INDArray b = layer.weights().b();
             b.assign(Nd4j.randn(random, b.shape()).castTo(DataType.FLOAT).muli(0.5));
         }
         return peft;
