@@ -78,6 +78,31 @@ class Peft4jCliTest {
     }
 
     @Test
+    void inspectAndDiffReadEveryMethod() {
+        io.peft4j.runtime.testmodel.SequenceModel prompted = new io.peft4j.runtime.testmodel.SequenceModel(DataType.DOUBLE, 1);
+        PeftModel.builder(prompted).only(io.peft4j.annotations.PromptTuning.class).attach().save(dir.resolve("prompt"));
+        Run prompt = cli("inspect", dir.resolve("prompt").toString());
+        assertEquals(0, prompt.status(), prompt.err());
+        assertTrue(prompt.out().contains("method    prompt_tuning (peft_type PROMPT_TUNING)"), prompt.out());
+        assertTrue(prompt.out().contains("num_virtual_tokens=3"), prompt.out());
+        assertTrue(prompt.out().contains("prompt_embeddings  F32 [3, 4]  (12 parameters)"), prompt.out());
+
+        io.peft4j.runtime.testmodel.AdapterTestModel bottleneck = new io.peft4j.runtime.testmodel.AdapterTestModel(DataType.FLOAT, 1);
+        PeftModel peft = PeftModel.builder(bottleneck).only(io.peft4j.annotations.Adapter.class).attach();
+        bottleneck.forward(bottleneck.sd.placeHolder("x", DataType.FLOAT, -1, io.peft4j.runtime.testmodel.AdapterTestModel.IN));
+        peft.save(dir.resolve("bottleneck"));
+        Run inspected = cli("inspect", dir.resolve("bottleneck").toString());
+        assertTrue(inspected.out().contains("method    bottleneck (peft_type BOTTLENECK)"), inspected.out());
+        assertTrue(inspected.out().contains("base_model.model.hidden.adapters.default.adapter_down.0.weight  F32 [3, 8]"), inspected.out());
+        Run same = cli("diff", dir.resolve("bottleneck").toString(), dir.resolve("bottleneck").toString());
+        assertEquals(0, same.status(), same.err());
+        assertTrue(same.out().contains("base_model.model.output.adapters.default.adapter_up.weight"), same.out());
+        Run different = cli("diff", dir.resolve("prompt").toString(), dir.resolve("bottleneck").toString());
+        assertEquals(1, different.status());
+        assertTrue(different.out().contains("different methods"), different.out());
+    }
+
+    @Test
     void aBrokenAdapterExitsWithOneAndNamesTheFile() throws Exception {
         adapted(1).save(dir);
         Files.write(dir.resolve(AdapterCheckpoint.WEIGHTS_FILE), new byte[] {1, 2, 3});

@@ -30,13 +30,10 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.stream.Stream;
-import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.autodiff.samediff.TrainingConfig;
 import org.nd4j.autodiff.samediff.VariableType;
-import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.dataset.MultiDataSet;
 import org.nd4j.linalg.learning.config.Adam;
 
 /**
@@ -128,9 +125,9 @@ public final class SpamComparison {
         try (InputStream onnx = SpamComparison.class.getClassLoader().getResourceAsStream("all-minilm-l6-v2.onnx")) {
             pretrained = OnnxInitializers.read(onnx);
         }
-        Run base = new Run(new SpamClassifier(SameDiff.create(), pretrained, settings.seed()), null);
+        SpamGraph base = new SpamGraph(new SpamClassifier(SameDiff.create(), pretrained, settings.seed()));
         base.evaluate(testBatches); // warm-up: the first pass also compiles and allocates
-        double baseSeconds = base.evaluate(testBatches)[2];
+        double baseSeconds = base.evaluate(testBatches).seconds();
 
         Path resultsFile = output.resolve("results.json");
         List<Result> results = new ArrayList<>(Files.exists(resultsFile)
@@ -172,11 +169,11 @@ public final class SpamComparison {
             case "full" -> Freezer.freezeAllExcept(sd, name -> !name.startsWith("embeddings."));
             default -> 0;
         };
-        Run run = new Run(model, peft);
+        SpamGraph graph = new SpamGraph(model);
         long trainable = peft != null ? peft.parameterCount().trainable() : Freezer.trainableParameters(sd);
         long total = peft != null ? peft.parameterCount().total() : trainable + frozen;
         TrainingConfig config = TrainingConfig.builder().updater(new Adam(learningRate(method)))
-                .dataSetFeatureMapping(Run.IDS, Run.TYPES, Run.MASK).dataSetLabelMapping(Run.LABELS).build();
+                .dataSetFeatureMapping(SpamGraph.IDS, SpamGraph.TYPES, SpamGraph.MASK).dataSetLabelMapping(SpamGraph.LABELS).build();
         long steps = (long) trainBatches.size() * settings.epochs();
         ProgressListener progress = new ProgressListener(System.out, 8, steps);
         TrainingReport report;
@@ -187,12 +184,17 @@ public final class SpamComparison {
                     : SameDiffTrainer.fit(sd, config, trainBatches, settings.epochs(), progress);
             peak = memory.peakBytes();
         }
-        double[] metrics = run.evaluate(testBatches);
-        double inferenceSeconds = run.evaluate(testBatches)[2]; // timed warm, like the base
-        Result result = new Result(method, metrics[0], metrics[1], trainable, total, report.seconds() / settings.epochs(),
+        SpamGraph.Evaluation metrics = graph.evaluate(testBatches);
+        double inferenceSeconds = graph.evaluate(testBatches).seconds(); // timed warm, like the base
+        Result result = new Result(method, metrics.accuracy(), metrics.f1(), trainable, total, report.seconds() / settings.epochs(),
                 report.seconds() / report.steps(), peak / (1024 * 1024), checkpointBytes(method, model, peft), inferenceSeconds,
                 inferenceSeconds / baseSeconds, report.losses());
         System.out.printf(Locale.ROOT, "%s: accuracy %.4f, F1 %.4f, %d trainable%n", method, result.accuracy(), result.f1(), trainable);
+        if (peft != null) {
+            Path saved = output.resolve("checkpoints").resolve(method);
+            System.out.println(method + " adapter reloaded from " + saved + " into a fresh all-MiniLM-L6-v2: "
+                    + ReloadCheck.run(saved, pretrained, settings.seed(), testBatches, metrics.logits()));
+        }
         return result;
     }
 
@@ -224,54 +226,6 @@ public final class SpamComparison {
             }
         } catch (IOException e) {
             throw new UncheckedIOException(e);
-        }
-    }
-
-    /** A model's graph: placeholders, logits and loss, and its evaluation on the test batches. */
-    private static final class Run {
-        static final String IDS = "input_ids";
-        static final String TYPES = "token_type_ids";
-        static final String MASK = "attention_mask";
-        static final String LABELS = "labels";
-
-        private final SameDiff sd;
-        private final SDVariable logits;
-
-        Run(SpamClassifier model, PeftModel peft) {
-            this.sd = model.sameDiff();
-            SDVariable ids = sd.placeHolder(IDS, DataType.INT32, -1, -1);
-            SDVariable types = sd.placeHolder(TYPES, DataType.INT32, -1, -1);
-            SDVariable mask = sd.placeHolder(MASK, DataType.INT32, -1, -1);
-            SDVariable labels = sd.placeHolder(LABELS, DataType.FLOAT, -1, 2);
-            this.logits = model.forward(ids, types, mask);
-            sd.setLossVariables(sd.loss.softmaxCrossEntropy("loss", labels, logits, null));
-        }
-
-        /** {accuracy, F1 of spam, seconds for the whole test set}. */
-        double[] evaluate(SpamBatches test) {
-            long truePositive = 0;
-            long falsePositive = 0;
-            long falseNegative = 0;
-            long correct = 0;
-            long total = 0;
-            long start = System.nanoTime();
-            for (MultiDataSet batch : test.batches()) {
-                INDArray predicted = sd.output(Map.of(IDS, batch.getFeatures(0), TYPES, batch.getFeatures(1), MASK, batch.getFeatures(2)),
-                        logits.name()).get(logits.name()).argMax(1);
-                INDArray actual = batch.getLabels(0).argMax(1);
-                for (int row = 0; row < predicted.length(); row++) {
-                    boolean spamPredicted = predicted.getInt(row) == 1;
-                    boolean spam = actual.getInt(row) == 1;
-                    correct += spamPredicted == spam ? 1 : 0;
-                    truePositive += spamPredicted && spam ? 1 : 0;
-                    falsePositive += spamPredicted && !spam ? 1 : 0;
-                    falseNegative += !spamPredicted && spam ? 1 : 0;
-                    total++;
-                }
-            }
-            double seconds = (System.nanoTime() - start) / 1e9;
-            double f1 = truePositive == 0 ? 0 : 2.0 * truePositive / (2.0 * truePositive + falsePositive + falseNegative);
-            return new double[] {(double) correct / total, f1, seconds};
         }
     }
 
