@@ -13,13 +13,9 @@ import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.security.MessageDigest;
-import java.security.NoSuchAlgorithmException;
-import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
@@ -29,17 +25,20 @@ import org.nd4j.linalg.api.ndarray.INDArray;
  * trained extra modules ({@code modules_to_save}); what a method stores comes from the method as a
  * {@link MethodState} and goes back to it as a {@link SavedAdapter}.
  *
- * <p>Saving is atomic per file, and the weights file records a SHA-256 of the config it was written
- * with, so a save interrupted between its two renames is detected on load rather than silently
- * mixing two adapters. Reading checks the whole file (header, offsets, dtypes, finiteness) before
- * any method sees a tensor.
+ * <p>Saving is atomic per file, and both files carry the same random save id (the weights in their
+ * metadata, the config as {@code peft4j_save_id}), so a save interrupted between its two renames is
+ * detected on load rather than silently mixing two adapters, while honest edits of the config (added
+ * keys, reformatting) still load. Reading checks the whole file (header, offsets, dtypes, checksums,
+ * finiteness) before any method sees a tensor.
  */
 public final class AdapterCheckpoint {
 
     public static final String CONFIG_FILE = "adapter_config.json";
     public static final String WEIGHTS_FILE = "adapter_model.safetensors";
-    /** Safetensors metadata key holding the SHA-256 of the adapter_config.json written with the weights. */
-    public static final String CONFIG_DIGEST = "peft4j.config_sha256";
+    /** Safetensors metadata key of the save id, which the config carries as {@link #CONFIG_SAVE_ID}. */
+    public static final String WEIGHTS_SAVE_ID = "peft4j.save_id";
+    /** adapter_config.json key of the save id its weights file carries as {@link #WEIGHTS_SAVE_ID}. */
+    public static final String CONFIG_SAVE_ID = "peft4j_save_id";
     /** The name PEFT gives an adapter nobody named; it lives at the directory's root. */
     public static final String DEFAULT_ADAPTER = "default";
     /** Configs above this size are refused: PEFT's are a few kilobytes. */
@@ -85,8 +84,9 @@ public final class AdapterCheckpoint {
                 throw new CheckpointException(target, "the key '" + key + "' is both an adapter tensor and a trained extra module");
             }
         });
-        byte[] config = configJson(contents);
-        Map<String, String> metadata = Map.of("format", "pt", CONFIG_DIGEST, sha256(config));
+        String saveId = java.util.UUID.randomUUID().toString();
+        byte[] config = configJson(contents, saveId);
+        Map<String, String> metadata = Map.of("format", "pt", WEIGHTS_SAVE_ID, saveId);
         try {
             Files.createDirectories(target);
             try (AtomicFileSet files = new AtomicFileSet(target)) {
@@ -101,7 +101,7 @@ public final class AdapterCheckpoint {
         return target;
     }
 
-    private static byte[] configJson(Contents contents) {
+    private static byte[] configJson(Contents contents, String saveId) {
         ObjectNode config = JSON.createObjectNode();
         config.put("peft_type", contents.peftType());
         config.put("task_type", contents.taskType());
@@ -114,6 +114,7 @@ public final class AdapterCheckpoint {
             ArrayNode modules = config.putArray("modules_to_save");
             contents.modulesToSave().forEach(modules::add);
         }
+        config.put(CONFIG_SAVE_ID, saveId);
         try {
             return JSON.writeValueAsBytes(config);
         } catch (JsonProcessingException e) {
@@ -138,15 +139,13 @@ public final class AdapterCheckpoint {
         byte[] configBytes = readConfigBytes(configFile);
         JsonNode config = parseConfig(configFile, configBytes);
         SafetensorsHeader header = SafetensorsFile.readHeader(weightsFile);
-        String digest = header.metadata().get(CONFIG_DIGEST);
-        if (digest != null && !digest.equals(sha256(configBytes))) {
-            throw new CheckpointException(weightsFile, "was written with a different " + CONFIG_FILE
-                    + " than the one beside it (an interrupted save?); save the adapter again");
+        String weightsId = header.metadata().get(WEIGHTS_SAVE_ID);
+        JsonNode configId = config.get(CONFIG_SAVE_ID);
+        if (weightsId != null && configId != null && !weightsId.equals(configId.asText())) {
+            throw new CheckpointException(weightsFile, "was written with a different " + CONFIG_FILE + " than the one beside it (save id "
+                    + weightsId + " vs " + configId.asText() + ": an interrupted save?); save the adapter again");
         }
-        Map<String, INDArray> tensors = SafetensorsFile.read(weightsFile);
-        if (!allowNonFinite) {
-            requireFinite(weightsFile, tensors);
-        }
+        Map<String, INDArray> tensors = SafetensorsFile.read(weightsFile, allowNonFinite);
         List<String> modulesToSave = new ConfigReader(configFile, config).strings("modules_to_save");
         Map<String, INDArray> moduleTensors = new LinkedHashMap<>();
         Map<String, INDArray> methodTensors = new LinkedHashMap<>();
@@ -185,18 +184,6 @@ public final class AdapterCheckpoint {
         return false;
     }
 
-    private static void requireFinite(Path file, Map<String, INDArray> tensors) {
-        for (Map.Entry<String, INDArray> tensor : tensors.entrySet()) {
-            INDArray values = tensor.getValue();
-            // ND4J's isNaN/isInfinite are unreliable on HALF and BFLOAT16 arrays; widening is exact.
-            INDArray wide = values.dataType() == DataType.HALF || values.dataType() == DataType.BFLOAT16
-                    ? values.castTo(DataType.FLOAT) : values;
-            if (wide.length() > 0 && (wide.isNaN().any() || wide.isInfinite().any())) {
-                throw new CheckpointException(file, "tensor '" + tensor.getKey() + "' contains NaN or Inf; pass allowNonFinite to load it anyway");
-            }
-        }
-    }
-
     private static byte[] readConfigBytes(Path configFile) {
         try {
             long size = Files.size(configFile);
@@ -230,13 +217,5 @@ public final class AdapterCheckpoint {
             throw new CheckpointException(file, "malformed adapter config: no peft_type");
         }
         return root;
-    }
-
-    static String sha256(byte[] bytes) {
-        try {
-            return HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(bytes));
-        } catch (NoSuchAlgorithmException e) {
-            throw new IllegalStateException("every Java platform has SHA-256", e);
-        }
     }
 }

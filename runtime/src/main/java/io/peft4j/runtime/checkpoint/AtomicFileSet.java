@@ -15,7 +15,9 @@ import java.util.UUID;
  * Replaces several files of one directory so that no reader ever sees a half-written file: each is
  * written to a temporary file in the same directory and synced, and only when all are staged are they
  * renamed into place, in the order staged, and the directory synced. Closing without
- * {@link #commit()} deletes the temporary files and leaves the directory as it was.
+ * {@link #commit()} deletes the temporary files and leaves the directory as it was. A commit also
+ * removes temporary files of the same names that an earlier, killed save left behind (saves into one
+ * directory are not meant to run at once).
  */
 final class AtomicFileSet implements AutoCloseable {
 
@@ -46,8 +48,23 @@ final class AtomicFileSet implements AutoCloseable {
                 Files.move(file.getValue(), file.getKey(), StandardCopyOption.REPLACE_EXISTING);
             }
         }
+        Map<Path, Path> committed = new LinkedHashMap<>(staged);
         staged.clear();
         syncDirectory();
+        removeLeftovers(committed);
+    }
+
+    private void removeLeftovers(Map<Path, Path> committed) {
+        for (Path target : committed.keySet()) {
+            String prefix = "." + target.getFileName() + ".tmp-";
+            try (java.util.stream.Stream<Path> files = Files.list(directory)) {
+                for (Path leftover : files.filter(file -> file.getFileName().toString().startsWith(prefix)).toList()) {
+                    Files.deleteIfExists(leftover);
+                }
+            } catch (IOException cannotList) {
+                // Leftovers are hidden and never read as an adapter; the next save tries again.
+            }
+        }
     }
 
     private void syncDirectory() {

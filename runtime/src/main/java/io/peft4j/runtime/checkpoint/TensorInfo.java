@@ -13,6 +13,7 @@ import java.util.Arrays;
  */
 public record TensorInfo(String name, TensorDtype dtype, long[] shape, long begin, long end) {
 
+    /** The element count; throws {@link ArithmeticException} if it overflows 64 bits (readers check this first). */
     public long elements() {
         return Arrays.stream(shape).reduce(1, Math::multiplyExact);
     }

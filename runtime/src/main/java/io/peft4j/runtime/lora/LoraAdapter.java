@@ -254,6 +254,7 @@ public final class LoraAdapter implements MethodAdapter {
         });
         Map<String, INDArray> tensors = saved.tensors().requireExactly(expected,
                 "the adapter was saved for a model with other LoRA layers (or another layer name mapping)");
+        requireTargets(saved, config, byModule.keySet());
         Map<LoraBranch, INDArray[]> values = new LinkedHashMap<>();
         byModule.forEach((module, branch) -> {
             LoraSettings settings = branch.settings();
@@ -283,6 +284,21 @@ public final class LoraAdapter implements MethodAdapter {
             branch.factorA().assign(stored[0].castTo(branch.factorA().dataType()).transpose());
             branch.factorB().assign(stored[1].castTo(branch.factorB().dataType()).transpose());
         });
+    }
+
+    /** The config's target_modules must select these layers and name nothing the model lacks. */
+    private void requireTargets(SavedAdapter saved, LoraConfig config, java.util.Set<String> adapted) {
+        List<String> missed = adapted.stream().filter(module -> !config.targets(module)).toList();
+        if (!missed.isEmpty() && (config.targetRegex() != null || !config.targetModules().isEmpty())) {
+            throw new CheckpointException(saved.configFile(), "target_modules " + config.describeTargets() + " does not select "
+                    + missed + ", which the file holds LoRA weights for");
+        }
+        List<String> modules = modulePaths.stream().map(saved.keys()::module).toList();
+        List<String> unknown = config.targetModules().stream()
+                .filter(target -> modules.stream().noneMatch(module -> TargetModules.matches(target, module))).toList();
+        if (!unknown.isEmpty()) {
+            throw new CheckpointException(saved.configFile(), "target_modules names " + unknown + ", which the model has no module called");
+        }
     }
 
     @Override

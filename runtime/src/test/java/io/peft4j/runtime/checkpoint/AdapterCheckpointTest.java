@@ -304,7 +304,7 @@ class AdapterCheckpointTest {
         byte[] bytes = Files.readAllBytes(weights);
         ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN).putLong(0, 200L * 1024 * 1024);
         Files.write(weights, bytes);
-        assertRejectedNaming(AdapterCheckpoint.WEIGHTS_FILE, "exceeds the 104857600-byte limit");
+        assertRejectedNaming(AdapterCheckpoint.WEIGHTS_FILE, "exceeds the 100000000-byte limit");
     }
 
     @Test
@@ -344,7 +344,7 @@ class AdapterCheckpointTest {
     void rejectsMissingKeys() throws IOException {
         adapterWithWeights(modelHeader("\"base_model.model.head.lora_B.weight\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[188,188]}")
                 .replace(",\"base_model.model.head.lora_B.weight\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[188,188]}", ""),
-                new byte[MODEL_DATA_BYTES]);
+                new byte[MODEL_DATA_BYTES - 12]);
         assertRejectedNaming(AdapterCheckpoint.WEIGHTS_FILE, "missing keys [base_model.model.head.lora_B.weight]");
     }
 
@@ -392,5 +392,67 @@ class AdapterCheckpointTest {
         Adapted newer = Adapted.create(3);
         newer.peft.load(dir, CheckpointOptions.defaults());
         assertArrayEquals(saved.outputs(), newer.outputs(), 0f, "a config with keys peft4j does not know loads");
+    }
+
+    // ---- configs are read strictly; honest edits load, torn pairs do not ----
+
+    private void editConfig(java.util.function.UnaryOperator<String> edit) throws IOException {
+        Path config = dir.resolve(AdapterCheckpoint.CONFIG_FILE);
+        Files.writeString(config, edit.apply(Files.readString(config)));
+    }
+
+    @Test
+    void rejectsNonIntegerRanksNonFiniteAlphasUnknownTargetsAndTrailingGarbage() throws IOException {
+        Map<java.util.function.UnaryOperator<String>, String> edits = new java.util.LinkedHashMap<>();
+        edits.put(config -> config.replace("\"r\" : 2", "\"r\" : 2.7"), "'r' must be a positive integer, got 2.7");
+        edits.put(config -> config.replace("\"lora_alpha\" : 4.0", "\"lora_alpha\" : \"NaN\""), "'lora_alpha' must be a finite number");
+        edits.put(config -> config.replace("\"head\" ]", "\"head\", \"tail\" ]"), "target_modules names [tail]");
+        edits.put(config -> config.replace("\"blocks.1\", ", ""), "does not select [blocks.1]");
+        edits.put(config -> config + "\n{}", "malformed JSON");
+        for (Map.Entry<java.util.function.UnaryOperator<String>, String> edit : edits.entrySet()) {
+            Adapted.create(1).randomize(2).peft.save(dir);
+            editConfig(edit.getKey());
+            assertRejectedNaming(AdapterCheckpoint.CONFIG_FILE, edit.getValue());
+        }
+    }
+
+    @Test
+    void refusesAConfigAbove16MbBeforeReadingIt() throws IOException {
+        Adapted.create(1).peft.save(dir);
+        Path config = dir.resolve(AdapterCheckpoint.CONFIG_FILE);
+        try (java.io.RandomAccessFile file = new java.io.RandomAccessFile(config.toFile(), "rw")) {
+            file.setLength(AdapterCheckpoint.MAX_CONFIG_BYTES + 1);
+        }
+        assertRejectedNaming(AdapterCheckpoint.CONFIG_FILE, "above the 16777216-byte limit");
+    }
+
+    @Test
+    void honestEditsOfOurOwnConfigLoadAndTornPairsStillDoNot() throws IOException {
+        Adapted saved = Adapted.create(1).randomize(2);
+        saved.peft.save(dir);
+        editConfig(config -> config.replaceFirst("\\{", "{\"notes\": \"tuned on the March data\",").replace("\n", "\n\n  "));
+        Adapted loaded = Adapted.create(5);
+        loaded.peft.load(dir);
+        assertArrayEquals(saved.outputs(), loaded.outputs(), 0f, "an added key and reformatting load");
+
+        Path other = dir.resolve("other");
+        Adapted.create(1).randomize(3).peft.save(other);
+        Files.copy(other.resolve(AdapterCheckpoint.WEIGHTS_FILE), dir.resolve(AdapterCheckpoint.WEIGHTS_FILE),
+                java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+        assertRejectedNaming(AdapterCheckpoint.WEIGHTS_FILE, "different adapter_config.json");
+    }
+
+    @Test
+    void aSaveRemovesTheTemporaryFilesOfKilledSaves() throws IOException {
+        Adapted model = Adapted.create(1);
+        model.peft.save(dir);
+        Files.write(dir.resolve("." + AdapterCheckpoint.WEIGHTS_FILE + ".tmp-" + java.util.UUID.randomUUID()), new byte[1000]);
+        Files.write(dir.resolve("." + AdapterCheckpoint.CONFIG_FILE + ".tmp-" + java.util.UUID.randomUUID()), new byte[10]);
+        Files.write(dir.resolve("notes.txt"), new byte[3]);
+        model.peft.save(dir);
+        try (Stream<Path> files = Files.list(dir)) {
+            assertEquals(List.of(AdapterCheckpoint.CONFIG_FILE, AdapterCheckpoint.WEIGHTS_FILE, "notes.txt"),
+                    files.map(file -> file.getFileName().toString()).sorted().toList(), "leftovers gone, the user's file kept");
+        }
     }
 }
