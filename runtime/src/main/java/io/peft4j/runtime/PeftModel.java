@@ -5,12 +5,14 @@ import io.peft4j.runtime.checkpoint.CheckpointException;
 import io.peft4j.runtime.checkpoint.CheckpointKeys;
 import io.peft4j.runtime.checkpoint.CheckpointOptions;
 import io.peft4j.runtime.checkpoint.SavedAdapter;
+import io.peft4j.runtime.checkpoint.TensorDtype;
 import io.peft4j.runtime.internal.AdapterOwner;
 import io.peft4j.runtime.internal.AgentStatus;
 import io.peft4j.runtime.internal.DefaultAttachContext;
 import io.peft4j.runtime.internal.MethodRegistry;
 import io.peft4j.runtime.internal.ModelWalker;
 import io.peft4j.runtime.internal.ModulesToSave;
+import io.peft4j.runtime.internal.TrainingCheckpoints;
 import io.peft4j.runtime.method.MethodAdapter;
 import io.peft4j.runtime.method.ModelNode;
 import io.peft4j.runtime.method.PeftMethod;
@@ -593,6 +595,18 @@ public final class PeftModel {
 
     /** As {@link #train(TrainingConfig, DataSetIterator, int, ProgressListener)}, for graphs with several inputs. */
     public TrainingReport train(TrainingConfig config, MultiDataSetIterator data, int epochs, ProgressListener progress) {
+        return train(config, data, epochs, progress, TrainingOptions.defaults());
+    }
+
+    /**
+     * As {@link #train(TrainingConfig, MultiDataSetIterator, int, ProgressListener)}, with checkpoints every
+     * N steps, resuming from the newest one, and the non-finite guard as {@code options} say. A checkpoint
+     * holds every adapter in PEFT's format (with trained modules), the optimizer state, the iteration and
+     * epoch counts, the position in the epoch and the random generator's state; resuming a run that
+     * was killed continues it exactly, given the same data in the same order.
+     */
+    public TrainingReport train(TrainingConfig config, MultiDataSetIterator data, int epochs, ProgressListener progress,
+                                TrainingOptions options) {
         requireAttached();
         if (isMerged()) {
             throw new PeftException("Cannot train a merged model: call unmerge() first");
@@ -619,10 +633,30 @@ public final class PeftModel {
         List<MethodAdapter> training = activeParts();
         training.forEach(part -> part.setTraining(true));
         try {
-            return SameDiffTrainer.fit(sd, config, data, epochs, progress);
+            return SameDiffTrainer.fit(sd, config, data, epochs, progress, options, checkpointState(sd));
         } finally {
             training.forEach(part -> part.setTraining(false));
         }
+    }
+
+    /** What a training checkpoint keeps of this model: every adapter, lossless (F64 for fp64 models). */
+    private TrainingCheckpoints.ModelState checkpointState(SameDiff sd) {
+        boolean wide = activeParts().stream().flatMap(part -> part.variableNames().stream())
+                .anyMatch(name -> sd.getVariable(name).dataType() == DataType.DOUBLE);
+        CheckpointOptions options = CheckpointOptions.defaults().withStoreAs(wide ? TensorDtype.F64 : TensorDtype.F32);
+        return new TrainingCheckpoints.ModelState() {
+            @Override
+            public void save(Path directory) {
+                PeftModel.this.save(directory, options);
+            }
+
+            @Override
+            public void load(Path directory) {
+                for (String name : adapterNames()) {
+                    PeftModel.this.load(directory, options.withAdapterName(name));
+                }
+            }
+        };
     }
 
     /** Makes the active adapters' variables and their trained modules the only trainable variables. */

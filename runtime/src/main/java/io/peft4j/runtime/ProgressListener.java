@@ -102,6 +102,13 @@ public final class ProgressListener extends BaseListener {
         lossSinceLastLine = 0;
     }
 
+    /** Notes that training resumes from a checkpoint after {@code steps} steps. */
+    public void resumedAt(int steps, java.nio.file.Path checkpoint) {
+        if (out != null) {
+            out.printf(Locale.ROOT, "[peft4j] resuming after step %d from %s%n", steps, checkpoint);
+        }
+    }
+
     /** The run so far: every step's loss and the seconds since the first epoch started. */
     public TrainingReport report() {
         double seconds = startNanos == 0 ? 0 : (System.nanoTime() - startNanos) / 1e9;

@@ -1,11 +1,17 @@
 package io.peft4j.runtime;
 
+import io.peft4j.runtime.internal.CheckpointListener;
 import io.peft4j.runtime.internal.ElementwiseGradientPruner;
 import io.peft4j.runtime.internal.MatMulGradientPruner;
+import io.peft4j.runtime.internal.NonFiniteGuard;
+import io.peft4j.runtime.internal.SkippingIterator;
+import io.peft4j.runtime.internal.TrainableVariables;
+import io.peft4j.runtime.internal.TrainingCheckpoints;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import org.nd4j.autodiff.listeners.Listener;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.autodiff.samediff.TrainingConfig;
 import org.nd4j.linalg.api.ndarray.INDArray;
@@ -13,6 +19,7 @@ import org.nd4j.linalg.dataset.adapter.MultiDataSetIteratorAdapter;
 import org.nd4j.linalg.dataset.api.MultiDataSet;
 import org.nd4j.linalg.dataset.api.iterator.DataSetIterator;
 import org.nd4j.linalg.dataset.api.iterator.MultiDataSetIterator;
+import org.nd4j.linalg.factory.Nd4j;
 
 /**
  * Trains a SameDiff graph's trainable variables with a {@link TrainingConfig} over a
@@ -57,12 +64,37 @@ public final class SameDiffTrainer {
     /** Trains a graph with several inputs (features mapped in order to {@code dataSetFeatureMapping}). */
     public static TrainingReport fit(SameDiff sameDiff, TrainingConfig config, MultiDataSetIterator data, int epochs,
                                      ProgressListener progress) {
+        return fit(sameDiff, config, data, epochs, progress, TrainingOptions.defaults());
+    }
+
+    /**
+     * Trains every trainable variable of {@code sameDiff} with checkpoints, resuming and the non-finite
+     * guard of {@code options}; a checkpoint stores the trainable variables
+     * ({@code model/variables.safetensors}) with the optimizer state.
+     */
+    public static TrainingReport fit(SameDiff sameDiff, TrainingConfig config, MultiDataSetIterator data, int epochs,
+                                     ProgressListener progress, TrainingOptions options) {
+        return fit(sameDiff, config, data, epochs, progress, options, new TrainableVariables(sameDiff));
+    }
+
+    static TrainingReport fit(SameDiff sameDiff, TrainingConfig config, MultiDataSetIterator data, int epochs, ProgressListener progress,
+                              TrainingOptions options, TrainingCheckpoints.ModelState model) {
         if (epochs <= 0) {
             throw new IllegalArgumentException("epochs must be positive, got " + epochs);
         }
         ComputeThreads.apply();
         OpenBlasKernels.warnIfSlow();
         requestLossValues(sameDiff, config);
+        TrainingCheckpoints checkpoints = options.checkpointDirectory() == null ? null
+                : new TrainingCheckpoints(options.checkpointDirectory(), options.keepCheckpoints(), model);
+        TrainingCheckpoints.Resumed resumed = options.resume() ? checkpoints.latest().orElse(null) : null;
+        if (resumed != null) {
+            checkpoints.restoreModel(resumed);
+            config.setIterationCount(resumed.position().iterationCount());
+            config.setEpochCount(resumed.position().epochCount());
+            Nd4j.getRandom().setStates(resumed.position().rngRoot(), resumed.position().rngNode());
+            progress.resumedAt(resumed.position().iterationCount(), resumed.directory());
+        }
         sameDiff.setTrainingConfig(config);
         if (!Boolean.getBoolean(COMPUTE_UNUSED_GRADIENTS)) {
             MatMulGradientPruner.prune(sameDiff);
@@ -70,7 +102,33 @@ public final class SameDiffTrainer {
                 ElementwiseGradientPruner.prune(sameDiff, () -> firstBatch(config, data));
             }
         }
-        sameDiff.fit(data, epochs, progress);
+        TrainingCheckpoints.createUpdaters(sameDiff);
+        if (resumed != null) {
+            TrainingCheckpoints.restoreOptimizer(sameDiff, resumed);
+        }
+        int startBatch = resumed == null ? 0 : resumed.position().batchInEpoch();
+        List<Listener> listeners = new ArrayList<>();
+        listeners.add(new NonFiniteGuard(sameDiff, options.onNonFinite()));
+        if (checkpoints != null) {
+            listeners.add(new CheckpointListener(sameDiff, checkpoints, options.checkpointEvery(), startBatch));
+        }
+        listeners.add(progress);
+        Listener[] all = listeners.toArray(new Listener[0]);
+        int remaining = epochs - config.getEpochCount();
+        if (startBatch > 0 && remaining > 0) {
+            // the rest of the interrupted epoch, then whole epochs
+            SkippingIterator rest = new SkippingIterator(data, startBatch);
+            if (rest.hasNext()) {
+                sameDiff.fit(rest, 1, all);
+            } else {
+                config.incrementEpochCount();
+            }
+            remaining = epochs - config.getEpochCount();
+            data.reset();
+        }
+        if (remaining > 0) {
+            sameDiff.fit(data, remaining, all);
+        }
         return progress.report();
     }
 

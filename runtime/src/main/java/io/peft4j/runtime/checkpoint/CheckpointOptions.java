@@ -8,7 +8,8 @@ import java.util.function.UnaryOperator;
  * @param adapterName     the one adapter to save or load; {@code null} saves every adapter and loads
  *                        {@code "default"}. In PEFT's layout {@code "default"} lives in the directory
  *                        itself and any other adapter in {@code <dir>/<adapterName>/}
- * @param storeAs         the dtype written: {@link TensorDtype#F32} (default) or {@link TensorDtype#BF16}
+ * @param storeAs         the dtype written: {@link TensorDtype#F32} (default), {@link TensorDtype#BF16}, or
+ *                        {@link TensorDtype#F64} (training checkpoints of fp64 models)
  * @param layerNames      maps a peft4j layer path to the module name used in the file, e.g. to match
  *                        the same model's names in PyTorch; applied on save and on load
  * @param baseModel       {@code base_model_name_or_path} written to the config, overriding the adapter's own
@@ -26,8 +27,9 @@ public record CheckpointOptions(String adapterName, TensorDtype storeAs, UnaryOp
                 || adapterName.equals(".") || adapterName.equals(".."))) {
             throw new IllegalArgumentException("adapter name must be a plain directory name, got '" + adapterName + "'");
         }
-        if (storeAs != TensorDtype.F32 && storeAs != TensorDtype.BF16) {
-            throw new IllegalArgumentException("adapters are written as F32 or BF16, not " + storeAs);
+        if (storeAs == TensorDtype.F16) {
+            throw new IllegalArgumentException("adapters are written as F32, BF16 or F64, not F16 (its range is too small for trained "
+                    + "LoRA factors)");
         }
     }
 
