@@ -9,7 +9,7 @@ import io.peft4j.runtime.checkpoint.TensorDtype;
 import io.peft4j.runtime.internal.AdapterOwner;
 import io.peft4j.runtime.internal.AgentStatus;
 import io.peft4j.runtime.internal.DefaultAttachContext;
-import io.peft4j.runtime.internal.MethodRegistry;
+import io.peft4j.runtime.method.PeftMethods;
 import io.peft4j.runtime.internal.ModelWalker;
 import io.peft4j.runtime.internal.ModulesToSave;
 import io.peft4j.runtime.internal.TrainingCheckpoints;
@@ -219,8 +219,8 @@ public final class PeftModel {
     public NamedAdapter addAdapter(String name, AdapterOptions options) {
         requireAttached();
         requireNewName(name);
-        List<PeftMethod> methods = options.methods().isEmpty() ? MethodRegistry.all()
-                : options.methods().stream().<PeftMethod>map(MethodRegistry::byAnnotation).toList();
+        List<PeftMethod> methods = options.methods().isEmpty() ? PeftMethods.all()
+                : options.methods().stream().<PeftMethod>map(PeftMethods::byAnnotation).toList();
         DefaultAttachContext context = context(name, options.seed(), options.virtualTokens(), options.promptTokenizer());
         List<MethodAdapter> parts = new ArrayList<>();
         try {
@@ -260,7 +260,7 @@ public final class PeftModel {
         requireNewName(name);
         CheckpointKeys keys = options.keys();
         SavedAdapter saved = AdapterCheckpoint.read(adapterDir, name, keys, options.allowNonFinite());
-        PeftMethod method = MethodRegistry.byPeftType(saved.peftType());
+        PeftMethod method = PeftMethods.byPeftType(saved.peftType());
         DefaultAttachContext context = context(name, 42, null, null);
         MethodAdapter part = null;
         List<String> heads = List.of();
@@ -591,6 +591,12 @@ public final class PeftModel {
      */
     public TrainingReport train(TrainingConfig config, DataSetIterator data, int epochs, ProgressListener progress) {
         return train(config, new MultiDataSetIteratorAdapter(data), epochs, progress);
+    }
+
+    /** As {@link #train(TrainingConfig, MultiDataSetIterator, int, ProgressListener, TrainingOptions)}, for graphs with one input. */
+    public TrainingReport train(TrainingConfig config, DataSetIterator data, int epochs, ProgressListener progress,
+                                TrainingOptions options) {
+        return train(config, new MultiDataSetIteratorAdapter(data), epochs, progress, options);
     }
 
     /** As {@link #train(TrainingConfig, DataSetIterator, int, ProgressListener)}, for graphs with several inputs. */

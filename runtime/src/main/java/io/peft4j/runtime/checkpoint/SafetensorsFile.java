@@ -8,12 +8,14 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
+import java.lang.ref.Reference;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
 import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
@@ -207,6 +209,16 @@ public final class SafetensorsFile {
     public static Map<String, INDArray> read(Path file, boolean allowNonFinite) {
         requireLittleEndianPlatform(file);
         Map<String, INDArray> tensors = new LinkedHashMap<>();
+        readRaw(file, allowNonFinite).forEach((name, raw) -> tensors.put(name, toArray(raw)));
+        return tensors;
+    }
+
+    /**
+     * As {@link #read(Path, boolean)}, without ND4J: every tensor as its dtype, shape and bytes (for tools
+     * that run without a backend).
+     */
+    public static Map<String, RawTensor> readRaw(Path file, boolean allowNonFinite) {
+        Map<String, RawTensor> tensors = new LinkedHashMap<>();
         try (FileChannel channel = FileChannel.open(file, StandardOpenOption.READ)) {
             SafetensorsHeader header = readHeader(file, channel);
             Map<String, String> checksums = checksums(file, header);
@@ -231,7 +243,7 @@ public final class SafetensorsFile {
                                 + "); pass allowNonFinite to load it anyway");
                     }
                 }
-                tensors.put(info.name(), toArray(info, bytes));
+                tensors.put(info.name(), new RawTensor(info.dtype(), info.shape(), bytes));
             }
         } catch (IOException e) {
             throw new CheckpointException(file, "cannot be read: " + e, e);
@@ -239,12 +251,12 @@ public final class SafetensorsFile {
         return tensors;
     }
 
-    private static INDArray toArray(TensorInfo info, ByteBuffer bytes) {
-        if (info.elements() == 0) {
-            return Nd4j.create(info.dtype().nd4jType(), info.shape(), 'c');
+    private static INDArray toArray(RawTensor raw) {
+        if (raw.elements() == 0) {
+            return Nd4j.create(raw.dtype().nd4jType(), raw.shape(), 'c');
         }
-        INDArray array = Nd4j.createUninitialized(info.dtype().nd4jType(), info.shape(), 'c');
-        array.data().asNio().put(bytes);
+        INDArray array = Nd4j.createUninitialized(raw.dtype().nd4jType(), raw.shape(), 'c');
+        array.data().asNio().put(raw.data().duplicate());
         return array;
     }
 
@@ -271,33 +283,53 @@ public final class SafetensorsFile {
     }
 
     /**
-     * Writes {@code tensors}, converted to {@code storeAs}, to {@code file} (created or replaced; callers
+     * Writes {@code tensors}, converted to {@code storeAs}, to {@code file} (created or replaced, with its folder; callers
      * that need atomicity write to a temporary file and rename it), with a CRC-32C of each tensor in the
      * metadata. The header is padded with spaces to a multiple of 8 bytes, as the reference writer does.
      */
     public static void write(Path file, Map<String, INDArray> tensors, TensorDtype storeAs, Map<String, String> metadata) {
         requireLittleEndianPlatform(file);
-        Map<String, ByteBuffer> data = new LinkedHashMap<>();
+        Map<String, RawTensor> raw = new LinkedHashMap<>();
+        // The buffers below are views of native memory that ND4J frees once its array is collected:
+        // the arrays stay reachable until the file is written.
+        List<INDArray> viewed = new ArrayList<>();
+        for (Map.Entry<String, INDArray> entry : tensors.entrySet()) {
+            INDArray array = entry.getValue().castTo(storeAs.nd4jType()).dup('c');
+            viewed.add(array);
+            long bytes = array.length() * storeAs.bytes();
+            ByteBuffer buffer = bytes == 0 ? ByteBuffer.allocate(0) : array.data().asNio();
+            buffer.position(0).limit((int) bytes);
+            raw.put(entry.getKey(), new RawTensor(storeAs, array.shape(), buffer.slice()));
+        }
+        try {
+            writeRaw(file, raw, metadata);
+        } finally {
+            Reference.reachabilityFence(viewed);
+        }
+    }
+
+    /**
+     * Writes {@code tensors} as they are (each in its own dtype), with a CRC-32C of each in the metadata;
+     * see {@link #write}. Needs no ND4J backend.
+     */
+    public static void writeRaw(Path file, Map<String, RawTensor> tensors, Map<String, String> metadata) {
         ObjectNode checksums = JSON.createObjectNode();
         ObjectNode header = JSON.createObjectNode();
         ObjectNode meta = header.putObject(METADATA);
         metadata.forEach(meta::put);
         long offset = 0;
-        for (Map.Entry<String, INDArray> entry : tensors.entrySet()) {
-            INDArray array = entry.getValue().castTo(storeAs.nd4jType()).dup('c');
-            long bytes = array.length() * storeAs.bytes();
-            ByteBuffer buffer = bytes == 0 ? ByteBuffer.allocate(0) : array.data().asNio();
-            buffer.position(0).limit((int) bytes);
-            checksums.put(entry.getKey(), crc32c(buffer));
+        for (Map.Entry<String, RawTensor> entry : tensors.entrySet()) {
+            RawTensor tensor = entry.getValue();
+            long bytes = tensor.data().remaining();
+            checksums.put(entry.getKey(), crc32c(tensor.data()));
             ObjectNode info = header.putObject(entry.getKey());
-            info.put("dtype", storeAs.name());
+            info.put("dtype", tensor.dtype().name());
             ArrayNode shape = info.putArray("shape");
-            for (long dimension : array.shape()) {
+            for (long dimension : tensor.shape()) {
                 shape.add(dimension);
             }
             info.putArray("data_offsets").add(offset).add(offset + bytes);
             offset += bytes;
-            data.put(entry.getKey(), buffer);
         }
         meta.put(CHECKSUMS, checksums.toString());
         byte[] json = header.toString().getBytes(StandardCharsets.UTF_8);
@@ -307,11 +339,19 @@ public final class SafetensorsFile {
         while (prefix.hasRemaining()) {
             prefix.put((byte) ' ');
         }
+        try {
+            Path parent = file.toAbsolutePath().getParent();
+            if (parent != null) {
+                Files.createDirectories(parent);
+            }
+        } catch (IOException e) {
+            throw new CheckpointException(file, "cannot be written: its folder cannot be created: " + e, e);
+        }
         try (FileChannel channel = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
                 StandardOpenOption.TRUNCATE_EXISTING)) {
             writeFully(channel, prefix.flip());
-            for (ByteBuffer buffer : data.values()) {
-                writeFully(channel, buffer);
+            for (RawTensor tensor : tensors.values()) {
+                writeFully(channel, tensor.data().duplicate());
             }
             channel.force(true);
         } catch (IOException e) {

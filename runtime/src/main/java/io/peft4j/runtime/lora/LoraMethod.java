@@ -7,7 +7,7 @@ import io.peft4j.runtime.PeftException;
 import io.peft4j.runtime.checkpoint.AdapterCheckpoint;
 import io.peft4j.runtime.checkpoint.CheckpointException;
 import io.peft4j.runtime.checkpoint.CheckpointKeys;
-import io.peft4j.runtime.checkpoint.ConfigReader;
+import io.peft4j.runtime.checkpoint.RawTensor;
 import io.peft4j.runtime.checkpoint.SafetensorsHeader;
 import io.peft4j.runtime.checkpoint.SavedAdapter;
 import io.peft4j.runtime.checkpoint.TensorInfo;
@@ -27,8 +27,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
-import org.nd4j.linalg.api.buffer.DataType;
-import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
  * LoRA (Hu et al., 2021) as Hugging Face PEFT implements it: {@code y = base(x) + dropout(x)·A·B·s},
@@ -36,9 +34,6 @@ import org.nd4j.linalg.api.ndarray.INDArray;
  * with rsLoRA), mergeable into the weight. Declared with {@code @LoRA}; {@code peft_type} {@code LORA}.
  */
 public final class LoraMethod implements PeftMethod {
-
-    static final String A_SUFFIX = ".lora_A.weight";
-    static final String B_SUFFIX = ".lora_B.weight";
 
     @Override
     public String name() {
@@ -66,7 +61,7 @@ public final class LoraMethod implements PeftMethod {
                 }
                 WeightAccessor<Object> accessor = WeightAccessors.forLayer(node.value().getClass(), node.path(), "@LoRA");
                 LoraSettings settings = LoraSettings.of(lora, "layer '" + node.path() + "'");
-                branches.put(node.path(), branch(context, node, accessor, settings, null, null));
+                branches.put(node.path(), branch(context, node, accessor, settings));
             }
         } catch (RuntimeException e) {
             branches.values().forEach(branch -> branch.site().remove(branch));
@@ -76,8 +71,7 @@ public final class LoraMethod implements PeftMethod {
     }
 
     /** A branch on {@code node}'s layer; refuses a rank above {@code min(in, out)}. */
-    static LoraBranch branch(AttachContext context, ModelNode node, WeightAccessor<Object> accessor, LoraSettings settings,
-                             INDArray initialA, INDArray initialB) {
+    static LoraBranch branch(AttachContext context, ModelNode node, WeightAccessor<Object> accessor, LoraSettings settings) {
         LoraSite site = LoraSite.on(node.value(), node.path(), accessor, context.forward());
         try {
             if (settings.rank() > Math.min(site.in(), site.out())) {
@@ -85,7 +79,7 @@ public final class LoraMethod implements PeftMethod {
                         + node.value().getClass().getSimpleName() + ", in = " + site.in() + ", out = " + site.out()
                         + "): rank must not exceed min(in, out) = " + Math.min(site.in(), site.out()) + "; choose a smaller rank");
             }
-            LoraBranch branch = new LoraBranch(site, context, settings, initialA, initialB);
+            LoraBranch branch = new LoraBranch(site, context, settings);
             site.add(branch);
             return branch;
         } catch (RuntimeException e) {
@@ -113,7 +107,7 @@ public final class LoraMethod implements PeftMethod {
                 String module = keys.module(node.path());
                 candidates.add(module);
                 if (config.targets(module)) {
-                    branches.put(node.path(), branch(context, node, accessor.get(), config.settingsOf(module), null, null));
+                    branches.put(node.path(), branch(context, node, accessor.get(), config.settingsOf(module)));
                 }
             }
         } catch (RuntimeException e) {
@@ -139,9 +133,9 @@ public final class LoraMethod implements PeftMethod {
         Map<String, TensorInfo[]> layers = new LinkedHashMap<>();
         List<LayerSummary> rows = new ArrayList<>();
         for (TensorInfo tensor : header.tensors()) {
-            String layer = layerOf(tensor.name(), A_SUFFIX);
+            String layer = LoraDelta.layerOf(tensor.name(), LoraDelta.A_SUFFIX);
             boolean isA = layer != null;
-            layer = isA ? layer : layerOf(tensor.name(), B_SUFFIX);
+            layer = isA ? layer : LoraDelta.layerOf(tensor.name(), LoraDelta.B_SUFFIX);
             if (layer == null) {
                 rows.addAll(LayerSummary.eachTensor(new SafetensorsHeader(List.of(tensor), Map.of(), 0, 0)));
             } else {
@@ -161,38 +155,11 @@ public final class LoraMethod implements PeftMethod {
         return loraRows;
     }
 
-    /** The layer of a {@code base_model.model.<layer><suffix>} key (an adapter segment before the last part allowed), or {@code null}. */
-    private static String layerOf(String key, String suffix) {
-        if (!key.startsWith(CheckpointKeys.PREFIX)) {
-            return null;
-        }
-        String path = key.substring(CheckpointKeys.PREFIX.length());
-        if (path.endsWith(suffix)) {
-            return path.substring(0, path.length() - suffix.length());
-        }
-        String group = suffix.substring(0, suffix.lastIndexOf('.')); // ".lora_A"
-        int groupAt = path.lastIndexOf(group + ".");
-        if (groupAt > 0 && path.endsWith(".weight") && path.indexOf('.', groupAt + group.length() + 1) == path.length() - ".weight".length()) {
-            return path.substring(0, groupAt);
-        }
-        return null;
-    }
 
     @Override
-    public Map<String, INDArray> effects(JsonNode config, Map<String, INDArray> tensors) {
-        Map<String, INDArray> deltas = new LinkedHashMap<>();
-        tensors.forEach((key, a) -> {
-            String layer = layerOf(key, A_SUFFIX);
-            if (layer == null) {
-                return;
-            }
-            INDArray b = tensors.entrySet().stream().filter(entry -> layer.equals(layerOf(entry.getKey(), B_SUFFIX)))
-                    .map(Map.Entry::getValue).findFirst().orElse(null);
-            if (b != null && a.rank() == 2 && b.rank() == 2 && b.size(1) == a.size(0)) {
-                double scale = LoraConfig.read(new ConfigReader(Path.of(AdapterCheckpoint.CONFIG_FILE), config), List.of()).scalingOf(layer);
-                deltas.put(layer + " (s·B·A)", b.castTo(DataType.DOUBLE).mmul(a.castTo(DataType.DOUBLE)).muli(scale));
-            }
-        });
+    public Map<String, RawTensor> effects(JsonNode config, Map<String, RawTensor> tensors) {
+        Map<String, RawTensor> deltas = new LinkedHashMap<>();
+        LoraDelta.ofAdapter(Path.of(AdapterCheckpoint.CONFIG_FILE), config, tensors).forEach((layer, delta) -> deltas.put(layer + " (s·B·A)", delta));
         return deltas;
     }
 }

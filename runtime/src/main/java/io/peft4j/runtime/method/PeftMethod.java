@@ -3,12 +3,12 @@ package io.peft4j.runtime.method;
 import com.fasterxml.jackson.databind.JsonNode;
 import io.peft4j.runtime.Combination;
 import io.peft4j.runtime.PeftException;
+import io.peft4j.runtime.checkpoint.RawTensor;
 import io.peft4j.runtime.checkpoint.SafetensorsHeader;
 import io.peft4j.runtime.checkpoint.SavedAdapter;
 import java.lang.annotation.Annotation;
 import java.util.List;
 import java.util.Map;
-import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
  * A Parameter-Efficient Fine-Tuning method, registered once with {@link java.util.ServiceLoader} in
@@ -56,11 +56,12 @@ public interface PeftMethod {
     }
 
     /**
-     * What a saved adapter changes in the model, by name, for {@code peft4j diff}: the tensors
-     * themselves by default; LoRA reports each layer's delta {@code s·B·A} as well, since A and B alone
-     * are defined only up to an invertible {@code r × r} factor.
+     * What a saved adapter changes in the model beyond its tensors, by name, for {@code peft4j diff}
+     * (nothing by default). LoRA reports each layer's delta {@code s·B·A}, since A and B alone are
+     * defined only up to an invertible {@code r × r} factor. Plain Java: the command line runs without
+     * an ND4J backend.
      */
-    default Map<String, INDArray> effects(JsonNode config, Map<String, INDArray> tensors) {
+    default Map<String, RawTensor> effects(JsonNode config, Map<String, RawTensor> tensors) {
         return Map.of();
     }
 }

@@ -56,8 +56,8 @@ public final class TransformerBenchmark {
         List<String> chosen = named.isEmpty() ? List.of("transformer", "minilm") : named;
         double peak = gemmPeakGflops(2048);
         StringBuilder report = new StringBuilder(String.format(Locale.ROOT,
-                "%d native thread%s (peft4j.threads), OpenBLAS kernels: %s. Single-GEMM peak (2048 × 2048 × 2048, fp32, "
-                        + "Nd4j.gemm into a preallocated output): %.1f GFLOP/s%n", threads, threads == 1 ? "" : "s",
+                "ND4J backend %s; %d native thread%s (peft4j.threads), OpenBLAS kernels: %s. Single-GEMM peak (2048 × 2048 × 2048, fp32, "
+                        + "Nd4j.gemm into a preallocated output): %.1f GFLOP/s%n", Nd4j.getBackend().getClass().getSimpleName(), threads, threads == 1 ? "" : "s",
                 Optional.ofNullable(System.getenv(OpenBlasKernels.CORETYPE_VARIABLE))
                         .map(kernels -> OpenBlasKernels.CORETYPE_VARIABLE + "=" + kernels).orElse("as detected"), peak));
         for (String name : chosen) {

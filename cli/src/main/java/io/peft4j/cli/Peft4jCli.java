@@ -1,4 +1,4 @@
-package io.peft4j.runtime.cli;
+package io.peft4j.cli;
 
 import io.peft4j.runtime.PeftException;
 import picocli.CommandLine;
@@ -8,12 +8,13 @@ import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Spec;
 
 /**
- * The {@code peft4j} command line: {@code peft4j inspect <dir>}, {@code peft4j diff <dirA> <dirB>}.
+ * The {@code peft4j} command line: {@code peft4j inspect <dir>}, {@code peft4j diff <dirA> <dirB>},
+ * {@code peft4j merge <base.safetensors> <adapter dir> <out.safetensors>}. It needs no ND4J backend.
  * A broken adapter ends the command with exit status 1 and a message naming the file and the problem.
  */
 @Command(name = "peft4j", mixinStandardHelpOptions = true, version = "peft4j 0.1.0",
-        description = "Inspect and compare adapters saved in Hugging Face PEFT's format (LoRA, prompt and prefix tuning, bottleneck adapters).",
-        subcommands = {InspectCommand.class, DiffCommand.class})
+        description = "Inspect, compare and merge adapters saved in Hugging Face PEFT's format (LoRA, prompt and prefix tuning, bottleneck adapters).",
+        subcommands = {InspectCommand.class, DiffCommand.class, MergeCommand.class})
 public final class Peft4jCli implements Runnable {
 
     @Spec

@@ -1,6 +1,7 @@
-package io.peft4j.runtime.cli;
+package io.peft4j.cli;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import io.peft4j.runtime.checkpoint.CheckpointKeys;
 import io.peft4j.runtime.method.LayerSummary;
 import io.peft4j.runtime.method.PeftMethod;
 import java.io.PrintWriter;
@@ -48,7 +49,9 @@ final class InspectCommand implements Callable<Integer> {
         }
         long weightsBytes = Files.size(adapter.weightsFile());
         long configBytes = Files.size(adapter.configFile());
-        out.printf(Locale.ROOT, "%n%d layers, %,d parameters%n", rows.size(), total);
+        long moduleTensors = rows.stream().filter(row -> row.layer().startsWith(CheckpointKeys.PREFIX)).count();
+        out.printf(Locale.ROOT, "%n%d layers%s, %,d parameters%n", rows.size() - moduleTensors,
+                moduleTensors == 0 ? "" : String.format(Locale.ROOT, " and %d tensors of trained modules", moduleTensors), total);
         out.printf(Locale.ROOT, "size on disk: %,d bytes (%s %,d + %s %,d)%n", weightsBytes + configBytes,
                 adapter.weightsFile().getFileName(), weightsBytes, adapter.configFile().getFileName(), configBytes);
         return 0;

@@ -1,12 +1,12 @@
-package io.peft4j.runtime.checkpoint;
+package io.peft4j.cli;
 
-import io.peft4j.runtime.lora.LoraAdapter;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.peft4j.runtime.PeftModel;
-import io.peft4j.runtime.cli.Peft4jCli;
+import io.peft4j.runtime.checkpoint.AdapterCheckpoint;
 import io.peft4j.runtime.internal.AgentStatus;
+import io.peft4j.runtime.lora.LoraAdapter;
 import io.peft4j.runtime.testmodel.TwoLayerModel;
 import java.io.PrintWriter;
 import java.io.StringWriter;

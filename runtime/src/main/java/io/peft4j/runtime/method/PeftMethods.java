@@ -1,7 +1,6 @@
-package io.peft4j.runtime.internal;
+package io.peft4j.runtime.method;
 
 import io.peft4j.runtime.PeftException;
-import io.peft4j.runtime.method.PeftMethod;
 import java.lang.annotation.Annotation;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -12,20 +11,20 @@ import java.util.stream.Collectors;
 
 /**
  * Every {@link PeftMethod} on the class path, found once through {@link ServiceLoader}
- * ({@code META-INF/services/io.peft4j.runtime.method.PeftMethod}).
+ * ({@code META-INF/services/io.peft4j.runtime.method.PeftMethod}): the built-in ones and any a jar registers.
  */
-public final class MethodRegistry {
+public final class PeftMethods {
 
     private static volatile List<PeftMethod> methods;
 
-    private MethodRegistry() {
+    private PeftMethods() {
     }
 
     /** The registered methods, in class-path order (the built-in ones first). */
     public static List<PeftMethod> all() {
         List<PeftMethod> found = methods;
         if (found == null) {
-            synchronized (MethodRegistry.class) {
+            synchronized (PeftMethods.class) {
                 if (methods == null) {
                     Map<String, PeftMethod> byName = new LinkedHashMap<>();
                     for (ClassLoader loader : loaders()) {

@@ -1,4 +1,4 @@
-package io.peft4j.runtime.cli;
+package io.peft4j.cli;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import io.peft4j.runtime.PeftException;
@@ -6,7 +6,7 @@ import io.peft4j.runtime.checkpoint.AdapterCheckpoint;
 import io.peft4j.runtime.checkpoint.CheckpointException;
 import io.peft4j.runtime.checkpoint.SafetensorsFile;
 import io.peft4j.runtime.checkpoint.SafetensorsHeader;
-import io.peft4j.runtime.internal.MethodRegistry;
+import io.peft4j.runtime.method.PeftMethods;
 import io.peft4j.runtime.method.PeftMethod;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -29,7 +29,7 @@ record AdapterFiles(Path directory, JsonNode config, SafetensorsHeader header, O
         SafetensorsHeader header = SafetensorsFile.readHeader(weightsFile);
         Optional<PeftMethod> method;
         try {
-            method = Optional.of(MethodRegistry.byPeftType(config.get("peft_type").asText()));
+            method = Optional.of(PeftMethods.byPeftType(config.get("peft_type").asText()));
         } catch (PeftException unknown) {
             method = Optional.empty();
         }
