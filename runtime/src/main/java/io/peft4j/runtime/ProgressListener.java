@@ -1,6 +1,8 @@
 package io.peft4j.runtime;
 
 import java.io.PrintStream;
+import java.nio.file.Path;
+import java.util.Arrays;
 import java.util.Locale;
 import org.nd4j.autodiff.listeners.At;
 import org.nd4j.autodiff.listeners.BaseListener;
@@ -12,14 +14,19 @@ import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.linalg.dataset.api.MultiDataSet;
 
 /**
- * Records every training step's loss and prints a progress line (epoch, step, mean loss since the
- * last line, steps per second) every {@code interval} steps and at the end of each epoch.
+ * Records every training step's loss and shows progress: on a terminal, one line that updates in
+ * place (epoch, step, fraction done, ETA, loss, steps per second); elsewhere (a pipe, a CI log) a plain
+ * line every {@code interval} steps. Each epoch ends with a summary line. {@code -Dpeft4j.progress=plain}
+ * forces plain lines.
  */
 public final class ProgressListener extends BaseListener {
+
+    private static final long REDRAW_NANOS = 200_000_000L;
 
     private final PrintStream out;
     private final int interval;
     private final long totalSteps;
+    private final boolean inPlace;
     private double[] losses = new double[256];
     private double[] stepSeconds = new double[256];
     private long lastStepNanos;
@@ -28,13 +35,17 @@ public final class ProgressListener extends BaseListener {
     private long lastLineNanos;
     private int lastLineStep;
     private double lossSinceLastLine;
+    private long lastRedrawNanos;
+    private int epochFirstStep;
+    private long epochStartNanos;
+    private int drawnWidth;
 
     /** Prints to {@code out} every {@code interval} steps; {@code out} may be {@code null} to record silently. */
     public ProgressListener(PrintStream out, int interval) {
         this(out, interval, 0);
     }
 
-    /** As {@link #ProgressListener(PrintStream, int)}, also printing the fraction done and an ETA out of {@code totalSteps}. */
+    /** As {@link #ProgressListener(PrintStream, int)}, also showing the fraction done and an ETA out of {@code totalSteps}. */
     public ProgressListener(PrintStream out, int interval, long totalSteps) {
         if (interval <= 0) {
             throw new IllegalArgumentException("interval must be positive, got " + interval);
@@ -42,6 +53,7 @@ public final class ProgressListener extends BaseListener {
         this.out = out;
         this.interval = interval;
         this.totalSteps = totalSteps;
+        this.inPlace = out == System.out && System.console() != null && !"plain".equals(System.getProperty("peft4j.progress"));
     }
 
     @Override
@@ -51,18 +63,21 @@ public final class ProgressListener extends BaseListener {
 
     @Override
     public void epochStart(SameDiff sd, At at) {
+        long now = System.nanoTime();
         if (startNanos == 0) {
-            startNanos = System.nanoTime();
-            lastLineNanos = startNanos;
-            lastStepNanos = startNanos;
+            startNanos = now;
+            lastLineNanos = now;
+            lastStepNanos = now;
         }
+        epochFirstStep = steps;
+        epochStartNanos = now;
     }
 
     @Override
     public void iterationDone(SameDiff sd, At at, MultiDataSet dataSet, Loss loss) {
         if (steps == losses.length) {
-            losses = java.util.Arrays.copyOf(losses, steps * 2);
-            stepSeconds = java.util.Arrays.copyOf(stepSeconds, steps * 2);
+            losses = Arrays.copyOf(losses, steps * 2);
+            stepSeconds = Arrays.copyOf(stepSeconds, steps * 2);
         }
         long now = System.nanoTime();
         stepSeconds[steps] = (now - lastStepNanos) / 1e9;
@@ -70,32 +85,69 @@ public final class ProgressListener extends BaseListener {
         double value = loss.totalLoss();
         losses[steps++] = value;
         lossSinceLastLine += value;
-        if (steps % interval == 0) {
+        if (inPlace) {
+            if (now - lastRedrawNanos >= REDRAW_NANOS) {
+                redraw(at.epoch(), now);
+            }
+        } else if (steps % interval == 0) {
             printLine(at.epoch());
         }
     }
 
     @Override
     public ListenerResponse epochEnd(SameDiff sd, At at, LossCurve lossCurve, long epochTimeMillis) {
-        if (steps > lastLineStep) {
+        if (out == null) {
+            return ListenerResponse.CONTINUE;
+        }
+        if (inPlace) {
+            redraw(at.epoch(), System.nanoTime());
+            out.println();
+            drawnWidth = 0;
+        } else if (steps > lastLineStep) {
             printLine(at.epoch());
+        }
+        int epochSteps = steps - epochFirstStep;
+        if (epochSteps > 0) {
+            double seconds = (System.nanoTime() - epochStartNanos) / 1e9;
+            double mean = Arrays.stream(losses, epochFirstStep, steps).average().orElse(Double.NaN);
+            out.printf(Locale.ROOT, "[peft4j] epoch %d done: %d steps in %.1f s (%.3f s/step), mean loss %.4f, last %.4f%n", at.epoch() + 1,
+                    epochSteps, seconds, seconds / epochSteps, mean, losses[steps - 1]);
         }
         return ListenerResponse.CONTINUE;
     }
 
+    private String status(int epoch, long now, int stepsInWindow, double windowLoss, double windowSeconds) {
+        String done = "";
+        if (totalSteps > 0) {
+            double elapsed = (now - startNanos) / 1e9;
+            long remaining = Math.round(elapsed / steps * Math.max(0, totalSteps - steps));
+            done = String.format(Locale.ROOT, "/%d (%3.0f%%, ETA %dm%02ds)", totalSteps, 100.0 * steps / totalSteps, remaining / 60,
+                    remaining % 60);
+        }
+        return String.format(Locale.ROOT, "[peft4j] epoch %d  step %5d%s  loss %.4f  %.2f steps/s", epoch + 1, steps, done,
+                windowLoss / stepsInWindow, stepsInWindow / Math.max(1e-9, windowSeconds));
+    }
+
+    private void redraw(int epoch, long now) {
+        if (out == null || steps == lastLineStep) {
+            return;
+        }
+        String line = status(epoch, now, steps - lastLineStep, lossSinceLastLine, (now - lastLineNanos) / 1e9);
+        out.print("\r" + line + " ".repeat(Math.max(0, drawnWidth - line.length())));
+        out.flush();
+        drawnWidth = line.length();
+        lastRedrawNanos = now;
+        if (steps - lastLineStep >= interval) {
+            lastLineNanos = now;
+            lastLineStep = steps;
+            lossSinceLastLine = 0;
+        }
+    }
+
     private void printLine(int epoch) {
         long now = System.nanoTime();
-        int stepsInLine = steps - lastLineStep;
         if (out != null) {
-            String done = "";
-            if (totalSteps > 0) {
-                double elapsed = (now - startNanos) / 1e9;
-                long remaining = Math.round(elapsed / steps * Math.max(0, totalSteps - steps));
-                done = String.format(Locale.ROOT, "/%d (%3.0f%%, ETA %dm%02ds)", totalSteps, 100.0 * steps / totalSteps,
-                        remaining / 60, remaining % 60);
-            }
-            out.printf(Locale.ROOT, "[peft4j] epoch %d  step %5d%s  loss %.4f  %.2f steps/s%n", epoch + 1, steps, done,
-                    lossSinceLastLine / stepsInLine, stepsInLine / Math.max(1e-9, (now - lastLineNanos) / 1e9));
+            out.println(status(epoch, now, steps - lastLineStep, lossSinceLastLine, (now - lastLineNanos) / 1e9));
         }
         lastLineNanos = now;
         lastLineStep = steps;
@@ -103,7 +155,7 @@ public final class ProgressListener extends BaseListener {
     }
 
     /** Notes that training resumes from a checkpoint after {@code steps} steps. */
-    public void resumedAt(int steps, java.nio.file.Path checkpoint) {
+    public void resumedAt(int steps, Path checkpoint) {
         if (out != null) {
             out.printf(Locale.ROOT, "[peft4j] resuming after step %d from %s%n", steps, checkpoint);
         }
@@ -112,6 +164,6 @@ public final class ProgressListener extends BaseListener {
     /** The run so far: every step's loss and the seconds since the first epoch started. */
     public TrainingReport report() {
         double seconds = startNanos == 0 ? 0 : (System.nanoTime() - startNanos) / 1e9;
-        return new TrainingReport(java.util.Arrays.copyOf(losses, steps), java.util.Arrays.copyOf(stepSeconds, steps), seconds);
+        return new TrainingReport(Arrays.copyOf(losses, steps), Arrays.copyOf(stepSeconds, steps), seconds);
     }
 }

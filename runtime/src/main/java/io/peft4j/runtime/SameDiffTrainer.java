@@ -3,6 +3,7 @@ package io.peft4j.runtime;
 import io.peft4j.runtime.internal.CheckpointListener;
 import io.peft4j.runtime.internal.ElementwiseGradientPruner;
 import io.peft4j.runtime.internal.MatMulGradientPruner;
+import io.peft4j.runtime.internal.Nd4jOutput;
 import io.peft4j.runtime.internal.NonFiniteGuard;
 import io.peft4j.runtime.internal.SkippingIterator;
 import io.peft4j.runtime.internal.TrainableVariables;
@@ -79,6 +80,12 @@ public final class SameDiffTrainer {
 
     static TrainingReport fit(SameDiff sameDiff, TrainingConfig config, MultiDataSetIterator data, int epochs, ProgressListener progress,
                               TrainingOptions options, TrainingCheckpoints.ModelState model) {
+        // ND4J prints a line per differentiated op while it builds the gradient graph.
+        return Nd4jOutput.quiet(() -> train(sameDiff, config, data, epochs, progress, options, model));
+    }
+
+    private static TrainingReport train(SameDiff sameDiff, TrainingConfig config, MultiDataSetIterator data, int epochs,
+                                        ProgressListener progress, TrainingOptions options, TrainingCheckpoints.ModelState model) {
         if (epochs <= 0) {
             throw new IllegalArgumentException("epochs must be positive, got " + epochs);
         }
