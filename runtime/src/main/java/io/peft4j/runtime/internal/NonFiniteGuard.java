@@ -2,6 +2,7 @@ package io.peft4j.runtime.internal;
 
 import io.peft4j.runtime.NonFinitePolicy;
 import io.peft4j.runtime.NonFiniteTrainingException;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.Map;
 import org.nd4j.autodiff.listeners.At;
@@ -32,8 +33,8 @@ public final class NonFiniteGuard extends BaseListener {
 
     private final SameDiff trained;
     private final NonFinitePolicy policy;
-    private Map<String, INDArray> parameters;
-    private Map<String, Map<String, INDArray>> updaterStates;
+    private final Map<String, INDArray> parameters = new HashMap<>();
+    private final Map<String, Map<String, INDArray>> updaterStates = new HashMap<>();
     private boolean undoable;
     private long elements;
     private String badVariable;
@@ -78,18 +79,25 @@ public final class NonFiniteGuard extends BaseListener {
         if (!undoable) {
             return;
         }
-        parameters = new HashMap<>();
-        updaterStates = new HashMap<>();
         for (SDVariable variable : sd.variables()) {
             if (variable.getVariableType() == VariableType.VARIABLE) {
-                parameters.put(variable.name(), variable.getArr().dup());
+                copyInto(parameters, variable.name(), variable.getArr());
                 GradientUpdater<?> updater = updaters == null ? null : updaters.get(variable.name());
                 if (updater != null && updater.getState() != null) {
-                    Map<String, INDArray> state = new HashMap<>();
-                    updater.getState().forEach((key, value) -> state.put(key, value.dup()));
-                    updaterStates.put(variable.name(), state);
+                    Map<String, INDArray> state = updaterStates.computeIfAbsent(variable.name(), name -> new HashMap<>());
+                    updater.getState().forEach((key, value) -> copyInto(state, key, value));
                 }
             }
+        }
+    }
+
+    /** Copies {@code value} into the buffer kept under {@code key}, allocated once: a step allocates nothing. */
+    private static void copyInto(Map<String, INDArray> buffers, String key, INDArray value) {
+        INDArray buffer = buffers.get(key);
+        if (buffer == null || buffer.dataType() != value.dataType() || !Arrays.equals(buffer.shape(), value.shape())) {
+            buffers.put(key, value.dup());
+        } else {
+            buffer.assign(value);
         }
     }
 
@@ -139,7 +147,14 @@ public final class NonFiniteGuard extends BaseListener {
         sd.getTrainingConfig().setIterationCount(Math.max(0, sd.getTrainingConfig().getIterationCount() - 1));
     }
 
+    /**
+     * One reduction in the common case: a NaN or infinite element makes the sum NaN or infinite, so a finite
+     * sum proves every element finite. A non-finite sum of finite elements (overflow) is told apart exactly.
+     */
     private static boolean finite(INDArray values) {
+        if (Double.isFinite(values.sumNumber().doubleValue())) {
+            return true;
+        }
         INDArray wide = values.dataType() == DataType.HALF || values.dataType() == DataType.BFLOAT16 ? values.castTo(DataType.FLOAT) : values;
         return !(wide.isNaN().any() || wide.isInfinite().any());
     }
