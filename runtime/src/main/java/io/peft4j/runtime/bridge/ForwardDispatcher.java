@@ -89,7 +89,7 @@ public final class ForwardDispatcher {
         }
     }
 
-    /** How many layers carry extensions now (entries of collected layers are purged first). */
+    /** How many layers carry extensions now (an entry goes shortly after its layer is collected). */
     public static int registeredLayers() {
         return EXTENSIONS.size();
     }

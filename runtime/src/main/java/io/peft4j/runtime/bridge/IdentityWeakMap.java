@@ -1,6 +1,6 @@
 package io.peft4j.runtime.bridge;
 
-import java.lang.ref.ReferenceQueue;
+import java.lang.ref.Cleaner;
 import java.lang.ref.WeakReference;
 import java.util.concurrent.ConcurrentHashMap;
 
@@ -10,42 +10,42 @@ import java.util.concurrent.ConcurrentHashMap;
  * <p>Layer classes are the user's: they may override {@code equals}, and a model that is dropped
  * must not be kept alive by peft4j's bookkeeping, so neither {@code WeakHashMap} nor
  * {@code IdentityHashMap} fits. Values must not refer to their keys strongly.
+ *
+ * <p>An entry goes as soon as its key is collected, from a {@link Cleaner}'s thread, not at the next
+ * write: values hold a model's graph and, through it, its weights in native memory, which would
+ * otherwise stay allocated until some other model happened to attach.
  */
 final class IdentityWeakMap<K, V> {
 
+    private static final Cleaner CLEANER = Cleaner.create();
+
     private final ConcurrentHashMap<Key, V> entries = new ConcurrentHashMap<>();
-    private final ReferenceQueue<Object> collected = new ReferenceQueue<>();
 
     V get(K key) {
-        return entries.get(new Key(key, null));
+        return entries.get(new Key(key));
     }
 
     void put(K key, V value) {
-        purge();
-        entries.put(new Key(key, collected), value);
+        Key weak = new Key(key);
+        if (entries.put(weak, value) == null) {
+            // The first key object for this referent stays in the map until removed; only it needs a cleaner.
+            CLEANER.register(key, () -> entries.remove(weak));
+        }
     }
 
     V remove(K key) {
-        purge();
-        return entries.remove(new Key(key, null));
+        return entries.remove(new Key(key));
     }
 
     int size() {
-        purge();
         return entries.size();
-    }
-
-    private void purge() {
-        for (Object gone; (gone = collected.poll()) != null; ) {
-            entries.remove(gone);
-        }
     }
 
     private static final class Key extends WeakReference<Object> {
         private final int hash;
 
-        Key(Object referent, ReferenceQueue<Object> queue) {
-            super(referent, queue);
+        Key(Object referent) {
+            super(referent);
             this.hash = System.identityHashCode(referent);
         }
 
