@@ -613,6 +613,30 @@ public final class PeftModel {
      */
     public TrainingReport train(TrainingConfig config, MultiDataSetIterator data, int epochs, ProgressListener progress,
                                 TrainingOptions options) {
+        SameDiff sd = prepareTraining("train()");
+        List<MethodAdapter> training = activeParts();
+        training.forEach(part -> part.setTraining(true));
+        try {
+            return SameDiffTrainer.fit(sd, config, data, epochs, progress, options, checkpointState(sd));
+        } finally {
+            training.forEach(part -> part.setTraining(false));
+        }
+    }
+
+    /**
+     * Prepares a training loop of one's own (e.g. data-parallel): the active adapters and their trained
+     * modules become the only trainable variables and dropout is on until the returned mode closes. Build
+     * the graph and its loss first. {@link ParameterUpdater} applies steps as {@code train(...)} would.
+     */
+    public TrainingMode trainingMode() {
+        SameDiff sd = prepareTraining("trainingMode()");
+        List<MethodAdapter> training = activeParts();
+        training.forEach(part -> part.setTraining(true));
+        return new TrainingMode(sd, () -> training.forEach(part -> part.setTraining(false)));
+    }
+
+    /** The checks every way of training shares, then the freeze; returns the graph. */
+    private SameDiff prepareTraining(String what) {
         requireAttached();
         if (isMerged()) {
             throw new PeftException("Cannot train a merged model: call unmerge() first");
@@ -627,7 +651,7 @@ public final class PeftModel {
         try {
             sd = sameDiff();
         } catch (PeftException e) {
-            throw new PeftException("train() needs the model in one SameDiff graph: " + e.getMessage(), e);
+            throw new PeftException(what + " needs the model in one SameDiff graph: " + e.getMessage(), e);
         }
         List<String> unwired = activeParts().stream().flatMap(part -> part.unwiredLayers().stream()).toList();
         if (!unwired.isEmpty()) {
@@ -636,13 +660,7 @@ public final class PeftModel {
                     + "-javaagent:peft4j-agent.jar or after PeftAgent.install()");
         }
         freezeForTraining();
-        List<MethodAdapter> training = activeParts();
-        training.forEach(part -> part.setTraining(true));
-        try {
-            return SameDiffTrainer.fit(sd, config, data, epochs, progress, options, checkpointState(sd));
-        } finally {
-            training.forEach(part -> part.setTraining(false));
-        }
+        return sd;
     }
 
     /** What a training checkpoint keeps of this model: every adapter, lossless (F64 for fp64 models). */

@@ -1,0 +1,165 @@
+package io.peft4j.runtime;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.peft4j.annotations.LoRA;
+import io.peft4j.runtime.internal.AgentStatus;
+import io.peft4j.runtime.testmodel.ClassifierModel;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.nd4j.autodiff.samediff.SDVariable;
+import org.nd4j.autodiff.samediff.SameDiff;
+import org.nd4j.autodiff.samediff.TrainingConfig;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.api.rng.Random;
+import org.nd4j.linalg.dataset.DataSet;
+import org.nd4j.linalg.dataset.ViewIterator;
+import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.linalg.learning.config.Adam;
+import org.nd4j.linalg.learning.regularization.Regularization;
+import org.nd4j.linalg.learning.regularization.WeightDecay;
+
+/** A training loop of one's own, with {@link TrainingMode} and {@link ParameterUpdater}, trains exactly as {@code train(...)} does. */
+class TrainingModeTest {
+
+    private static final int STEPS = 12;
+    private static final int BATCH = 8;
+
+    @BeforeAll
+    static void agentInstalled() {
+        System.setProperty(AgentStatus.INSTALLED_PROPERTY, "true");
+    }
+
+    private record Setup(ClassifierModel model, PeftModel peft, DataSet data) {
+        static Setup create() {
+            ClassifierModel model = new ClassifierModel(DataType.FLOAT, 1);
+            PeftModel peft = PeftModel.builder(model).only(LoRA.class).alsoTrain("classifier").seed(3).attach();
+            SameDiff sd = model.sd;
+            SDVariable x = sd.placeHolder("x", DataType.FLOAT, -1, ClassifierModel.IN);
+            SDVariable y = sd.placeHolder("y", DataType.FLOAT, -1, ClassifierModel.CLASSES);
+            sd.setLossVariables(sd.loss.softmaxCrossEntropy("loss", y, model.forward(x), null));
+            Random random = Nd4j.getRandomFactory().getNewRandomInstance(11);
+            INDArray features = Nd4j.rand(random, STEPS * BATCH, ClassifierModel.IN).castTo(DataType.FLOAT);
+            INDArray labels = Nd4j.zeros(DataType.FLOAT, STEPS * BATCH, ClassifierModel.CLASSES);
+            for (int row = 0; row < STEPS * BATCH; row++) {
+                labels.putScalar(row, row % ClassifierModel.CLASSES, 1);
+            }
+            return new Setup(model, peft, new DataSet(features, labels));
+        }
+
+        Map<String, float[]> trainable() {
+            Map<String, float[]> values = new LinkedHashMap<>();
+            for (SDVariable variable : model.sd.variables()) {
+                if (variable.getVariableType() == org.nd4j.autodiff.samediff.VariableType.VARIABLE) {
+                    values.put(variable.name(), variable.getArr().dup().data().asFloat());
+                }
+            }
+            return values;
+        }
+    }
+
+    private static Adam adam() {
+        return new Adam(0.01);
+    }
+
+    @Test
+    void ownLoopEqualsTrainBitForBit() {
+        compareWithTrain(List.of());
+    }
+
+    @Test
+    void ownLoopEqualsTrainWithDecoupledWeightDecay() {
+        compareWithTrain(List.of(new WeightDecay(0.01, true)));
+    }
+
+    /** Same model, data and optimizer through train(...) and through an own loop: identical parameters and data losses. */
+    private static void compareWithTrain(List<Regularization> regularization) {
+        Setup reference = Setup.create();
+        TrainingConfig config = TrainingConfig.builder().updater(adam()).regularization(regularization)
+                .dataSetFeatureMapping("x").dataSetLabelMapping("y").build();
+        TrainingReport report = reference.peft.train(config, new ViewIterator(reference.data, BATCH), 1, new ProgressListener(null, 100));
+
+        Setup own = Setup.create();
+        List<Double> losses = new ArrayList<>();
+        try (TrainingMode mode = own.peft.trainingMode()) {
+            assertEquals(reference.trainable().keySet(), new LinkedHashSet<>(mode.trainableVariables()),
+                    "the active adapter's A and B and the head are what trains");
+            ParameterUpdater updater = new ParameterUpdater(mode.sameDiff(), mode.trainableVariables(), adam(), regularization);
+            for (int step = 0; step < STEPS; step++) {
+                DataSet batch = (DataSet) own.data.getRange(step * BATCH, (step + 1) * BATCH);
+                TrainingMode.LossAndGradients result = mode.lossAndGradients(Map.of("x", batch.getFeatures(), "y", batch.getLabels()));
+                losses.add(result.loss());
+                updater.apply(result.gradients(), step, 0);
+            }
+        }
+        Map<String, float[]> expected = reference.trainable();
+        Map<String, float[]> actual = own.trainable();
+        for (String name : expected.keySet()) {
+            assertArrayEquals(expected.get(name), actual.get(name), 0f, name + " after " + STEPS + " steps");
+        }
+        if (regularization.isEmpty()) { // train() reports the regularization term inside its loss; lossAndGradients does not
+            for (int step = 0; step < STEPS; step++) {
+                assertEquals(report.losses()[step], losses.get(step), 1e-6, "loss of step " + step);
+            }
+        }
+        assertFalse(java.util.Arrays.equals(expected.values().iterator().next(), Setup.create().trainable().values().iterator().next()),
+                "training changed the parameters");
+    }
+
+    @Test
+    void optimizerStateRoundTripsAndContinuesIdentically() {
+        Setup first = Setup.create();
+        Setup second = Setup.create();
+        try (TrainingMode a = first.peft.trainingMode(); TrainingMode b = second.peft.trainingMode()) {
+            ParameterUpdater ua = new ParameterUpdater(a.sameDiff(), a.trainableVariables(), adam(), List.of());
+            ParameterUpdater ub = new ParameterUpdater(b.sameDiff(), b.trainableVariables(), adam(), List.of());
+            for (int step = 0; step < STEPS; step++) {
+                DataSet batch = (DataSet) first.data.getRange(step * BATCH, (step + 1) * BATCH);
+                Map<String, INDArray> feed = Map.of("x", batch.getFeatures(), "y", batch.getLabels());
+                ua.apply(a.lossAndGradients(feed).gradients(), step, 0);
+                if (step == STEPS / 2) {
+                    // b restarts from a's parameters and optimizer state, as a resumed run would
+                    Map<String, INDArray> saved = new LinkedHashMap<>();
+                    ua.state().forEach((name, state) -> saved.put(name, state.dup()));
+                    ub = new ParameterUpdater(b.sameDiff(), b.trainableVariables(), adam(), List.of());
+                    ub.restore(saved);
+                    for (String name : a.trainableVariables()) {
+                        b.sameDiff().getVariable(name).getArr().assign(a.sameDiff().getVariable(name).getArr());
+                    }
+                } else if (step > STEPS / 2) {
+                    ub.apply(b.lossAndGradients(feed).gradients(), step, 0);
+                }
+            }
+        }
+        Map<String, float[]> expected = first.trainable();
+        Map<String, float[]> actual = second.trainable();
+        for (String name : expected.keySet()) {
+            assertArrayEquals(expected.get(name), actual.get(name), 0f, name);
+        }
+    }
+
+    @Test
+    void needsALossAndStopsWhenClosed() {
+        ClassifierModel model = new ClassifierModel(DataType.FLOAT, 1);
+        PeftModel peft = PeftModel.builder(model).only(LoRA.class).attach();
+        model.forward(model.sd.placeHolder("x", DataType.FLOAT, -1, ClassifierModel.IN));
+        PeftException noLoss = assertThrows(PeftException.class, peft::trainingMode);
+        assertTrue(noLoss.getMessage().contains("setLossVariables"), noLoss.getMessage());
+
+        Setup setup = Setup.create();
+        TrainingMode mode = setup.peft.trainingMode();
+        mode.close();
+        PeftException closed = assertThrows(PeftException.class, () -> mode.lossAndGradients(Map.of()));
+        assertTrue(closed.getMessage().contains("closed"), closed.getMessage());
+    }
+}
