@@ -31,6 +31,15 @@ public record NamedAdapter(String name, List<MethodAdapter> parts, List<String> 
         return parts.stream().filter(type::isInstance).map(type::cast).findFirst().orElse(null);
     }
 
+    /** Its part of {@code type}; fails with "Adapter 'name' has no {@code what}" and its methods if it has none. */
+    public <T extends MethodAdapter> T requirePart(Class<T> type, String what) {
+        T part = part(type);
+        if (part == null) {
+            throw new PeftException("Adapter '" + name + "' has no " + what + "; its methods are " + methods());
+        }
+        return part;
+    }
+
     /** Trainable parameters of its parts (its trained extra modules not included). */
     public long parameterCount() {
         return parts.stream().mapToLong(MethodAdapter::parameterCount).sum();

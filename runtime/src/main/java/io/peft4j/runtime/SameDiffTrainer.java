@@ -168,7 +168,7 @@ public final class SameDiffTrainer {
      * error, softmax cross-entropy), and then reports a loss of 0 to listeners. Registering each loss
      * variable as a train "evaluation" with no evaluators makes the session compute it.
      */
-    private static void requestLossValues(SameDiff sameDiff, TrainingConfig config) {
+    static void requestLossValues(SameDiff sameDiff, TrainingConfig config) {
         List<String> losses = config.getLossVariables() != null && !config.getLossVariables().isEmpty()
                 ? config.getLossVariables() : sameDiff.getLossVariables();
         for (String loss : losses) {

@@ -68,6 +68,16 @@ class TrainingModeTest {
         }
     }
 
+    /** Batches {@code from} to {@code to} (exclusive) of {@code BATCH} rows as placeholder maps. */
+    private static List<Map<String, INDArray>> batches(DataSet data, int from, int to) {
+        List<Map<String, INDArray>> batches = new ArrayList<>();
+        for (int step = from; step < to; step++) {
+            DataSet batch = (DataSet) data.getRange(step * BATCH, (step + 1) * BATCH);
+            batches.add(Map.of("x", batch.getFeatures(), "y", batch.getLabels()));
+        }
+        return batches;
+    }
+
     private static Adam adam() {
         return new Adam(0.01);
     }
@@ -95,12 +105,11 @@ class TrainingModeTest {
             assertEquals(reference.trainable().keySet(), new LinkedHashSet<>(mode.trainableVariables()),
                     "the active adapter's A and B and the head are what trains");
             ParameterUpdater updater = new ParameterUpdater(mode.sameDiff(), mode.trainableVariables(), adam(), regularization);
-            for (int step = 0; step < STEPS; step++) {
-                DataSet batch = (DataSet) own.data.getRange(step * BATCH, (step + 1) * BATCH);
-                TrainingMode.LossAndGradients result = mode.lossAndGradients(Map.of("x", batch.getFeatures(), "y", batch.getLabels()));
-                losses.add(result.loss());
-                updater.apply(result.gradients(), step, 0);
-            }
+            int steps = mode.run(batches(own.data, 0, STEPS).iterator(), (index, loss, gradients) -> {
+                losses.add(loss);
+                updater.apply(gradients, index, 0);
+            });
+            assertEquals(STEPS, steps);
         }
         Map<String, float[]> expected = reference.trainable();
         Map<String, float[]> actual = own.trainable();
@@ -122,24 +131,18 @@ class TrainingModeTest {
         Setup second = Setup.create();
         try (TrainingMode a = first.peft.trainingMode(); TrainingMode b = second.peft.trainingMode()) {
             ParameterUpdater ua = new ParameterUpdater(a.sameDiff(), a.trainableVariables(), adam(), List.of());
+            a.run(batches(first.data, 0, STEPS / 2 + 1).iterator(), (index, loss, gradients) -> ua.apply(gradients, index, 0));
+            // b restarts from a's parameters and optimizer state, as a resumed run would, and both go on
+            Map<String, INDArray> saved = new LinkedHashMap<>();
+            ua.state().forEach((name, state) -> saved.put(name, state.dup()));
             ParameterUpdater ub = new ParameterUpdater(b.sameDiff(), b.trainableVariables(), adam(), List.of());
-            for (int step = 0; step < STEPS; step++) {
-                DataSet batch = (DataSet) first.data.getRange(step * BATCH, (step + 1) * BATCH);
-                Map<String, INDArray> feed = Map.of("x", batch.getFeatures(), "y", batch.getLabels());
-                ua.apply(a.lossAndGradients(feed).gradients(), step, 0);
-                if (step == STEPS / 2) {
-                    // b restarts from a's parameters and optimizer state, as a resumed run would
-                    Map<String, INDArray> saved = new LinkedHashMap<>();
-                    ua.state().forEach((name, state) -> saved.put(name, state.dup()));
-                    ub = new ParameterUpdater(b.sameDiff(), b.trainableVariables(), adam(), List.of());
-                    ub.restore(saved);
-                    for (String name : a.trainableVariables()) {
-                        b.sameDiff().getVariable(name).getArr().assign(a.sameDiff().getVariable(name).getArr());
-                    }
-                } else if (step > STEPS / 2) {
-                    ub.apply(b.lossAndGradients(feed).gradients(), step, 0);
-                }
+            ub.restore(saved);
+            for (String name : a.trainableVariables()) {
+                b.sameDiff().getVariable(name).getArr().assign(a.sameDiff().getVariable(name).getArr());
             }
+            int resumed = STEPS / 2 + 1;
+            a.run(batches(first.data, resumed, STEPS).iterator(), (index, loss, gradients) -> ua.apply(gradients, resumed + index, 0));
+            b.run(batches(second.data, resumed, STEPS).iterator(), (index, loss, gradients) -> ub.apply(gradients, resumed + index, 0));
         }
         Map<String, float[]> expected = first.trainable();
         Map<String, float[]> actual = second.trainable();
@@ -159,7 +162,7 @@ class TrainingModeTest {
         Setup setup = Setup.create();
         TrainingMode mode = setup.peft.trainingMode();
         mode.close();
-        PeftException closed = assertThrows(PeftException.class, () -> mode.lossAndGradients(Map.of()));
+        PeftException closed = assertThrows(PeftException.class, () -> mode.run(List.<Map<String, INDArray>>of().iterator(), (i, l, g) -> { }));
         assertTrue(closed.getMessage().contains("closed"), closed.getMessage());
     }
 }

@@ -3,13 +3,12 @@ package io.peft4j.runtime.bottleneck;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import io.peft4j.runtime.PeftException;
 import io.peft4j.runtime.PeftModel;
 import io.peft4j.runtime.checkpoint.CheckpointException;
 import io.peft4j.runtime.checkpoint.CheckpointKeys;
 import io.peft4j.runtime.checkpoint.SavedAdapter;
-import io.peft4j.runtime.method.MethodAdapter;
 import io.peft4j.runtime.method.MethodState;
+import io.peft4j.runtime.method.NamedMethodAdapter;
 import io.peft4j.runtime.method.PeftMethod;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -28,37 +27,20 @@ import org.nd4j.linalg.api.ndarray.INDArray;
  * layer's {@code hidden_size}, {@code adapter_size} and {@code non_linearity}. Bottleneck adapters cannot
  * be merged.
  */
-public final class BottleneckAdapter implements MethodAdapter {
+public final class BottleneckAdapter extends NamedMethodAdapter {
 
     private static final List<String> PARTS = List.of("adapter_down.0.weight", "adapter_down.0.bias", "adapter_up.weight", "adapter_up.bias");
 
-    private final PeftMethod method;
-    private final String adapterName;
     private final Map<String, BottleneckModule> modules;
 
     BottleneckAdapter(PeftMethod method, String adapterName, Map<String, BottleneckModule> modules) {
-        this.method = method;
-        this.adapterName = adapterName;
+        super(method, adapterName);
         this.modules = new LinkedHashMap<>(modules);
     }
 
     /** The bottleneck part of adapter {@code name} of {@code peft}. */
     public static BottleneckAdapter of(PeftModel peft, String name) {
-        BottleneckAdapter part = peft.adapter(name).part(BottleneckAdapter.class);
-        if (part == null) {
-            throw new PeftException("Adapter '" + name + "' has no bottleneck layers; its methods are " + peft.adapter(name).methods());
-        }
-        return part;
-    }
-
-    @Override
-    public PeftMethod method() {
-        return method;
-    }
-
-    @Override
-    public String adapterName() {
-        return adapterName;
+        return peft.adapter(name).requirePart(BottleneckAdapter.class, "bottleneck layers");
     }
 
     @Override
@@ -122,10 +104,10 @@ public final class BottleneckAdapter implements MethodAdapter {
         modules.forEach((path, module) -> {
             List<INDArray> parameters = module.parameters();
             if (parameters.isEmpty()) {
-                throw new CheckpointException(java.nio.file.Path.of(adapterName), "the bottleneck adapter of layer '" + path
+                throw new CheckpointException(java.nio.file.Path.of(adapterName()), "the bottleneck adapter of layer '" + path
                         + "' has no weights yet: build the graph (call the model's forward) before saving");
             }
-            String key = keys.key(path, "adapters." + adapterName + ".");
+            String key = keys.key(path, "adapters." + adapterName() + ".");
             tensors.put(key + PARTS.get(0), parameters.get(0).transpose());
             tensors.put(key + PARTS.get(1), parameters.get(1));
             tensors.put(key + PARTS.get(2), parameters.get(2).transpose());
@@ -149,7 +131,7 @@ public final class BottleneckAdapter implements MethodAdapter {
                 return key.substring(prefix.length(), key.length() - PARTS.get(0).length() - 1);
             }
         }
-        return adapterName;
+        return adapterName();
     }
 
     @Override
@@ -182,7 +164,7 @@ public final class BottleneckAdapter implements MethodAdapter {
             }
             if (module.settings().bottleneck(hidden) != bottleneck) {
                 throw new CheckpointException(saved.weightsFile(), "the bottleneck adapter of '" + path + "' has bottleneck " + bottleneck
-                        + ", but adapter '" + adapterName + "' has " + module.settings().bottleneck(hidden) + " there");
+                        + ", but adapter '" + adapterName() + "' has " + module.settings().bottleneck(hidden) + " there");
             }
             String where = "the bottleneck adapter of '" + path + "'";
             saved.tensors().requireShape(key + PARTS.get(1), tensors.get(key + PARTS.get(1)), new long[] {bottleneck}, where);
@@ -191,7 +173,7 @@ public final class BottleneckAdapter implements MethodAdapter {
             JsonNode declared = layersConfig.path(keys.module(path));
             if (declared.has("non_linearity") && !declared.get("non_linearity").asText().equals(module.settings().activation())) {
                 throw new CheckpointException(saved.configFile(), "gives '" + keys.module(path) + "' the activation "
-                        + declared.get("non_linearity") + ", but adapter '" + adapterName + "' uses " + module.settings().activation());
+                        + declared.get("non_linearity") + ", but adapter '" + adapterName() + "' uses " + module.settings().activation());
             }
             values.put(module, new INDArray[] {down.transpose(), tensors.get(key + PARTS.get(1)), tensors.get(key + PARTS.get(2)).transpose(),
                     tensors.get(key + PARTS.get(3))});

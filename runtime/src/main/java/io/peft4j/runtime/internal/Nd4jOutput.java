@@ -11,6 +11,10 @@ import java.util.function.Supplier;
  * ND4J 1.0.0-M2.1 prints "Added differentiated op …" with {@code System.out.println} for every op it
  * differentiates. Lines that start otherwise pass through unchanged. {@code -Dpeft4j.verbose=true}
  * lets everything through.
+ *
+ * <p>Standard output is one per JVM, so the filter is installed by the first caller and removed by the
+ * last; callers in other threads run at the same time (a lock held for the whole action would serialize
+ * every training loop in the JVM, e.g. two Spark tasks).
  */
 public final class Nd4jOutput {
 
@@ -18,22 +22,34 @@ public final class Nd4jOutput {
     public static final String VERBOSE_PROPERTY = "peft4j.verbose";
 
     private static final String NOISE = "Added differentiated op ";
+    private static final Object LOCK = new Object();
+    private static int users;
+    private static PrintStream original;
 
     private Nd4jOutput() {
     }
 
     /** Runs {@code action} with ND4J's gradient chatter dropped from standard output. */
-    public static synchronized <T> T quiet(Supplier<T> action) {
-        if (Boolean.getBoolean(VERBOSE_PROPERTY) || System.out instanceof Filter) {
+    public static <T> T quiet(Supplier<T> action) {
+        if (Boolean.getBoolean(VERBOSE_PROPERTY)) {
             return action.get();
         }
-        PrintStream original = System.out;
-        System.setOut(new Filter(original));
+        synchronized (LOCK) {
+            if (users++ == 0) {
+                original = System.out;
+                System.setOut(new Filter(original));
+            }
+        }
         try {
             return action.get();
         } finally {
-            System.out.flush();
-            System.setOut(original);
+            synchronized (LOCK) {
+                if (--users == 0) {
+                    System.out.flush();
+                    System.setOut(original);
+                    original = null;
+                }
+            }
         }
     }
 

@@ -5,8 +5,8 @@ import io.peft4j.runtime.PeftModel;
 import io.peft4j.runtime.checkpoint.CheckpointException;
 import io.peft4j.runtime.checkpoint.CheckpointKeys;
 import io.peft4j.runtime.checkpoint.SavedAdapter;
-import io.peft4j.runtime.method.MethodAdapter;
 import io.peft4j.runtime.method.MethodState;
+import io.peft4j.runtime.method.NamedMethodAdapter;
 import io.peft4j.runtime.method.PeftMethod;
 import io.peft4j.runtime.method.TargetModules;
 import java.util.ArrayList;
@@ -27,18 +27,15 @@ import org.nd4j.linalg.api.ndarray.INDArray;
  * {@code alpha_pattern} describing every layer's rank and scale, and {@code target_modules} in PEFT's
  * short form (the names after the last dot) whenever that selects exactly these layers.
  */
-public final class LoraAdapter implements MethodAdapter {
+public final class LoraAdapter extends NamedMethodAdapter {
 
     private static final System.Logger LOG = System.getLogger(LoraAdapter.class.getName());
 
-    private final PeftMethod method;
-    private final String adapterName;
     private final Map<String, LoraBranch> branches;
     private final List<String> modulePaths;
 
     LoraAdapter(PeftMethod method, String adapterName, Map<String, LoraBranch> branches, List<String> modulePaths) {
-        this.method = method;
-        this.adapterName = adapterName;
+        super(method, adapterName);
         this.branches = new LinkedHashMap<>(branches);
         this.modulePaths = List.copyOf(modulePaths);
     }
@@ -57,21 +54,7 @@ public final class LoraAdapter implements MethodAdapter {
 
     /** The LoRA part of adapter {@code name}. */
     public static LoraAdapter of(PeftModel peft, String name) {
-        LoraAdapter part = peft.adapter(name).part(LoraAdapter.class);
-        if (part == null) {
-            throw new PeftException("Adapter '" + name + "' has no LoRA layers; its methods are " + peft.adapter(name).methods());
-        }
-        return part;
-    }
-
-    @Override
-    public PeftMethod method() {
-        return method;
-    }
-
-    @Override
-    public String adapterName() {
-        return adapterName;
+        return peft.adapter(name).requirePart(LoraAdapter.class, "LoRA layers");
     }
 
     @Override
@@ -88,7 +71,7 @@ public final class LoraAdapter implements MethodAdapter {
     public LoraLayer layer(String path) {
         LoraBranch branch = branches.get(path);
         if (branch == null) {
-            throw new PeftException("Adapter '" + adapterName + "' has no LoRA layer at '" + path + "'; its LoRA layers are "
+            throw new PeftException("Adapter '" + adapterName() + "' has no LoRA layer at '" + path + "'; its LoRA layers are "
                     + branches.keySet());
         }
         return branch.view();
@@ -171,7 +154,7 @@ public final class LoraAdapter implements MethodAdapter {
         }
         if (stale > 0) {
             LOG.log(System.Logger.Level.WARNING, "adapter ''{0}'' was unmerged, but {1} forward calls built graphs while it was "
-                    + "merged; those graphs have no LoRA branch and now compute the base model", adapterName, stale);
+                    + "merged; those graphs have no LoRA branch and now compute the base model", adapterName(), stale);
         }
     }
 
@@ -261,13 +244,13 @@ public final class LoraAdapter implements MethodAdapter {
             String path = branch.site().path();
             if (config.rankOf(module) != settings.rank()) {
                 throw new CheckpointException(saved.configFile(), "says r = " + config.rankOf(module) + " for '" + module
-                        + "', but adapter '" + adapterName + "' has rank = " + settings.rank() + " on '" + path + "'");
+                        + "', but adapter '" + adapterName() + "' has rank = " + settings.rank() + " on '" + path + "'");
             }
             double fileScale = config.scalingOf(module);
             if (Math.abs(fileScale - settings.scaling()) > 1e-9 * Math.abs(settings.scaling())) {
                 throw new CheckpointException(saved.configFile(), "gives '" + module + "' the scale " + fileScale + " (lora_alpha = "
                         + config.alphaOf(module) + ", r = " + config.rankOf(module) + ", use_rslora = " + config.useRslora()
-                        + "), but adapter '" + adapterName + "' on '" + path + "' (alpha = " + settings.alpha() + ", rank = "
+                        + "), but adapter '" + adapterName() + "' on '" + path + "' (alpha = " + settings.alpha() + ", rank = "
                         + settings.rank() + ", rslora = " + settings.rslora() + ") has " + settings.scaling());
             }
             String keyA = CheckpointKeys.PREFIX + module + ".lora_A.weight";
@@ -303,6 +286,6 @@ public final class LoraAdapter implements MethodAdapter {
 
     @Override
     public String toString() {
-        return "LoRA of adapter '" + adapterName + "' on " + branches.keySet();
+        return "LoRA of adapter '" + adapterName() + "' on " + branches.keySet();
     }
 }

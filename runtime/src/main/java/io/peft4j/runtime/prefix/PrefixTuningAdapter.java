@@ -2,12 +2,11 @@ package io.peft4j.runtime.prefix;
 
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import io.peft4j.runtime.PeftException;
 import io.peft4j.runtime.PeftModel;
 import io.peft4j.runtime.checkpoint.CheckpointKeys;
 import io.peft4j.runtime.checkpoint.SavedAdapter;
-import io.peft4j.runtime.method.MethodAdapter;
 import io.peft4j.runtime.method.MethodState;
+import io.peft4j.runtime.method.NamedMethodAdapter;
 import io.peft4j.runtime.method.PeftMethod;
 import java.util.List;
 import java.util.Map;
@@ -20,37 +19,20 @@ import org.nd4j.linalg.api.ndarray.INDArray;
  * {@code num_virtual_tokens}, {@code token_dim}, {@code num_layers}, plus {@code peft4j_layers}, the
  * attention layers in order.
  */
-public final class PrefixTuningAdapter implements MethodAdapter {
+public final class PrefixTuningAdapter extends NamedMethodAdapter {
 
     static final String PROMPT_EMBEDDINGS = "prompt_embeddings";
 
-    private final PeftMethod method;
-    private final String adapterName;
     private final PrefixTuner tuner;
 
     PrefixTuningAdapter(PeftMethod method, String adapterName, PrefixTuner tuner) {
-        this.method = method;
-        this.adapterName = adapterName;
+        super(method, adapterName);
         this.tuner = tuner;
     }
 
     /** The prefix-tuning part of adapter {@code name} of {@code peft}. */
     public static PrefixTuningAdapter of(PeftModel peft, String name) {
-        PrefixTuningAdapter part = peft.adapter(name).part(PrefixTuningAdapter.class);
-        if (part == null) {
-            throw new PeftException("Adapter '" + name + "' has no prefix tuning; its methods are " + peft.adapter(name).methods());
-        }
-        return part;
-    }
-
-    @Override
-    public PeftMethod method() {
-        return method;
-    }
-
-    @Override
-    public String adapterName() {
-        return adapterName;
+        return peft.adapter(name).requirePart(PrefixTuningAdapter.class, "prefix tuning");
     }
 
     @Override

@@ -8,8 +8,8 @@ import io.peft4j.runtime.PeftModel;
 import io.peft4j.runtime.checkpoint.CheckpointException;
 import io.peft4j.runtime.checkpoint.CheckpointKeys;
 import io.peft4j.runtime.checkpoint.SavedAdapter;
-import io.peft4j.runtime.method.MethodAdapter;
 import io.peft4j.runtime.method.MethodState;
+import io.peft4j.runtime.method.NamedMethodAdapter;
 import io.peft4j.runtime.method.PeftMethod;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
@@ -24,37 +24,20 @@ import org.nd4j.linalg.api.ndarray.INDArray;
  * {@code peft_type PROMPT_TUNING}, {@code num_virtual_tokens} and {@code token_dim}, plus
  * {@code peft4j_layer}, the embedding layer it belongs to.
  */
-public final class PromptTuningAdapter implements MethodAdapter {
+public final class PromptTuningAdapter extends NamedMethodAdapter {
 
     static final String PROMPT_EMBEDDINGS = "prompt_embeddings";
 
-    private final PeftMethod method;
-    private final String adapterName;
     private final Map<String, PromptRows> prompts;
 
     PromptTuningAdapter(PeftMethod method, String adapterName, Map<String, PromptRows> prompts) {
-        this.method = method;
-        this.adapterName = adapterName;
+        super(method, adapterName);
         this.prompts = new LinkedHashMap<>(prompts);
     }
 
     /** The prompt-tuning part of adapter {@code name} of {@code peft}. */
     public static PromptTuningAdapter of(PeftModel peft, String name) {
-        PromptTuningAdapter part = peft.adapter(name).part(PromptTuningAdapter.class);
-        if (part == null) {
-            throw new PeftException("Adapter '" + name + "' has no prompt tuning; its methods are " + peft.adapter(name).methods());
-        }
-        return part;
-    }
-
-    @Override
-    public PeftMethod method() {
-        return method;
-    }
-
-    @Override
-    public String adapterName() {
-        return adapterName;
+        return peft.adapter(name).requirePart(PromptTuningAdapter.class, "prompt tuning");
     }
 
     @Override
@@ -66,7 +49,7 @@ public final class PromptTuningAdapter implements MethodAdapter {
     public SDVariable prompt(String path) {
         PromptRows rows = prompts.get(path);
         if (rows == null) {
-            throw new PeftException("Adapter '" + adapterName + "' has no prompt on '" + path + "'; it has " + prompts.keySet());
+            throw new PeftException("Adapter '" + adapterName() + "' has no prompt on '" + path + "'; it has " + prompts.keySet());
         }
         return rows.prompt();
     }
@@ -100,7 +83,7 @@ public final class PromptTuningAdapter implements MethodAdapter {
     public void remove() {
         prompts.values().forEach(rows -> {
             rows.setRemoved();
-            rows.site().remove(adapterName);
+            rows.site().remove(adapterName());
         });
     }
 
@@ -111,7 +94,7 @@ public final class PromptTuningAdapter implements MethodAdapter {
 
     private PromptRows single(Path where) {
         if (prompts.size() != 1) {
-            throw new CheckpointException(where, "adapter '" + adapterName + "' has prompts on " + prompts.keySet()
+            throw new CheckpointException(where, "adapter '" + adapterName() + "' has prompts on " + prompts.keySet()
                     + ", and a PEFT prompt-tuning adapter holds one; annotate one embedding layer with @PromptTuning");
         }
         return prompts.values().iterator().next();
@@ -119,7 +102,7 @@ public final class PromptTuningAdapter implements MethodAdapter {
 
     @Override
     public MethodState state(CheckpointKeys keys) {
-        PromptRows rows = single(Path.of(adapterName));
+        PromptRows rows = single(Path.of(adapterName()));
         ObjectNode config = JsonNodeFactory.instance.objectNode();
         config.put("num_virtual_tokens", rows.virtualTokens());
         config.put("token_dim", rows.site().width());
