@@ -50,6 +50,7 @@ public final class SparkAdapterTraining<M> {
     private final List<Regularization> regularization;
     private final Path checkpointDirectory;
     private final int checkpointEvery;
+    private final boolean resume;
 
     private SparkAdapterTraining(Builder<M> builder) {
         this.job = builder.job;
@@ -60,6 +61,7 @@ public final class SparkAdapterTraining<M> {
         this.regularization = List.copyOf(builder.regularization);
         this.checkpointDirectory = builder.checkpointDirectory;
         this.checkpointEvery = builder.checkpointEvery;
+        this.resume = builder.resume;
     }
 
     public static <M> Builder<M> builder(TrainingJob<M> job) {
@@ -76,6 +78,7 @@ public final class SparkAdapterTraining<M> {
         private List<Regularization> regularization = List.of();
         private Path checkpointDirectory;
         private int checkpointEvery;
+        private boolean resume;
 
         private Builder(TrainingJob<M> job) {
             this.job = Objects.requireNonNull(job, "job");
@@ -116,6 +119,16 @@ public final class SparkAdapterTraining<M> {
             return this;
         }
 
+        /**
+         * Continue the run whose checkpoints are in the checkpoint directory (after a driver crash, say). Without
+         * it, a directory holding an earlier run's checkpoints is refused, so that no run silently continues
+         * another.
+         */
+        public Builder<M> resume(boolean value) {
+            this.resume = value;
+            return this;
+        }
+
         public SparkAdapterTraining<M> build() {
             if (workers < 1) {
                 throw new IllegalArgumentException("workers must be at least 1, got " + workers);
@@ -126,6 +139,9 @@ public final class SparkAdapterTraining<M> {
             }
             if (epochs < 1) {
                 throw new IllegalArgumentException("epochs must be at least 1, got " + epochs);
+            }
+            if (resume && checkpointDirectory == null) {
+                throw new IllegalArgumentException("resume(true) needs checkpoints(directory, everySteps)");
             }
             if (checkpointDirectory != null && checkpointEvery < 1) {
                 throw new IllegalArgumentException("checkpoints need a step interval of at least 1, got " + checkpointEvery);
@@ -152,9 +168,16 @@ public final class SparkAdapterTraining<M> {
         if (batchesPerEpoch < 1) {
             throw new PeftException("The data has " + rows + " rows, fewer than one global batch of " + globalBatch);
         }
+        if (checkpointDirectory != null && !resume) {
+            StepCheckpoints.latest(checkpointDirectory).ifPresent(saved -> {
+                throw new PeftException(checkpointDirectory + " holds the checkpoint of step " + saved.step() + " of an earlier run: pass "
+                        + "resume(true) to continue that run, or delete the directory (or choose another) to start a new one");
+            });
+        }
         ExecutorChecks.baseLoads(selected.sparkSession(), job, workers);
         int shard = globalBatch / workers;
-        TrainingWorker.Plan plan = new TrainingWorker.Plan(workers, shard, Math.toIntExact(batchesPerEpoch),
+        TrainingWorker.Plan plan = new TrainingWorker.Plan(java.util.UUID.randomUUID().toString(), resume, workers, shard,
+                Math.toIntExact(batchesPerEpoch),
                 Math.toIntExact(batchesPerEpoch * epochs), checkpointDirectory == null ? null : checkpointDirectory.toAbsolutePath().toString(),
                 checkpointEvery);
         long used = batchesPerEpoch * globalBatch;

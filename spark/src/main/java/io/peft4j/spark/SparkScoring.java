@@ -96,6 +96,7 @@ public final class SparkScoring {
             this.key = job.baseName() + "\u0000" + adapter;
             this.input = input;
             this.batchSize = batchSize;
+            TaskThreads.apply();
             ScoringModel ready = MODELS.computeIfAbsent(key, k -> new ConcurrentLinkedQueue<>()).poll();
             this.model = ready != null ? ready : ScoringModel.create(job, adapter);
         }

@@ -36,20 +36,22 @@ final class StepCheckpoints {
     private static final ObjectMapper JSON = new ObjectMapper();
 
     /** What a checkpoint holds. */
-    record Saved(int step, Map<String, INDArray> parameters, Map<String, INDArray> optimizer, List<Double> losses) {
+    record Saved(int step, String runId, String fingerprint, Map<String, INDArray> parameters, Map<String, INDArray> optimizer,
+                 List<Double> losses) {
     }
 
     private StepCheckpoints() {
     }
 
-    static void write(Path directory, int step, Map<String, INDArray> parameters, Map<String, INDArray> optimizer, List<Double> losses) {
+    static void write(Path directory, int step, String runId, String fingerprint, Map<String, INDArray> parameters,
+                      Map<String, INDArray> optimizer, List<Double> losses) {
         try {
             Files.createDirectories(directory);
             Path staged = directory.resolve(".tmp-" + PREFIX + step + "-" + UUID.randomUUID());
             Files.createDirectories(staged);
             SafetensorsFile.write(staged.resolve(PARAMETERS), parameters, widest(parameters), Map.of());
             SafetensorsFile.write(staged.resolve(OPTIMIZER), optimizer, widest(optimizer), Map.of());
-            ObjectNode progress = JSON.createObjectNode().put("step", step);
+            ObjectNode progress = JSON.createObjectNode().put("step", step).put("run", runId).put("fingerprint", fingerprint);
             ArrayNode values = progress.putArray("losses");
             losses.forEach(values::add);
             Files.writeString(staged.resolve(PROGRESS), JSON.writeValueAsString(progress));
@@ -80,7 +82,8 @@ final class StepCheckpoints {
             JsonNode progress = JSON.readTree(newest.resolve(PROGRESS).toFile());
             List<Double> losses = new ArrayList<>();
             progress.get("losses").forEach(value -> losses.add(value.asDouble()));
-            return Optional.of(new Saved(progress.get("step").asInt(), SafetensorsFile.read(newest.resolve(PARAMETERS)),
+            return Optional.of(new Saved(progress.get("step").asInt(), progress.path("run").asText(""), progress.path("fingerprint").asText(""),
+                    SafetensorsFile.read(newest.resolve(PARAMETERS)),
                     SafetensorsFile.read(newest.resolve(OPTIMIZER)), losses));
         } catch (IOException e) {
             throw new CheckpointException(directory, "cannot be read for the newest training checkpoint: " + e, e);

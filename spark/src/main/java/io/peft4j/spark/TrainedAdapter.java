@@ -56,7 +56,12 @@ public final class TrainedAdapter<M> {
         return Collections.unmodifiableList(result.stepSeconds());
     }
 
-    /** The step the last stage attempt resumed at: 0 unless a failed attempt left a checkpoint. */
+    /** The part of each step of the last stage attempt spent in {@code allGather}, waiting for the slowest worker included. */
+    public List<Double> exchangeSeconds() {
+        return Collections.unmodifiableList(result.exchangeSeconds());
+    }
+
+    /** The step the last stage attempt resumed at: 0 unless a failed attempt (or an earlier run, with resume) left a checkpoint. */
     public int resumedAtStep() {
         return result.resumedAtStep();
     }

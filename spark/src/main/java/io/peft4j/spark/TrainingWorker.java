@@ -1,6 +1,7 @@
 package io.peft4j.spark;
 
 import io.peft4j.runtime.ParameterUpdater;
+import io.peft4j.runtime.PeftException;
 import io.peft4j.runtime.PeftModel;
 import io.peft4j.runtime.TrainingMode;
 import java.io.Serializable;
@@ -8,6 +9,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.Optional;
 import org.apache.spark.BarrierTaskContext;
@@ -28,8 +30,8 @@ import scala.jdk.javaapi.CollectionConverters;
 final class TrainingWorker<M> extends AbstractFunction1<Iterator<Row>, Iterator<WorkerResult>> implements Serializable {
 
     /** The run's fixed sizes, shipped with the task. */
-    record Plan(int workers, int shardSize, int batchesPerEpoch, int totalSteps, String checkpointDirectory, int checkpointEvery)
-            implements Serializable {
+    record Plan(String runId, boolean resumeEarlierRun, int workers, int shardSize, int batchesPerEpoch, int totalSteps,
+                String checkpointDirectory, int checkpointEvery) implements Serializable {
     }
 
     private final TrainingJob<M> job;
@@ -45,6 +47,20 @@ final class TrainingWorker<M> extends AbstractFunction1<Iterator<Row>, Iterator<
     }
 
     /** Runs in the barrier task: the partition's rows in, worker 0's result (or nothing) out. */
+    /** What must match for a checkpoint to continue this run: the sizes and the trainable variables. */
+    private String fingerprint(List<String> order, Map<String, INDArray> parameters) {
+        StringBuilder text = new StringBuilder(plan.workers() + "x" + plan.shardSize() + " rows, " + plan.totalSteps() + " steps:");
+        for (String name : order) {
+            text.append(' ').append(name).append(java.util.Arrays.toString(parameters.get(name).shape()));
+        }
+        return Integer.toHexString(text.toString().hashCode()) + " (" + plan.workers() + " workers, " + plan.totalSteps() + " steps, "
+                + order.size() + " trainable variables)";
+    }
+
+    private int progressInterval() {
+        return Math.max(1, Math.min(25, plan.totalSteps() / 6));
+    }
+
     @Override
     public Iterator<WorkerResult> apply(Iterator<Row> partition) {
         List<Row> rows = new ArrayList<>();
@@ -60,6 +76,7 @@ final class TrainingWorker<M> extends AbstractFunction1<Iterator<Row>, Iterator<
             throw new IllegalStateException("worker " + worker + " received " + rows.size() + " rows, the plan gives it " + expected);
         }
         ExecutorAgent.ensure();
+        TaskThreads.apply();
         M model = job.createModel(BaseWeightsCache.get(job));
         PeftModel peft = job.attach(model);
         job.buildLoss(model);
@@ -72,38 +89,69 @@ final class TrainingWorker<M> extends AbstractFunction1<Iterator<Row>, Iterator<
             List<Double> losses = new ArrayList<>();
             int start = 0;
             Path checkpoints = plan.checkpointDirectory() == null ? null : Path.of(plan.checkpointDirectory());
+            String fingerprint = fingerprint(order, parameters);
             if (checkpoints != null) {
                 Optional<StepCheckpoints.Saved> saved = StepCheckpoints.latest(checkpoints);
-                if (saved.isPresent()) {
+                if (saved.isPresent() && (saved.get().runId().equals(plan.runId()) || plan.resumeEarlierRun())) {
+                    if (!saved.get().fingerprint().equals(fingerprint)) {
+                        throw new PeftException("The checkpoint of step " + saved.get().step() + " in " + checkpoints + " is of another run ("
+                                + saved.get().fingerprint() + "; this run is " + fingerprint + "): choose another checkpoint directory");
+                    }
                     saved.get().parameters().forEach((name, value) -> parameters.get(name).assign(value));
                     updates.restore(saved.get().optimizer());
                     losses.addAll(saved.get().losses());
                     start = saved.get().step();
                 }
             }
-            long messageBytes = 0;
+            long[] messageBytes = {0};
+            long[] stepStarted = {0};
             List<Double> stepSeconds = new ArrayList<>();
-            for (int step = start; step < plan.totalSteps(); step++) {
-                long began = System.nanoTime();
-                int batch = step % plan.batchesPerEpoch();
-                List<Row> shard = rows.subList(batch * plan.shardSize(), (batch + 1) * plan.shardSize());
-                TrainingMode.LossAndGradients mine = mode.lossAndGradients(job.batch(shard));
-                String message = GradientMessage.encode(mine.loss(), order, mine.gradients());
-                messageBytes = message.length();
-                GradientMessage.Averaged all = GradientMessage.average(context.allGather(message), order, parameters);
+            List<Double> exchangeSeconds = new ArrayList<>();
+            int first = start;
+            java.util.Iterator<Map<String, INDArray>> shards = new java.util.Iterator<>() {
+                private int step = first;
+
+                @Override
+                public boolean hasNext() {
+                    return step < plan.totalSteps();
+                }
+
+                @Override
+                public Map<String, INDArray> next() {
+                    stepStarted[0] = System.nanoTime();
+                    int batch = step++ % plan.batchesPerEpoch();
+                    return job.batch(rows.subList(batch * plan.shardSize(), (batch + 1) * plan.shardSize()));
+                }
+            };
+            // One SameDiff training session for all steps (it reuses its arrays); each step's gradients are
+            // exchanged and averaged, and every worker applies the same update before the next step.
+            mode.run(shards, (index, loss, gradients) -> {
+                int step = first + index;
+                String message = GradientMessage.encode(loss, order, gradients);
+                messageBytes[0] = message.length();
+                long exchange = System.nanoTime();
+                String[] messages = context.allGather(message);
+                exchangeSeconds.add((System.nanoTime() - exchange) / 1e9);
+                GradientMessage.Averaged all = GradientMessage.average(messages, order, parameters);
                 updates.apply(all.gradients(), step, step / plan.batchesPerEpoch());
                 losses.add(all.loss());
                 if (checkpoints != null && worker == 0 && (step + 1) % plan.checkpointEvery() == 0 && step + 1 < plan.totalSteps()) {
-                    StepCheckpoints.write(checkpoints, step + 1, parameters, updates.state(), losses);
+                    StepCheckpoints.write(checkpoints, step + 1, plan.runId(), fingerprint, parameters, updates.state(), losses);
                 }
-                stepSeconds.add((System.nanoTime() - began) / 1e9);
-            }
+                stepSeconds.add((System.nanoTime() - stepStarted[0]) / 1e9);
+                if (worker == 0 && ((step + 1) % progressInterval() == 0 || step + 1 == plan.totalSteps())) {
+                    // In the executor's output (the console in local mode, the executor log on a cluster).
+                    System.out.printf(Locale.ROOT, "[peft4j] spark worker 0 of %d: step %d/%d  loss %.4f  %.2f s/step (%.2f s in allGather)%n",
+                            plan.workers(), step + 1, plan.totalSteps(), all.loss(), stepSeconds.get(stepSeconds.size() - 1),
+                            exchangeSeconds.get(exchangeSeconds.size() - 1));
+                }
+            });
             if (worker != 0) {
                 return Optional.empty();
             }
             Map<String, TensorBytes> trained = new LinkedHashMap<>();
             parameters.forEach((name, value) -> trained.put(name, TensorBytes.of(value)));
-            return Optional.of(new WorkerResult(trained, losses, messageBytes, stepSeconds, start));
+            return Optional.of(new WorkerResult(trained, losses, messageBytes[0], stepSeconds, exchangeSeconds, start));
         }
     }
 }

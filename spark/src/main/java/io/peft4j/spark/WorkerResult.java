@@ -11,8 +11,9 @@ import java.util.Map;
  * @param losses          the global batch's mean loss at each step, the first steps from the checkpoint resumed, if any
  * @param messageBytes    the Base64 message one worker sent per step (gradients and loss)
  * @param stepSeconds     the wall time of each step this attempt ran, exchange included
+ * @param exchangeSeconds the part of each step spent in {@code allGather} (waiting for the other workers included)
  * @param resumedAtStep   the step this attempt started at (0 unless resumed from a checkpoint)
  */
 record WorkerResult(Map<String, TensorBytes> parameters, List<Double> losses, long messageBytes, List<Double> stepSeconds,
-                    int resumedAtStep) implements Serializable {
+                    List<Double> exchangeSeconds, int resumedAtStep) implements Serializable {
 }

@@ -172,6 +172,13 @@ class SparkAdapterTrainingTest {
             assertArrayEquals(expected.get(name).data().asFloat(), actual.get(name).data().asFloat(), 0f, name);
         }
         assertEquals(unfailed.losses(), retried.losses());
+
+        PeftException earlier = assertThrows(PeftException.class, () -> trainOnSpark(new ClassifierJob(null, 0), dir.resolve("unfailed")));
+        assertTrue(earlier.getMessage().contains("holds the checkpoint of step 15 of an earlier run: pass resume(true)"), earlier.getMessage());
+        TrainedAdapter<ClassifierModel> continued = SparkAdapterTraining.builder(new ClassifierJob(null, 0)).workers(2).globalBatch(GLOBAL_BATCH)
+                .epochs(EPOCHS).updater(adam()).checkpoints(dir.resolve("unfailed"), 3).resume(true).build().fit(dataset());
+        assertEquals(15, continued.resumedAtStep(), "resume(true) continues the earlier run from its last checkpoint");
+        continued.parameters().forEach((name, value) -> assertArrayEquals(expected.get(name).data().asFloat(), value.data().asFloat(), 0f, name));
     }
 
     @Test

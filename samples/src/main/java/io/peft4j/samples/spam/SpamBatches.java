@@ -26,7 +26,8 @@ public final class SpamBatches implements MultiDataSetIterator {
         }
     }
 
-    private static MultiDataSet batch(List<Email> emails, MiniLmTokenizer tokenizer, int maxLength) {
+    /** One batch of {@code emails}: features ids, types, mask {@code [n, T]} padded to the longest, labels {@code [n, 2]}. */
+    public static MultiDataSet batch(List<Email> emails, MiniLmTokenizer tokenizer, int maxLength) {
         List<MiniLmTokenizer.Encoded> encoded = emails.stream().map(email -> tokenizer.encode(email.text(), maxLength)).toList();
         int length = encoded.stream().mapToInt(e -> e.ids().length).max().orElse(1);
         int[][] ids = new int[emails.size()][length];

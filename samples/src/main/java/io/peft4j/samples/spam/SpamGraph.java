@@ -15,10 +15,10 @@ import org.nd4j.linalg.dataset.api.MultiDataSet;
  * and its evaluation on test batches.
  */
 public final class SpamGraph {
-    static final String IDS = "input_ids";
-    static final String TYPES = "token_type_ids";
-    static final String MASK = "attention_mask";
-    static final String LABELS = "labels";
+    public static final String IDS = "input_ids";
+    public static final String TYPES = "token_type_ids";
+    public static final String MASK = "attention_mask";
+    public static final String LABELS = "labels";
 
     private final SameDiff sd;
     private final SDVariable logits;
