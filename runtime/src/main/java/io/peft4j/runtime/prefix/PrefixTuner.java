@@ -2,8 +2,8 @@ package io.peft4j.runtime.prefix;
 
 import io.peft4j.runtime.PeftException;
 import io.peft4j.runtime.internal.PrependSite;
+import io.peft4j.runtime.method.AdapterGate;
 import io.peft4j.runtime.method.AttachContext;
-import io.peft4j.runtime.method.GraphScalar;
 import java.util.ArrayList;
 import java.util.IdentityHashMap;
 import java.util.List;
@@ -43,14 +43,12 @@ final class PrefixTuner {
     private final SameDiff sameDiff;
     private final DataType dtype;
     private final AttachContext context;
-    private final GraphScalar gate;
+    private final AdapterGate gate;
     private final Map<Attention, SDVariable[]> direct = new IdentityHashMap<>();
     private SDVariable embedding;
     private SDVariable[] mlp;
     private SDVariable encoded;
     private int graphUses;
-    private boolean active;
-    private boolean removed;
 
     PrefixTuner(AttachContext context, List<Attention> layers, int virtualTokens, boolean projection, int projectionHidden,
                 SameDiff sameDiff, DataType dtype) {
@@ -64,7 +62,7 @@ final class PrefixTuner {
         this.projection = projection && virtualTokens > 0;
         this.sameDiff = sameDiff;
         this.dtype = dtype;
-        this.gate = new GraphScalar(sameDiff, context.variableName(sameDiff, "prefix_gate." + adapterName), dtype, 0);
+        this.gate = new AdapterGate(sameDiff, context.variableName(sameDiff, "prefix_gate." + adapterName), dtype);
         Random random = context.random();
         if (virtualTokens > 0 && this.projection) {
             long width = layers.get(0).keys().width();
@@ -123,7 +121,7 @@ final class PrefixTuner {
 
             @Override
             public boolean active() {
-                return active && !removed;
+                return gate.on();
             }
         };
     }
@@ -246,13 +244,11 @@ final class PrefixTuner {
     }
 
     void setActive(boolean active) {
-        this.active = active;
-        gate.set(active && !removed ? 1 : 0);
+        gate.setActive(active);
     }
 
     void setRemoved() {
-        this.removed = true;
-        setActive(active);
+        gate.remove();
     }
 
     /** Adds this adapter's rows to every key and value projection site. */

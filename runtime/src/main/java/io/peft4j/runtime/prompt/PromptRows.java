@@ -3,8 +3,8 @@ package io.peft4j.runtime.prompt;
 import io.peft4j.annotations.PromptInit;
 import io.peft4j.runtime.PeftException;
 import io.peft4j.runtime.internal.PrependSite;
+import io.peft4j.runtime.method.AdapterGate;
 import io.peft4j.runtime.method.AttachContext;
-import io.peft4j.runtime.method.GraphScalar;
 import java.util.function.Function;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
@@ -25,10 +25,8 @@ final class PromptRows implements PrependSite.Rows {
     private final int virtualTokens;
     private final PromptInit init;
     private final SDVariable prompt;
-    private final GraphScalar gate;
+    private final AdapterGate gate;
     private int graphUses;
-    private boolean active;
-    private boolean removed;
 
     /**
      * @param vocabulary the embedding's vocabulary table {@code [vocabulary, d]}
@@ -46,8 +44,8 @@ final class PromptRows implements PrependSite.Rows {
         String name = site.path() + ".prompt_embeddings." + context.adapterName();
         this.prompt = virtualTokens == 0 ? null
                 : sameDiff.var(context.variableName(sameDiff, name), initialRows(vocabulary, text, tokenizer, context.random()));
-        this.gate = new GraphScalar(sameDiff, context.variableName(sameDiff, site.path() + ".prompt_gate." + context.adapterName()),
-                dtype, 0);
+        this.gate = new AdapterGate(sameDiff, context.variableName(sameDiff, site.path() + ".prompt_gate." + context.adapterName()),
+                dtype);
     }
 
     private INDArray initialRows(INDArray vocabulary, String text, Function<String, int[]> tokenizer, Random random) {
@@ -109,7 +107,7 @@ final class PromptRows implements PrependSite.Rows {
 
     @Override
     public boolean active() {
-        return active && !removed;
+        return gate.on();
     }
 
     PromptSite site() {
@@ -134,12 +132,10 @@ final class PromptRows implements PrependSite.Rows {
     }
 
     void setActive(boolean active) {
-        this.active = active;
-        gate.set(active && !removed ? 1 : 0);
+        gate.setActive(active);
     }
 
     void setRemoved() {
-        this.removed = true;
-        setActive(active);
+        gate.remove();
     }
 }
