@@ -14,6 +14,7 @@ import io.peft4j.runtime.internal.ModelWalker;
 import io.peft4j.runtime.internal.ModulesToSave;
 import io.peft4j.runtime.internal.TrainingCheckpoints;
 import io.peft4j.runtime.method.MethodAdapter;
+import io.peft4j.runtime.method.MethodConfig;
 import io.peft4j.runtime.method.ModelNode;
 import io.peft4j.runtime.method.PeftMethod;
 import java.lang.annotation.Annotation;
@@ -175,6 +176,17 @@ public final class PeftModel {
             return this;
         }
 
+        /**
+         * Selects layers by name with a method's config, as Hugging Face PEFT's {@code target_modules} does,
+         * for model code one cannot annotate: {@code config(LoraConfig.targeting("query", "value").rank(8))}.
+         * Annotated layers the config does not name keep their annotations; where both name a layer, the
+         * config wins.
+         */
+        public Builder config(MethodConfig config) {
+            options = options.withConfig(config);
+            return this;
+        }
+
         /** Overrides the annotations' {@code virtualTokens} for prompt and prefix tuning (0 switches them off). */
         public Builder virtualTokens(int count) {
             options = options.withVirtualTokens(count);
@@ -220,8 +232,9 @@ public final class PeftModel {
         requireAttached();
         requireNewName(name);
         List<PeftMethod> methods = options.methods().isEmpty() ? PeftMethods.all()
-                : options.methods().stream().<PeftMethod>map(PeftMethods::byAnnotation).toList();
-        DefaultAttachContext context = context(name, options.seed(), options.virtualTokens(), options.promptTokenizer());
+                : java.util.stream.Stream.concat(options.methods().stream(), options.configs().stream().map(MethodConfig::annotation))
+                        .distinct().<PeftMethod>map(PeftMethods::byAnnotation).toList();
+        DefaultAttachContext context = context(name, options);
         List<MethodAdapter> parts = new ArrayList<>();
         try {
             for (PeftMethod method : methods) {
@@ -234,7 +247,8 @@ public final class PeftModel {
                 throw new PeftException("No layer reachable from " + root.getClass().getName() + " is annotated with "
                         + methods.stream().map(method -> "@" + method.annotation().getSimpleName()).collect(Collectors.joining(" or "))
                         + ": annotate a layer class (e.g. @LoRA(rank = 8) public final class Linear) or a layer field "
-                        + "(e.g. @LoRA(rank = 8) final Linear query) of the model");
+                        + "(e.g. @LoRA(rank = 8) final Linear query) of the model, or select layers by name with a config "
+                        + "(PeftModel.builder(model).config(LoraConfig.targeting(\"query\", \"value\")))");
             }
             modules.add(name, options.alsoTrain(), nodes);
         } catch (RuntimeException e) {
@@ -261,7 +275,7 @@ public final class PeftModel {
         CheckpointKeys keys = options.keys();
         SavedAdapter saved = AdapterCheckpoint.read(adapterDir, name, keys, options.allowNonFinite());
         PeftMethod method = PeftMethods.byPeftType(saved.peftType());
-        DefaultAttachContext context = context(name, 42, null, null);
+        DefaultAttachContext context = context(name, AdapterOptions.defaults());
         MethodAdapter part = null;
         List<String> heads = List.of();
         try {
@@ -282,8 +296,9 @@ public final class PeftModel {
         return register(new Adapter(name, context.adapterId(), List.of(part), heads, saved.taskType(), saved.baseModel()));
     }
 
-    private DefaultAttachContext context(String name, long seed, Integer virtualTokens, Function<String, int[]> tokenizer) {
-        return new DefaultAttachContext(name, nextAdapterId++, owner, nodes, seed, virtualTokens, tokenizer);
+    private DefaultAttachContext context(String name, AdapterOptions options) {
+        return new DefaultAttachContext(name, nextAdapterId++, owner, nodes, options.seed(), options.virtualTokens(),
+                options.promptTokenizer(), options.configs(), options.alsoTrain());
     }
 
     private NamedAdapter register(Adapter adapter) {
@@ -431,7 +446,7 @@ public final class PeftModel {
         if (withHeads.size() > 1) {
             throw new PeftException("adapters " + withHeads + " each train extra modules (modules_to_save), which cannot be combined");
         }
-        DefaultAttachContext context = context(newName, 42, null, null);
+        DefaultAttachContext context = context(newName, AdapterOptions.defaults());
         PeftMethod.Combined combined = method.combine(context, sources, values, combination, svdRank);
         if (!withHeads.isEmpty()) {
             modules.addCopy(newName, withHeads.get(0));

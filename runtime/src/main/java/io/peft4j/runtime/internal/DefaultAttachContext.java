@@ -2,6 +2,7 @@ package io.peft4j.runtime.internal;
 
 import io.peft4j.runtime.method.AttachContext;
 import io.peft4j.runtime.method.ForwardContext;
+import io.peft4j.runtime.method.MethodConfig;
 import io.peft4j.runtime.method.ModelNode;
 import java.lang.annotation.Annotation;
 import java.util.List;
@@ -21,9 +22,12 @@ public final class DefaultAttachContext implements AttachContext {
     private final Random random;
     private final Integer virtualTokens;
     private final Function<String, int[]> promptTokenizer;
+    private final List<MethodConfig> configs;
+    private final List<String> alsoTrain;
 
     public DefaultAttachContext(String adapterName, int adapterId, ForwardContext forward, List<ModelNode> nodes, long seed,
-                                Integer virtualTokens, Function<String, int[]> promptTokenizer) {
+                                Integer virtualTokens, Function<String, int[]> promptTokenizer, List<MethodConfig> configs,
+                                List<String> alsoTrain) {
         this.adapterName = adapterName;
         this.adapterId = adapterId;
         this.forward = forward;
@@ -31,6 +35,18 @@ public final class DefaultAttachContext implements AttachContext {
         this.random = Nd4j.getRandomFactory().getNewRandomInstance(seed);
         this.virtualTokens = virtualTokens;
         this.promptTokenizer = promptTokenizer;
+        this.configs = List.copyOf(configs);
+        this.alsoTrain = List.copyOf(alsoTrain);
+    }
+
+    @Override
+    public <C extends MethodConfig> C config(Class<C> type) {
+        return configs.stream().filter(type::isInstance).map(type::cast).findFirst().orElse(null);
+    }
+
+    @Override
+    public List<String> alsoTrain() {
+        return alsoTrain;
     }
 
     @Override

@@ -212,8 +212,8 @@ public final class LoraAdapter extends NamedMethodAdapter {
             }
         });
         List<String> modules = modulePaths.stream().map(keys::module).toList();
-        return new LoraConfig(rank, alpha, mostCommon(settings, LoraSettings::dropout), rslora,
-                TargetModules.shortest(byModule.keySet(), modules), null, keys.fanInFanOut(), rankPattern, alphaPattern, List.of());
+        return LoraConfig.saved(rank, alpha, mostCommon(settings, LoraSettings::dropout), rslora,
+                TargetModules.shortest(byModule.keySet(), modules), keys.fanInFanOut(), rankPattern, alphaPattern);
     }
 
     /** The alpha that gives {@code settings} their scale when the scale is computed with {@code rslora}. */
@@ -272,12 +272,12 @@ public final class LoraAdapter extends NamedMethodAdapter {
     /** The config's target_modules must select these layers and name nothing the model lacks. */
     private void requireTargets(SavedAdapter saved, LoraConfig config, java.util.Set<String> adapted) {
         List<String> missed = adapted.stream().filter(module -> !config.targets(module)).toList();
-        if (!missed.isEmpty() && (config.targetRegex() != null || !config.targetModules().isEmpty())) {
-            throw new CheckpointException(saved.configFile(), "target_modules " + config.describeTargets() + " does not select "
+        if (!missed.isEmpty() && config.selection().hasTargets()) {
+            throw new CheckpointException(saved.configFile(), "target_modules " + config.selection().describeTargets() + " does not select "
                     + missed + ", which the file holds LoRA weights for");
         }
         List<String> modules = modulePaths.stream().map(saved.keys()::module).toList();
-        List<String> unknown = config.targetModules().stream()
+        List<String> unknown = config.selection().targetModules().stream()
                 .filter(target -> modules.stream().noneMatch(module -> TargetModules.matches(target, module))).toList();
         if (!unknown.isEmpty()) {
             throw new CheckpointException(saved.configFile(), "target_modules names " + unknown + ", which the model has no module called");

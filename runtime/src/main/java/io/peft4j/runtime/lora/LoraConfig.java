@@ -3,29 +3,189 @@ package io.peft4j.runtime.lora;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.peft4j.annotations.LoRA;
+import io.peft4j.annotations.WeightLayout;
 import io.peft4j.runtime.checkpoint.ConfigReader;
 import io.peft4j.runtime.checkpoint.SavedAdapter;
+import io.peft4j.runtime.method.MethodConfig;
+import io.peft4j.runtime.method.ModuleSelection;
 import io.peft4j.runtime.method.TargetModules;
+import java.lang.annotation.Annotation;
+import java.util.Arrays;
+import java.util.Collections;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Objects;
 import java.util.Optional;
 
 /**
- * The LoRA entries of Hugging Face PEFT's {@code adapter_config.json}.
+ * LoRA settings that select layers by name, for model code one cannot annotate: Hugging Face PEFT's
+ * {@code LoraConfig}, and what peft4j reads from and writes to a saved adapter's {@code adapter_config.json}.
  *
- * <p>Layers whose rank or alpha differ from {@code r} / {@code lora_alpha} are listed in
- * {@code rank_pattern} / {@code alpha_pattern}; a pattern key applies to a module whose name equals it,
- * ends with {@code "." + key}, or that {@code (.*\.)?key} matches as a regular expression, as in PEFT.
- * {@code target_modules} is a list (a module matches an entry it equals or ends with
- * {@code "." + entry}) or one regular expression (full match).
+ * <pre>{@code
+ * PeftModel model = PeftModel.builder(net)
+ *         .config(LoraConfig.targeting("query", "value").rank(8).alpha(16).exclude("layers.0.query"))
+ *         .attach();
+ * }</pre>
  *
- * @param targetModules   the list form of {@code target_modules}, or empty
- * @param targetRegex     the string form of {@code target_modules}, or {@code null}
+ * <p>Layer paths are the model's field paths ({@code encoder.layers.3.query}). A selected layer needs a
+ * forward method and one matrix weight {@code [in, out]} (or {@code [out, in]}, see {@link #weightLayout}):
+ * the {@code @Weight} field, or the only rank-2 {@code SDVariable}/{@code INDArray} field of the class.
+ * Selection follows {@link ModuleSelection}; where this config and a {@code @LoRA} annotation both name a
+ * layer, the config's settings win, and a layer the config excludes is not adapted even if annotated.
+ * Immutable: each setter returns a copy.
+ *
+ * <p>PEFT key for each setting: {@code rank} → {@code r}, {@code alpha} → {@code lora_alpha},
+ * {@code dropout} → {@code lora_dropout}, {@code rslora} → {@code use_rslora}, {@code exclude} →
+ * {@code exclude_modules}, and {@code layers_to_transform}, {@code layers_pattern}, {@code rank_pattern},
+ * {@code alpha_pattern} by their own names.
  */
-record LoraConfig(int r, double loraAlpha, double loraDropout, boolean useRslora, List<String> targetModules, String targetRegex,
-                  boolean fanInFanOut, Map<String, Integer> rankPattern, Map<String, Double> alphaPattern, List<String> modulesToSave) {
+public final class LoraConfig implements MethodConfig {
+
+    private final int r;
+    private final double loraAlpha;
+    private final double loraDropout;
+    private final boolean useRslora;
+    private final ModuleSelection selection;
+    private final boolean fanInFanOut;
+    private final Map<String, Integer> rankPattern;
+    private final Map<String, Double> alphaPattern;
+    private final WeightLayout weightLayout;
+
+    LoraConfig(int r, double loraAlpha, double loraDropout, boolean useRslora, ModuleSelection selection, boolean fanInFanOut,
+               Map<String, Integer> rankPattern, Map<String, Double> alphaPattern, WeightLayout weightLayout) {
+        new LoraSettings(r, loraAlpha, loraDropout, useRslora);
+        rankPattern.forEach((key, rank) -> new LoraSettings(rank, loraAlpha, loraDropout, useRslora));
+        alphaPattern.forEach((key, alpha) -> new LoraSettings(r, alpha, loraDropout, useRslora));
+        this.r = r;
+        this.loraAlpha = loraAlpha;
+        this.loraDropout = loraDropout;
+        this.useRslora = useRslora;
+        this.selection = Objects.requireNonNull(selection);
+        this.fanInFanOut = fanInFanOut;
+        this.rankPattern = Collections.unmodifiableMap(new LinkedHashMap<>(rankPattern));
+        this.alphaPattern = Collections.unmodifiableMap(new LinkedHashMap<>(alphaPattern));
+        this.weightLayout = Objects.requireNonNull(weightLayout);
+    }
+
+    /**
+     * LoRA on every layer whose path equals one of {@code modules} or ends with {@code "." + module};
+     * PEFT's defaults otherwise (rank 8, alpha 8, no dropout).
+     */
+    public static LoraConfig targeting(String... modules) {
+        if (modules.length == 0) {
+            throw new IllegalArgumentException("name at least one layer, e.g. LoraConfig.targeting(\"query\", \"value\")");
+        }
+        return of(ModuleSelection.of(List.of(modules)));
+    }
+
+    /** LoRA on every layer whose whole path {@code regex} matches, e.g. {@code "encoder\\.layers\\.[0-2]\\.(query|value)"}. */
+    public static LoraConfig targetingRegex(String regex) {
+        return of(ModuleSelection.ofRegex(Objects.requireNonNull(regex, "regex")));
+    }
+
+    /**
+     * LoRA on every layer with a forward method and one matrix weight, except the output head: layers
+     * named {@code lm_head}, {@code score}, {@code classifier} or {@code head} (PEFT's heuristics, which
+     * read the same names) and the layers trained whole ({@code alsoTrain}); exclude others with
+     * {@link #exclude}.
+     */
+    public static LoraConfig allLinear() {
+        return of(ModuleSelection.ofRegex(ModuleSelection.ALL_LINEAR));
+    }
+
+    private static LoraConfig of(ModuleSelection selection) {
+        return new LoraConfig(8, 8, 0, false, selection, false, Map.of(), Map.of(), WeightLayout.IN_OUT);
+    }
+
+    /** The rank r (PEFT's {@code r}). */
+    public LoraConfig rank(int value) {
+        return new LoraConfig(value, loraAlpha, loraDropout, useRslora, selection, fanInFanOut, rankPattern, alphaPattern, weightLayout);
+    }
+
+    /** The scaling numerator (PEFT's {@code lora_alpha}). */
+    public LoraConfig alpha(double value) {
+        return new LoraConfig(r, value, loraDropout, useRslora, selection, fanInFanOut, rankPattern, alphaPattern, weightLayout);
+    }
+
+    /** Dropout on the branch's input while training (PEFT's {@code lora_dropout}). */
+    public LoraConfig dropout(double value) {
+        return new LoraConfig(r, loraAlpha, value, useRslora, selection, fanInFanOut, rankPattern, alphaPattern, weightLayout);
+    }
+
+    /** {@code s = alpha / √r} instead of {@code alpha / r} (PEFT's {@code use_rslora}). */
+    public LoraConfig rslora(boolean value) {
+        return new LoraConfig(r, loraAlpha, loraDropout, value, selection, fanInFanOut, rankPattern, alphaPattern, weightLayout);
+    }
+
+    /** Leaves out the layers these names select, with the list rules of the targets (PEFT's {@code exclude_modules}). */
+    public LoraConfig exclude(String... modules) {
+        return withSelection(selection.withExclude(List.of(modules), null));
+    }
+
+    /** Leaves out the layers whose whole path {@code regex} matches (PEFT's {@code exclude_modules} as a string). */
+    public LoraConfig excludeRegex(String regex) {
+        return withSelection(selection.withExclude(List.of(), Objects.requireNonNull(regex, "regex")));
+    }
+
+    /**
+     * Only the targets inside these layers of a layer list: a path qualifies by the index after its first
+     * {@code <list>.<index>.} segment (PEFT's {@code layers_to_transform}); not with a regular expression.
+     */
+    public LoraConfig layersToTransform(int... indices) {
+        if (selection.targetRegex() != null) {
+            throw new IllegalArgumentException("layersToTransform applies to a list of target names, not to the regular "
+                    + "expression or all-linear " + selection.describeTargets() + " (as in PEFT); put the layer numbers in the expression");
+        }
+        return withSelection(selection.withLayers(Arrays.stream(indices).boxed().toList(), selection.layersPattern()));
+    }
+
+    /** The names of the layer lists whose indices {@link #layersToTransform} counts ({@code layers}, {@code h}; PEFT's {@code layers_pattern}). */
+    public LoraConfig layersPattern(String... names) {
+        return withSelection(selection.withLayers(selection.layersToTransform(), List.of(names)));
+    }
+
+    /** Ranks other than {@link #rank} for the layers a key selects (name, suffix or regex; PEFT's {@code rank_pattern}). */
+    public LoraConfig rankPattern(Map<String, Integer> pattern) {
+        return new LoraConfig(r, loraAlpha, loraDropout, useRslora, selection, fanInFanOut, pattern, alphaPattern, weightLayout);
+    }
+
+    /** Alphas other than {@link #alpha} for the layers a key selects (PEFT's {@code alpha_pattern}). */
+    public LoraConfig alphaPattern(Map<String, Double> pattern) {
+        return new LoraConfig(r, loraAlpha, loraDropout, useRslora, selection, fanInFanOut, rankPattern, pattern, weightLayout);
+    }
+
+    /**
+     * How the weight of a selected layer without {@code @Weight} is laid out: {@code [in, out]} (ND4J's
+     * {@code x · W}, the default) or {@code [out, in]} (PyTorch's). A {@code @Weight} field's own layout wins.
+     */
+    public LoraConfig weightLayout(WeightLayout layout) {
+        return new LoraConfig(r, loraAlpha, loraDropout, useRslora, selection, fanInFanOut, rankPattern, alphaPattern, layout);
+    }
+
+    private LoraConfig withSelection(ModuleSelection value) {
+        return new LoraConfig(r, loraAlpha, loraDropout, useRslora, value, fanInFanOut, rankPattern, alphaPattern, weightLayout);
+    }
+
+    @Override
+    public Class<? extends Annotation> annotation() {
+        return LoRA.class;
+    }
+
+    /** Which layers it selects. */
+    public ModuleSelection selection() {
+        return selection;
+    }
+
+    WeightLayout layoutOfUnannotatedWeights() {
+        return weightLayout;
+    }
+
+    ModuleSelection withModulesToSave(List<String> paths) {
+        return selection.withModulesToSave(paths);
+    }
 
     /** Reads and checks the LoRA entries of {@code saved}'s config; every problem names the file and the key. */
     static LoraConfig read(SavedAdapter saved) {
@@ -51,9 +211,6 @@ record LoraConfig(int r, double loraAlpha, double loraDropout, boolean useRslora
         if (saved.bool("use_dora", false)) {
             throw saved.configError("is a DoRA adapter (use_dora = true), which peft4j does not load yet");
         }
-        JsonNode targets = config.get("target_modules");
-        String regex = targets != null && targets.isTextual() ? targets.textValue() : null;
-        List<String> list = regex == null ? saved.strings("target_modules") : List.of();
         Map<String, Integer> ranks = new LinkedHashMap<>();
         for (Iterator<Map.Entry<String, JsonNode>> fields = config.path("rank_pattern").fields(); fields.hasNext(); ) {
             Map.Entry<String, JsonNode> field = fields.next();
@@ -68,21 +225,24 @@ record LoraConfig(int r, double loraAlpha, double loraDropout, boolean useRslora
             }
             alphas.put(field.getKey(), value);
         }
-        return new LoraConfig(r, alpha, dropout, saved.bool("use_rslora", false), list, regex, saved.bool("fan_in_fan_out", false),
-                ranks, alphas, modulesToSave);
+        return new LoraConfig(r, alpha, dropout, saved.bool("use_rslora", false), ModuleSelection.read(saved, modulesToSave),
+                saved.bool("fan_in_fan_out", false), ranks, alphas, WeightLayout.IN_OUT);
     }
 
-    /** Whether {@code target_modules} selects the module {@code name} (modules saved whole are never targets, as in PEFT). */
+    /** A config as {@link LoraAdapter} saves it: targets by list, no exclusions, per-layer ranks and alphas in the patterns. */
+    static LoraConfig saved(int r, double alpha, double dropout, boolean rslora, List<String> targets, boolean fanInFanOut,
+                            Map<String, Integer> rankPattern, Map<String, Double> alphaPattern) {
+        return new LoraConfig(r, alpha, dropout, rslora, ModuleSelection.of(targets), fanInFanOut, rankPattern, alphaPattern,
+                WeightLayout.IN_OUT);
+    }
+
+    /** Whether the config selects the module {@code name} (modules saved whole are never targets, as in PEFT). */
     boolean targets(String name) {
-        if (TargetModules.matchesAny(modulesToSave, name) || modulesToSave.stream().anyMatch(m -> name.startsWith(m + "."))) {
-            return false;
-        }
-        return targetRegex != null ? TargetModules.matchesRegex(targetRegex, name) : TargetModules.matchesAny(targetModules, name);
+        return selection.selects(name);
     }
 
-    /** {@code target_modules} as written, for messages. */
-    String describeTargets() {
-        return targetRegex != null ? "'" + targetRegex + "'" : targetModules.toString();
+    boolean useRslora() {
+        return useRslora;
     }
 
     int rankOf(String name) {
@@ -119,20 +279,20 @@ record LoraConfig(int r, double loraAlpha, double loraDropout, boolean useRslora
         root.put("lora_alpha", loraAlpha);
         root.put("lora_dropout", loraDropout);
         root.put("use_rslora", useRslora);
-        if (targetRegex != null) {
-            root.put("target_modules", targetRegex);
-        } else {
-            targetModules.forEach(root.putArray("target_modules")::add);
-        }
+        selection.write(root);
         root.put("bias", "none");
         root.put("fan_in_fan_out", fanInFanOut);
         root.put("init_lora_weights", true);
-        root.putNull("layers_to_transform");
-        root.putNull("layers_pattern");
         ObjectNode ranks = root.putObject("rank_pattern");
         rankPattern.forEach(ranks::put);
         ObjectNode alphas = root.putObject("alpha_pattern");
         alphaPattern.forEach(alphas::put);
         return root;
+    }
+
+    @Override
+    public String toString() {
+        return "LoraConfig[target_modules=" + selection.describeTargets() + ", r=" + r + ", lora_alpha=" + loraAlpha
+                + ", lora_dropout=" + loraDropout + ", use_rslora=" + useRslora + "]";
     }
 }

@@ -11,7 +11,9 @@ import io.peft4j.runtime.checkpoint.RawTensor;
 import io.peft4j.runtime.checkpoint.SafetensorsHeader;
 import io.peft4j.runtime.checkpoint.SavedAdapter;
 import io.peft4j.runtime.checkpoint.TensorInfo;
+import io.peft4j.annotations.WeightLayout;
 import io.peft4j.runtime.internal.ModelWalker;
+import io.peft4j.runtime.internal.ReflectiveWeightAccessor;
 import io.peft4j.runtime.internal.WeightAccessors;
 import io.peft4j.runtime.method.AttachContext;
 import io.peft4j.runtime.method.LayerSummary;
@@ -52,16 +54,25 @@ public final class LoraMethod implements PeftMethod {
 
     @Override
     public MethodAdapter attach(AttachContext context) {
+        LoraConfig config = context.config(LoraConfig.class);
+        LoraTargeting byName = config == null ? null
+                : LoraTargeting.of(config, context.nodes(), context.alsoTrain(), "the model");
+        Map<String, LoraTargeting.Target> named = byName == null ? Map.of() : byName.targets();
         Map<String, LoraBranch> branches = new LinkedHashMap<>();
         try {
             for (ModelNode node : context.nodes()) {
+                LoraTargeting.Target target = named.get(node.path());
+                if (target != null) {
+                    branches.put(node.path(), branch(context, node, target.accessor(), target.settings(), "LoraConfig"));
+                    continue;
+                }
                 LoRA lora = context.annotationOf(node, LoRA.class);
-                if (lora == null) {
+                if (lora == null || byName != null && byName.excludes(node.path())) {
                     continue;
                 }
                 WeightAccessor<Object> accessor = WeightAccessors.forLayer(node.value().getClass(), node.path(), "@LoRA");
                 LoraSettings settings = LoraSettings.of(lora, "layer '" + node.path() + "'");
-                branches.put(node.path(), branch(context, node, accessor, settings));
+                branches.put(node.path(), branch(context, node, accessor, settings, "@LoRA(rank = " + settings.rank() + ")"));
             }
         } catch (RuntimeException e) {
             branches.values().forEach(branch -> branch.site().remove(branch));
@@ -71,11 +82,12 @@ public final class LoraMethod implements PeftMethod {
     }
 
     /** A branch on {@code node}'s layer; refuses a rank above {@code min(in, out)}. */
-    static LoraBranch branch(AttachContext context, ModelNode node, WeightAccessor<Object> accessor, LoraSettings settings) {
+    static LoraBranch branch(AttachContext context, ModelNode node, WeightAccessor<Object> accessor, LoraSettings settings,
+                             String declaredBy) {
         LoraSite site = LoraSite.on(node.value(), node.path(), accessor, context.forward());
         try {
             if (settings.rank() > Math.min(site.in(), site.out())) {
-                throw new PeftException("@LoRA(rank = " + settings.rank() + ") on layer '" + node.path() + "' ("
+                throw new PeftException(declaredBy + " gives layer '" + node.path() + "' rank " + settings.rank() + " ("
                         + node.value().getClass().getSimpleName() + ", in = " + site.in() + ", out = " + site.out()
                         + "): rank must not exceed min(in, out) = " + Math.min(site.in(), site.out()) + "; choose a smaller rank");
             }
@@ -100,14 +112,20 @@ public final class LoraMethod implements PeftMethod {
         List<String> candidates = new ArrayList<>();
         try {
             for (ModelNode node : context.nodes()) {
-                Optional<WeightAccessor<Object>> accessor = WeightAccessors.find(node.value().getClass());
+                if (!ModelWalker.isModule(node.value())) {
+                    continue;
+                }
+                Optional<WeightAccessor<Object>> accessor = LoraTargeting.accessorOf(node.value(), WeightLayout.IN_OUT);
                 if (accessor.isEmpty()) {
                     continue;
                 }
                 String module = keys.module(node.path());
                 candidates.add(module);
                 if (config.targets(module)) {
-                    branches.put(node.path(), branch(context, node, accessor.get(), config.settingsOf(module)));
+                    if (accessor.get() instanceof ReflectiveWeightAccessor reflective) {
+                        reflective.announce();
+                    }
+                    branches.put(node.path(), branch(context, node, accessor.get(), config.settingsOf(module), "The saved adapter's config"));
                 }
             }
         } catch (RuntimeException e) {
@@ -115,8 +133,8 @@ public final class LoraMethod implements PeftMethod {
             throw e;
         }
         if (branches.isEmpty()) {
-            throw new CheckpointException(saved.configFile(), "target_modules " + config.describeTargets() + " selects no layer of "
-                    + "the model; the layers LoRA can adapt (a class with a @Weight and a generated accessor) are " + candidates);
+            throw new CheckpointException(saved.configFile(), "target_modules " + config.selection().describeTargets() + " selects no layer of "
+                    + "the model; the layers LoRA can adapt (a forward method and one matrix weight) are " + candidates);
         }
         return new LoraAdapter(this, context.adapterName(), branches, modulePaths(context));
     }

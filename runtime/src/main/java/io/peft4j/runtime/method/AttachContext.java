@@ -26,6 +26,15 @@ public interface AttachContext {
     /** The annotation of {@code type} on the node's field, else on its class, else {@code null}. */
     <A extends Annotation> A annotationOf(ModelNode node, Class<A> type);
 
+    /**
+     * The config of type {@code type} the user gave for this adapter (layers selected by name), or
+     * {@code null}: then only annotations select layers.
+     */
+    <C extends MethodConfig> C config(Class<C> type);
+
+    /** The field paths trained and saved whole with the adapter (PEFT's {@code modules_to_save}); never targets. */
+    List<String> alsoTrain();
+
     /** The random source of this adapter's initialisations (seeded by the user's choice). */
     Random random();
 
