@@ -1,5 +1,6 @@
 package io.peft4j.runtime;
 
+import io.peft4j.runtime.internal.LoraPlus;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -27,6 +28,15 @@ public final class ParameterUpdater {
 
     /** Fresh optimizer state for {@code variables} of {@code sameDiff}. */
     public ParameterUpdater(SameDiff sameDiff, List<String> variables, IUpdater config, List<Regularization> regularization) {
+        this(sameDiff, variables, config, regularization, 1.0);
+    }
+
+    /**
+     * As {@link #ParameterUpdater(SameDiff, List, IUpdater, List)}, with LoRA+: {@code lora_B} and vectors
+     * learn at {@code loraPlusRatio ×} the learning rate, as {@code TrainingOptions.withLoraPlus} trains them.
+     */
+    public ParameterUpdater(SameDiff sameDiff, List<String> variables, IUpdater config, List<Regularization> regularization,
+                            double loraPlusRatio) {
         this.sameDiff = sameDiff;
         this.config = config;
         this.regularization = List.copyOf(regularization);
@@ -34,7 +44,7 @@ public final class ParameterUpdater {
             INDArray parameter = sameDiff.getVariable(name).getArr();
             long size = config.stateSize(parameter.length());
             INDArray state = size == 0 ? null : Nd4j.createUninitialized(parameter.dataType(), 1, size);
-            updaters.put(name, config.instantiate(state, true));
+            updaters.put(name, LoraPlus.scaled(config.instantiate(state, true), LoraPlus.factor(name, parameter, loraPlusRatio)));
             states.put(name, state);
         }
     }

@@ -2,6 +2,7 @@ package io.peft4j.runtime;
 
 import io.peft4j.runtime.internal.CheckpointListener;
 import io.peft4j.runtime.internal.ElementwiseGradientPruner;
+import io.peft4j.runtime.internal.LoraPlus;
 import io.peft4j.runtime.internal.MatMulGradientPruner;
 import io.peft4j.runtime.internal.Nd4jOutput;
 import io.peft4j.runtime.internal.NonFiniteGuard;
@@ -113,6 +114,7 @@ public final class SameDiffTrainer {
         if (resumed != null) {
             TrainingCheckpoints.restoreOptimizer(sameDiff, resumed);
         }
+        LoraPlus.install(sameDiff, options.loraPlusRatio());
         int startBatch = resumed == null ? 0 : resumed.position().batchInEpoch();
         List<Listener> listeners = new ArrayList<>();
         listeners.add(new NonFiniteGuard(sameDiff, options.onNonFinite()));
