@@ -10,6 +10,7 @@ import io.peft4j.runtime.ParameterCount;
 import io.peft4j.runtime.PeftModel;
 import io.peft4j.runtime.ProgressListener;
 import io.peft4j.runtime.SameDiffTrainer;
+import io.peft4j.runtime.TrainingOptions;
 import io.peft4j.runtime.TrainingReport;
 import io.peft4j.samples.transformer.TransformerClassifier;
 import io.peft4j.samples.transformer.TransformerConfig;
@@ -32,11 +33,12 @@ import org.nd4j.linalg.learning.config.Adam;
 /**
  * Adapts the same trained transformer to {@link KeywordTask}'s shifted task with each PEFT method
  * its classes declare (LoRA on query/value, a Pfeiffer bottleneck adapter after each feed-forward
- * block, prefix tuning of each attention, prompt tuning of the embedding) and with full
+ * block, prefix tuning of each attention, prompt tuning of the embedding), LoRA+ (LoRA with B at 16 ×
+ * the learning rate) and with full
  * fine-tuning, and prints a table: trainable parameters, accuracy before and after, training time
  * per step, and inference latency relative to the base model (LoRA unmerged and merged).
  *
- * <p>Arguments select rows: {@code full lora adapter prefix prompt} (default: all). The table is
+ * <p>Arguments select rows: {@code full lora lora+ adapter prefix prompt} (default: all). The table is
  * also written to {@code target/method-comparison.md}.
  */
 public final class MethodComparison {
@@ -49,10 +51,12 @@ public final class MethodComparison {
     private static final int LATENCY_REPEATS = 21;
     private static final int PASSES_PER_SAMPLE = 3;
     private static final double PROMPT_LEARNING_RATE = 3e-2;
+    /** PEFT's and the LoRA+ paper's suggested ratio of B's learning rate to A's. */
+    private static final double LORA_PLUS_RATIO = 16;
 
     public static void main(String[] args) {
         ComputeThreads.apply();
-        List<String> methods = args.length == 0 ? List.of("full", "lora", "adapter", "prefix", "prompt") : Arrays.asList(args);
+        List<String> methods = args.length == 0 ? List.of("full", "lora", "lora+", "adapter", "prefix", "prompt") : Arrays.asList(args);
         List<Row> rows = run(LoraDemo.Settings.standard(), methods, System.out);
         String table = table(rows);
         System.out.println(table);
@@ -94,25 +98,27 @@ public final class MethodComparison {
                         relativeLatency(baseGraph, graph, shiftedTest.getFeatures())));
             } else {
                 Class<? extends Annotation> peftMethod = switch (method) {
-                    case "lora" -> LoRA.class;
+                    case "lora", "lora+" -> LoRA.class;
                     case "adapter" -> Adapter.class;
                     case "prefix" -> PrefixTuning.class;
                     case "prompt" -> PromptTuning.class;
-                    default -> throw new IllegalArgumentException("unknown method '" + method + "': use full, lora, adapter, prefix or prompt");
+                    default -> throw new IllegalArgumentException("unknown method '" + method + "': use full, lora, lora+, adapter, prefix or prompt");
                 };
                 PeftModel peft = PeftModel.builder(model).only(peftMethod).attach();
                 LoraDemo.Graph graph = LoraDemo.Graph.build(model);
                 ParameterCount parameters = peft.parameterCount();
                 double before = graph.accuracy(shiftedTest);
+                TrainingOptions options = method.equals("lora+") ? TrainingOptions.defaults().withLoraPlus(LORA_PLUS_RATIO)
+                        : TrainingOptions.defaults();
                 TrainingReport report = peft.train(training(learningRate(peftMethod, settings)),
-                        new BatchIterator(shiftedTrain, settings.batchSize()), settings.loraEpochs(), quietProgress());
+                        new BatchIterator(shiftedTrain, settings.batchSize()), settings.loraEpochs(), quietProgress(), options);
                 double after = graph.accuracy(shiftedTest);
                 rows.add(new Row(method, parameters, before, after, report.seconds() / report.steps(),
                         relativeLatency(baseGraph, graph, shiftedTest.getFeatures())));
                 if (peftMethod == LoRA.class) {
                     peft.merge();
                     LoraDemo.Graph merged = LoraDemo.Graph.build(model);
-                    rows.add(new Row("lora (merged)", parameters, before, merged.accuracy(shiftedTest), Double.NaN,
+                    rows.add(new Row(method + " (merged)", parameters, before, merged.accuracy(shiftedTest), Double.NaN,
                             relativeLatency(baseGraph, merged, shiftedTest.getFeatures())));
                 }
             }
