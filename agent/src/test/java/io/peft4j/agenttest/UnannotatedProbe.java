@@ -5,11 +5,9 @@ import io.peft4j.runtime.lora.LoraAdapter;
 import io.peft4j.runtime.lora.LoraConfig;
 import io.peft4j.runtime.lora.LoraLayer;
 import java.util.List;
-import java.util.Map;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.linalg.api.buffer.DataType;
-import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 
 /**
@@ -54,13 +52,7 @@ public final class UnannotatedProbe {
         SDVariable base = model.forward(x);
         PeftModel peft = PeftModel.builder(model).config(LoraConfig.targeting("blocks.0.0", "blocks.1.0").rank(2)).attach();
         LoraAdapter.of(peft).layerViews().forEach(layer -> layer.weights().b().assign(0.5));
-        SDVariable adapted = model.forward(x);
-        Map<String, INDArray> out = model.sd.output(Map.of("x", Nd4j.ones(DataType.FLOAT, 2, 4)), base.name(), adapted.name());
-        double change = out.get(adapted.name()).sub(out.get(base.name())).amaxNumber().doubleValue();
-        if (change == 0) {
-            System.out.println("NO_LORA_BRANCH: the forward methods were not instrumented");
-            System.exit(1);
-        }
+        double change = AgentProbe.outputChange(model.sd, base, model.forward(x));
         System.out.println("LORA_BY_NAME layers=" + LoraAdapter.of(peft).layerViews().stream().map(LoraLayer::path).toList()
                 + " change=" + change);
     }

@@ -6,21 +6,14 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.peft4j.annotations.LoRA;
 import io.peft4j.runtime.internal.AgentStatus;
-import io.peft4j.runtime.testmodel.ClassifierModel;
+import io.peft4j.runtime.testmodel.ClassifierTraining;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
-import org.nd4j.autodiff.samediff.SDVariable;
-import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.autodiff.samediff.TrainingConfig;
-import org.nd4j.autodiff.samediff.VariableType;
-import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.api.rng.Random;
-import org.nd4j.linalg.dataset.DataSet;
 import org.nd4j.linalg.dataset.adapter.SingletonDataSetIterator;
-import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.linalg.learning.config.Adam;
 import org.nd4j.linalg.learning.config.IUpdater;
 import org.nd4j.linalg.learning.config.Sgd;
@@ -35,31 +28,13 @@ class LoraPlusTest {
         System.setProperty(AgentStatus.INSTALLED_PROPERTY, "true");
     }
 
-    private record Setup(ClassifierModel model, PeftModel peft, DataSet data) {
+    private record Setup(ClassifierTraining training) {
         static Setup create() {
-            ClassifierModel model = new ClassifierModel(DataType.FLOAT, 1);
-            PeftModel peft = PeftModel.builder(model).only(LoRA.class).alsoTrain("classifier").seed(3).attach();
-            SameDiff sd = model.sd;
-            SDVariable x = sd.placeHolder("x", DataType.FLOAT, -1, ClassifierModel.IN);
-            SDVariable y = sd.placeHolder("y", DataType.FLOAT, -1, ClassifierModel.CLASSES);
-            sd.setLossVariables(sd.loss.softmaxCrossEntropy("loss", y, model.forward(x), null));
-            Random random = Nd4j.getRandomFactory().getNewRandomInstance(11);
-            INDArray features = Nd4j.rand(random, ROWS, ClassifierModel.IN).castTo(DataType.FLOAT);
-            INDArray labels = Nd4j.zeros(DataType.FLOAT, ROWS, ClassifierModel.CLASSES);
-            for (int row = 0; row < ROWS; row++) {
-                labels.putScalar(row, row % ClassifierModel.CLASSES, 1);
-            }
-            return new Setup(model, peft, new DataSet(features, labels));
+            return new Setup(ClassifierTraining.create(ROWS));
         }
 
         Map<String, INDArray> trainable() {
-            Map<String, INDArray> values = new LinkedHashMap<>();
-            for (SDVariable variable : model.sd.variables()) {
-                if (variable.getVariableType() == VariableType.VARIABLE) {
-                    values.put(variable.name(), variable.getArr().dup());
-                }
-            }
-            return values;
+            return training.trainable();
         }
 
         Map<String, INDArray> train(IUpdater updater, int epochs, TrainingOptions options) {
@@ -68,7 +43,7 @@ class LoraPlusTest {
 
         Map<String, INDArray> train(TrainingConfig config, int epochs, TrainingOptions options) {
             Map<String, INDArray> before = trainable();
-            peft.train(config, new SingletonDataSetIterator(data), epochs, new ProgressListener(null, 100), options);
+            training.peft().train(config, new SingletonDataSetIterator(training.data()), epochs, new ProgressListener(null, 100), options);
             Map<String, INDArray> steps = new LinkedHashMap<>();
             trainable().forEach((name, after) -> steps.put(name, after.sub(before.get(name))));
             return steps;
@@ -124,9 +99,9 @@ class LoraPlusTest {
         Setup reference = Setup.create();
         reference.train(new Adam(0.01), 3, TrainingOptions.defaults().withLoraPlus(16));
         Setup own = Setup.create();
-        try (TrainingMode mode = own.peft.trainingMode()) {
+        try (TrainingMode mode = own.training.peft().trainingMode()) {
             ParameterUpdater updater = new ParameterUpdater(mode.sameDiff(), mode.trainableVariables(), new Adam(0.01), java.util.List.of(), 16);
-            Map<String, INDArray> batch = Map.of("x", own.data.getFeatures(), "y", own.data.getLabels());
+            Map<String, INDArray> batch = Map.of("x", own.training.data().getFeatures(), "y", own.training.data().getLabels());
             mode.run(java.util.List.of(batch, batch, batch).iterator(), (index, loss, gradients) -> updater.apply(gradients, index, index));
         }
         Map<String, INDArray> expected = reference.trainable();

@@ -9,6 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.peft4j.annotations.LoRA;
 import io.peft4j.runtime.internal.AgentStatus;
 import io.peft4j.runtime.testmodel.ClassifierModel;
+import io.peft4j.runtime.testmodel.ClassifierTraining;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
@@ -16,15 +17,11 @@ import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
-import org.nd4j.autodiff.samediff.SDVariable;
-import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.autodiff.samediff.TrainingConfig;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.api.rng.Random;
 import org.nd4j.linalg.dataset.DataSet;
 import org.nd4j.linalg.dataset.ViewIterator;
-import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.linalg.learning.config.Adam;
 import org.nd4j.linalg.learning.regularization.Regularization;
 import org.nd4j.linalg.learning.regularization.WeightDecay;
@@ -42,28 +39,13 @@ class TrainingModeTest {
 
     private record Setup(ClassifierModel model, PeftModel peft, DataSet data) {
         static Setup create() {
-            ClassifierModel model = new ClassifierModel(DataType.FLOAT, 1);
-            PeftModel peft = PeftModel.builder(model).only(LoRA.class).alsoTrain("classifier").seed(3).attach();
-            SameDiff sd = model.sd;
-            SDVariable x = sd.placeHolder("x", DataType.FLOAT, -1, ClassifierModel.IN);
-            SDVariable y = sd.placeHolder("y", DataType.FLOAT, -1, ClassifierModel.CLASSES);
-            sd.setLossVariables(sd.loss.softmaxCrossEntropy("loss", y, model.forward(x), null));
-            Random random = Nd4j.getRandomFactory().getNewRandomInstance(11);
-            INDArray features = Nd4j.rand(random, STEPS * BATCH, ClassifierModel.IN).castTo(DataType.FLOAT);
-            INDArray labels = Nd4j.zeros(DataType.FLOAT, STEPS * BATCH, ClassifierModel.CLASSES);
-            for (int row = 0; row < STEPS * BATCH; row++) {
-                labels.putScalar(row, row % ClassifierModel.CLASSES, 1);
-            }
-            return new Setup(model, peft, new DataSet(features, labels));
+            ClassifierTraining training = ClassifierTraining.create(STEPS * BATCH);
+            return new Setup(training.model(), training.peft(), training.data());
         }
 
         Map<String, float[]> trainable() {
             Map<String, float[]> values = new LinkedHashMap<>();
-            for (SDVariable variable : model.sd.variables()) {
-                if (variable.getVariableType() == org.nd4j.autodiff.samediff.VariableType.VARIABLE) {
-                    values.put(variable.name(), variable.getArr().dup().data().asFloat());
-                }
-            }
+            new ClassifierTraining(model, peft, data).trainable().forEach((name, value) -> values.put(name, value.data().asFloat()));
             return values;
         }
     }
