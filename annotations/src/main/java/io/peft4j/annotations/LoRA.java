@@ -19,8 +19,12 @@ import java.lang.annotation.Target;
  * zero, so an adapted model computes exactly what the base model does until it is trained.
  * The scale is {@code s = alpha / r}, or {@code alpha / √r} with {@link #rslora()}.
  *
+ * <p>With {@link #dora()} the layer computes DoRA's {@code W' = m · (W + s·ΔW) / ‖W + s·ΔW‖} instead,
+ * with a trainable magnitude {@code m [out]} that starts at the weight's norms per output feature.
+ *
  * <p>Defaults follow Hugging Face PEFT's {@code LoraConfig}: {@code r = 8},
- * {@code lora_alpha = 8}, {@code lora_dropout = 0.0}, {@code use_rslora = false}.
+ * {@code lora_alpha = 8}, {@code lora_dropout = 0.0}, {@code use_rslora = false},
+ * {@code use_dora = false}, {@code init_lora_weights = true}.
  */
 @Documented
 @Retention(RetentionPolicy.RUNTIME)
@@ -38,4 +42,13 @@ public @interface LoRA {
 
     /** Rank-stabilised scaling {@code alpha / √r} (Kalajdzievski, 2023) instead of {@code alpha / r}. */
     boolean rslora() default false;
+
+    /**
+     * Weight-decomposed LoRA (Liu et al., 2024; PEFT's {@code use_dora}): the weight is split into a
+     * trainable magnitude per output feature and a direction that LoRA adapts. Needs a matrix weight.
+     */
+    boolean dora() default false;
+
+    /** How A and B start (PEFT's {@code init_lora_weights}). */
+    LoraInit init() default LoraInit.DEFAULT;
 }

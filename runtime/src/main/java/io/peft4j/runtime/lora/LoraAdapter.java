@@ -25,11 +25,15 @@ import org.nd4j.linalg.api.ndarray.INDArray;
  * {@code …lora_B.weight [out, r]} (the transposes of peft4j's {@code A [in, r]} and
  * {@code B [r, out]}), with {@code r}, {@code lora_alpha}, {@code rank_pattern} and
  * {@code alpha_pattern} describing every layer's rank and scale, and {@code target_modules} in PEFT's
- * short form (the names after the last dot) whenever that selects exactly these layers.
+ * short form (the names after the last dot) whenever that selects exactly these layers. A DoRA adapter
+ * ({@code use_dora}) adds {@code …lora_magnitude_vector [out]} per layer.
  */
 public final class LoraAdapter extends NamedMethodAdapter {
 
     private static final System.Logger LOG = System.getLogger(LoraAdapter.class.getName());
+
+    /** PEFT's key for DoRA's magnitude vector {@code [out]} (written without the {@code .weight} of its module, as PEFT does). */
+    static final String MAGNITUDE_SUFFIX = ".lora_magnitude_vector";
 
     private final Map<String, LoraBranch> branches;
     private final List<String> modulePaths;
@@ -174,6 +178,9 @@ public final class LoraAdapter extends NamedMethodAdapter {
         byModule.forEach((module, branch) -> {
             tensors.put(CheckpointKeys.PREFIX + module + ".lora_A.weight", branch.factorA().transpose());
             tensors.put(CheckpointKeys.PREFIX + module + ".lora_B.weight", branch.factorB().transpose());
+            if (branch.magnitude() != null) {
+                tensors.put(CheckpointKeys.PREFIX + module + MAGNITUDE_SUFFIX, branch.magnitude());
+            }
         });
         return new MethodState(tensors, configOf(byModule, keys).toJson());
     }
@@ -212,8 +219,8 @@ public final class LoraAdapter extends NamedMethodAdapter {
             }
         });
         List<String> modules = modulePaths.stream().map(keys::module).toList();
-        return LoraConfig.saved(rank, alpha, mostCommon(settings, LoraSettings::dropout), rslora,
-                TargetModules.shortest(byModule.keySet(), modules), keys.fanInFanOut(), rankPattern, alphaPattern);
+        return LoraConfig.saved(rank, alpha, mostCommon(settings, LoraSettings::dropout), rslora, settings.get(0).dora(),
+                mostCommon(settings, LoraSettings::init), TargetModules.shortest(byModule.keySet(), modules), keys.fanInFanOut(), rankPattern, alphaPattern);
     }
 
     /** The alpha that gives {@code settings} their scale when the scale is computed with {@code rslora}. */
@@ -231,10 +238,17 @@ public final class LoraAdapter extends NamedMethodAdapter {
         LoraConfig config = LoraConfig.read(saved);
         Map<String, LoraBranch> byModule = byModule(saved.keys());
         List<String> expected = new ArrayList<>();
-        byModule.keySet().forEach(module -> {
+        byModule.forEach((module, branch) -> {
             expected.add(CheckpointKeys.PREFIX + module + ".lora_A.weight");
             expected.add(CheckpointKeys.PREFIX + module + ".lora_B.weight");
+            if (branch.settings().dora()) {
+                expected.add(CheckpointKeys.PREFIX + module + MAGNITUDE_SUFFIX);
+            }
         });
+        if (config.useDora() != branches.values().iterator().next().settings().dora()) {
+            throw new CheckpointException(saved.configFile(), "has use_dora = " + config.useDora() + ", but adapter '" + adapterName()
+                    + "' " + (config.useDora() ? "is plain LoRA" : "uses DoRA") + "; load it into an adapter created from the same config");
+        }
         Map<String, INDArray> tensors = saved.tensors().requireExactly(expected,
                 "the adapter was saved for a model with other LoRA layers (or another layer name mapping)");
         requireTargets(saved, config, byModule.keySet());
@@ -261,11 +275,20 @@ public final class LoraAdapter extends NamedMethodAdapter {
                     + settings.rank() + ")";
             saved.tensors().requireShape(keyA, a, new long[] {settings.rank(), branch.site().in()}, layer);
             saved.tensors().requireShape(keyB, b, new long[] {branch.site().out(), settings.rank()}, layer);
-            values.put(branch, new INDArray[] {a, b});
+            INDArray magnitude = null;
+            if (branch.magnitude() != null) {
+                String keyM = CheckpointKeys.PREFIX + module + MAGNITUDE_SUFFIX;
+                magnitude = tensors.get(keyM);
+                saved.tensors().requireShape(keyM, magnitude, new long[] {branch.site().out()}, layer);
+            }
+            values.put(branch, new INDArray[] {a, b, magnitude});
         });
         return () -> values.forEach((branch, stored) -> {
             branch.factorA().assign(stored[0].castTo(branch.factorA().dataType()).transpose());
             branch.factorB().assign(stored[1].castTo(branch.factorB().dataType()).transpose());
+            if (stored[2] != null) {
+                branch.magnitude().assign(stored[2].castTo(branch.magnitude().dataType()));
+            }
         });
     }
 

@@ -9,7 +9,6 @@ import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.ops.random.custom.DistributionUniform;
-import org.nd4j.linalg.factory.Nd4j;
 
 /**
  * One adapter's LoRA branch on one layer: {@code dropout(x) · A · B · s}, with {@code A [in, r]} and
@@ -22,7 +21,9 @@ import org.nd4j.linalg.factory.Nd4j;
  * to the configured rate only while the runtime trains. For an {@code INDArray} weight the branch is
  * computed eagerly.
  *
- * <p>The branch never materialises {@code W + s·A·B}: it costs {@code O(r · (in + out))} per row.
+ * <p>The branch never materialises {@code W + s·A·B}: it costs {@code O(r · (in + out))} per row. With
+ * DoRA ({@link DoraMagnitude}) it also holds the magnitude vector {@code <path>.lora_magnitude.<adapter> [out]},
+ * and costs one more {@code x·W} per row plus {@code A·B} and its norms once per call.
  */
 final class LoraBranch {
 
@@ -37,6 +38,10 @@ final class LoraBranch {
     private final GraphScalar dropoutRate;
     private final INDArray eagerA;
     private final INDArray eagerB;
+    private final DoraMagnitude dora;
+    /** PiSSA/OLoRA: the factors at step 0, whose product was taken out of the base weight; else null. */
+    private final INDArray initialProductA;
+    private final INDArray initialProductB;
     private GraphScalar rowScale;
     private boolean active;
     private boolean merged;
@@ -58,8 +63,27 @@ final class LoraBranch {
         Object weight = site.weight();
         INDArray weightArray = LoraMerge.arrayOf(weight, site.weightName());
         DataType dtype = weightArray.dataType().isFPType() ? weightArray.dataType() : DataType.FLOAT;
-        INDArray startA = initialA != null ? initialA.castTo(dtype) : kaimingUniformA(dtype, context.random());
-        INDArray startB = initialB != null ? initialB.castTo(dtype) : Nd4j.zeros(dtype, settings.rank(), site.out());
+        INDArray startA;
+        INDArray startB;
+        if (initialA != null) {
+            startA = initialA.castTo(dtype);
+            startB = initialB.castTo(dtype);
+            this.initialProductA = null;
+            this.initialProductB = null;
+        } else {
+            LoraInitialiser.Start start = LoraInitialiser.start(settings, weightArray, site.layout(), site.in(), site.out(), dtype,
+                    context.random());
+            startA = start.a();
+            startB = start.b();
+            if (start.residualWeight() != null) {
+                weightArray.assign(start.residualWeight());
+                this.initialProductA = startA.dup();
+                this.initialProductB = startB.dup();
+            } else {
+                this.initialProductA = null;
+                this.initialProductB = null;
+            }
+        }
         if (weight instanceof SDVariable variable) {
             this.sameDiff = variable.getSameDiff();
             String base = site.path();
@@ -79,6 +103,10 @@ final class LoraBranch {
             this.eagerA = startA;
             this.eagerB = startB;
         }
+        this.dora = settings.dora()
+                ? DoraMagnitude.start(sameDiff, sameDiff == null ? null : context.variableName(sameDiff, site.path() + ".lora_magnitude." + adapterName),
+                        weightArray, site.layout(), new LoraWeights(startA, startB, settings.scaling()))
+                : null;
         if (sameDiff != null) {
             this.rowScale = new GraphScalar(sameDiff, context.variableName(sameDiff, site.path() + ".lora_row_scaling." + adapterName),
                     dtype, 0.0);
@@ -86,18 +114,17 @@ final class LoraBranch {
         refresh();
     }
 
-    /** PEFT's init of lora_A: kaiming-uniform with a = √5 over fan-in, i.e. {@code U(-1/√in, 1/√in)}. */
-    private INDArray kaimingUniformA(DataType dtype, org.nd4j.linalg.api.rng.Random random) {
-        double bound = 1.0 / Math.sqrt(site.in());
-        INDArray uniform01 = Nd4j.rand(random, site.in(), settings.rank()).castTo(dtype);
-        return uniform01.muli(2 * bound).subi(bound);
-    }
-
     /** {@code dropout(rows) · A · B · s} for {@code rows [N, in]}, built into the graph; counts a use. */
     SDVariable graphDelta(SDVariable rows, boolean mixedBatch) {
         graphUses++;
         SDVariable input = dropoutRate == null ? rows : rows.mul(dropoutMask(rows));
-        return input.mmul(a).mul(mixedBatch ? rowScale.variable() : scale.variable()).mmul(b);
+        SDVariable gate = mixedBatch ? rowScale.variable() : scale.variable();
+        if (dora != null) {
+            // The gate reads s while the branch is on, 0 while off: DoRA's term uses s itself, so the gate becomes 1 or 0.
+            return dora.graphDelta(input, (SDVariable) site.weight(), site.layout(), a, b, settings.scaling())
+                    .mul(gate.div(settings.scaling()));
+        }
+        return input.mmul(a).mul(gate).mmul(b);
     }
 
     /** Inverted dropout: keep each element with probability {@code 1 - rate} and scale by its inverse. */
@@ -111,6 +138,9 @@ final class LoraBranch {
     INDArray eagerDelta(INDArray rows) {
         if (!active || merged || removed) {
             return null;
+        }
+        if (dora != null) {
+            return dora.eagerDelta(rows, LoraMerge.arrayOf(site.weight(), site.weightName()), site.layout(), weights());
         }
         return rows.mmul(factorA()).muli(settings.scaling()).mmul(factorB());
     }
@@ -146,13 +176,42 @@ final class LoraBranch {
     }
 
     void merge() {
-        LoraMerge.merge(site.weight(), weights(), site.layout(), site.weightName());
+        if (dora != null) {
+            dora.merge(LoraMerge.arrayOf(site.weight(), site.weightName()), site.layout(), weights(), site.weightName());
+        } else {
+            LoraMerge.merge(site.weight(), weights(), site.layout(), site.weightName());
+        }
         setMerged(true);
     }
 
     void unmerge() {
-        LoraMerge.unmerge(site.weight(), weights(), site.layout(), site.weightName());
+        if (dora != null) {
+            dora.unmerge(LoraMerge.arrayOf(site.weight(), site.weightName()), site.layout(), weights(), site.weightName());
+        } else {
+            LoraMerge.unmerge(site.weight(), weights(), site.layout(), site.weightName());
+        }
         setMerged(false);
+    }
+
+    /**
+     * Puts back into the base weight what a PiSSA or OLoRA initialisation took out ({@code s·A₀·B₀}),
+     * when attaching fails after the branch was created; equal to the original weight up to rounding.
+     */
+    void undoInitialisation() {
+        if (initialProductA != null) {
+            LoraMerge.merge(site.weight(), new LoraWeights(initialProductA, initialProductB, settings.scaling()), site.layout(),
+                    site.weightName());
+        }
+    }
+
+    /** PiSSA/OLoRA: the factors at step 0, {@code [A₀, B₀]}, whose product the base weight no longer holds; else null. */
+    INDArray[] initialFactors() {
+        return initialProductA == null ? null : new INDArray[] {initialProductA, initialProductB};
+    }
+
+    /** DoRA's magnitude vector {@code [out]}, or null for plain LoRA. */
+    INDArray magnitude() {
+        return dora == null ? null : dora.array();
     }
 
     void skippedWhileMerged() {
@@ -198,7 +257,10 @@ final class LoraBranch {
 
     /** The names of A and B in the graph; empty when eager. */
     java.util.List<String> variableNames() {
-        return a == null ? java.util.List.of() : java.util.List.of(a.name(), b.name());
+        if (a == null) {
+            return java.util.List.of();
+        }
+        return dora == null ? java.util.List.of(a.name(), b.name()) : java.util.List.of(a.name(), b.name(), dora.variableName());
     }
 
     INDArray factorA() {
@@ -215,11 +277,11 @@ final class LoraBranch {
     }
 
     long parameterCount() {
-        return (long) settings.rank() * (site.in() + site.out());
+        return (long) settings.rank() * (site.in() + site.out()) + (dora == null ? 0 : site.out());
     }
 
     LoraLayer view() {
         return new LoraLayer(site.path(), site.layerType(), site.in(), site.out(), settings.rank(), settings.alpha(), settings.dropout(),
-                settings.rslora(), site.layout(), weights());
+                settings.rslora(), site.layout(), weights(), magnitude(), settings.init());
     }
 }

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.peft4j.annotations.LoRA;
+import io.peft4j.annotations.LoraInit;
 import io.peft4j.annotations.WeightLayout;
 import io.peft4j.runtime.checkpoint.ConfigReader;
 import io.peft4j.runtime.checkpoint.SavedAdapter;
@@ -39,26 +40,27 @@ import java.util.Optional;
  *
  * <p>PEFT key for each setting: {@code rank} → {@code r}, {@code alpha} → {@code lora_alpha},
  * {@code dropout} → {@code lora_dropout}, {@code rslora} → {@code use_rslora}, {@code exclude} →
- * {@code exclude_modules}, and {@code layers_to_transform}, {@code layers_pattern}, {@code rank_pattern},
- * {@code alpha_pattern} by their own names.
+ * {@code exclude_modules},
+ * {@code dora} → {@code use_dora}, {@code init} → {@code init_lora_weights}, and
+ * {@code layers_to_transform}, {@code layers_pattern}, {@code rank_pattern}, {@code alpha_pattern} by their own names.
  */
 public final class LoraConfig implements MethodConfig {
 
-    private final int r;
-    private final double loraAlpha;
-    private final double loraDropout;
-    private final boolean useRslora;
-    private final ModuleSelection selection;
-    private final boolean fanInFanOut;
-    private final Map<String, Integer> rankPattern;
-    private final Map<String, Double> alphaPattern;
-    private final WeightLayout weightLayout;
+    // Not final so that each setter can change one field of a private copy; never changed after that.
+    private int r;
+    private double loraAlpha;
+    private double loraDropout;
+    private boolean useRslora;
+    private boolean useDora;
+    private LoraInit initLoraWeights = LoraInit.DEFAULT;
+    private ModuleSelection selection;
+    private boolean fanInFanOut;
+    private Map<String, Integer> rankPattern;
+    private Map<String, Double> alphaPattern;
+    private WeightLayout weightLayout;
 
     LoraConfig(int r, double loraAlpha, double loraDropout, boolean useRslora, ModuleSelection selection, boolean fanInFanOut,
                Map<String, Integer> rankPattern, Map<String, Double> alphaPattern, WeightLayout weightLayout) {
-        new LoraSettings(r, loraAlpha, loraDropout, useRslora);
-        rankPattern.forEach((key, rank) -> new LoraSettings(rank, loraAlpha, loraDropout, useRslora));
-        alphaPattern.forEach((key, alpha) -> new LoraSettings(r, alpha, loraDropout, useRslora));
         this.r = r;
         this.loraAlpha = loraAlpha;
         this.loraDropout = loraDropout;
@@ -68,6 +70,13 @@ public final class LoraConfig implements MethodConfig {
         this.rankPattern = Collections.unmodifiableMap(new LinkedHashMap<>(rankPattern));
         this.alphaPattern = Collections.unmodifiableMap(new LinkedHashMap<>(alphaPattern));
         this.weightLayout = Objects.requireNonNull(weightLayout);
+        validate();
+    }
+
+    private void validate() {
+        new LoraSettings(r, loraAlpha, loraDropout, useRslora);
+        rankPattern.forEach((key, rank) -> new LoraSettings(rank, loraAlpha, loraDropout, useRslora));
+        alphaPattern.forEach((key, alpha) -> new LoraSettings(r, alpha, loraDropout, useRslora));
     }
 
     /**
@@ -102,22 +111,22 @@ public final class LoraConfig implements MethodConfig {
 
     /** The rank r (PEFT's {@code r}). */
     public LoraConfig rank(int value) {
-        return new LoraConfig(value, loraAlpha, loraDropout, useRslora, selection, fanInFanOut, rankPattern, alphaPattern, weightLayout);
+        return copy(copy -> copy.r = value);
     }
 
     /** The scaling numerator (PEFT's {@code lora_alpha}). */
     public LoraConfig alpha(double value) {
-        return new LoraConfig(r, value, loraDropout, useRslora, selection, fanInFanOut, rankPattern, alphaPattern, weightLayout);
+        return copy(copy -> copy.loraAlpha = value);
     }
 
     /** Dropout on the branch's input while training (PEFT's {@code lora_dropout}). */
     public LoraConfig dropout(double value) {
-        return new LoraConfig(r, loraAlpha, value, useRslora, selection, fanInFanOut, rankPattern, alphaPattern, weightLayout);
+        return copy(copy -> copy.loraDropout = value);
     }
 
     /** {@code s = alpha / √r} instead of {@code alpha / r} (PEFT's {@code use_rslora}). */
     public LoraConfig rslora(boolean value) {
-        return new LoraConfig(r, loraAlpha, loraDropout, value, selection, fanInFanOut, rankPattern, alphaPattern, weightLayout);
+        return copy(copy -> copy.useRslora = value);
     }
 
     /** Leaves out the layers these names select, with the list rules of the targets (PEFT's {@code exclude_modules}). */
@@ -149,12 +158,12 @@ public final class LoraConfig implements MethodConfig {
 
     /** Ranks other than {@link #rank} for the layers a key selects (name, suffix or regex; PEFT's {@code rank_pattern}). */
     public LoraConfig rankPattern(Map<String, Integer> pattern) {
-        return new LoraConfig(r, loraAlpha, loraDropout, useRslora, selection, fanInFanOut, pattern, alphaPattern, weightLayout);
+        return copy(copy -> copy.rankPattern = Map.copyOf(pattern));
     }
 
     /** Alphas other than {@link #alpha} for the layers a key selects (PEFT's {@code alpha_pattern}). */
     public LoraConfig alphaPattern(Map<String, Double> pattern) {
-        return new LoraConfig(r, loraAlpha, loraDropout, useRslora, selection, fanInFanOut, rankPattern, pattern, weightLayout);
+        return copy(copy -> copy.alphaPattern = Map.copyOf(pattern));
     }
 
     /**
@@ -162,11 +171,34 @@ public final class LoraConfig implements MethodConfig {
      * {@code x · W}, the default) or {@code [out, in]} (PyTorch's). A {@code @Weight} field's own layout wins.
      */
     public LoraConfig weightLayout(WeightLayout layout) {
-        return new LoraConfig(r, loraAlpha, loraDropout, useRslora, selection, fanInFanOut, rankPattern, alphaPattern, layout);
+        return copy(copy -> copy.weightLayout = Objects.requireNonNull(layout));
+    }
+
+    /**
+     * DoRA on every selected layer (PEFT's {@code use_dora}): a trainable magnitude per output feature
+     * times the LoRA-adapted direction, {@code m · (W + s·ΔW) / ‖W + s·ΔW‖}.
+     */
+    public LoraConfig dora(boolean value) {
+        return copy(copy -> copy.useDora = value);
+    }
+
+    /** How A and B start (PEFT's {@code init_lora_weights}); PiSSA and OLoRA also rewrite the base weight to its residual. */
+    public LoraConfig init(LoraInit value) {
+        return copy(copy -> copy.initLoraWeights = Objects.requireNonNull(value, "init"));
     }
 
     private LoraConfig withSelection(ModuleSelection value) {
-        return new LoraConfig(r, loraAlpha, loraDropout, useRslora, value, fanInFanOut, rankPattern, alphaPattern, weightLayout);
+        return copy(copy -> copy.selection = value);
+    }
+
+    private LoraConfig copy(java.util.function.Consumer<LoraConfig> change) {
+        LoraConfig copy = new LoraConfig(r, loraAlpha, loraDropout, useRslora, selection, fanInFanOut, rankPattern, alphaPattern,
+                weightLayout);
+        copy.useDora = useDora;
+        copy.initLoraWeights = initLoraWeights;
+        change.accept(copy);
+        copy.validate();
+        return copy;
     }
 
     @Override
@@ -208,9 +240,6 @@ public final class LoraConfig implements MethodConfig {
         if (!bias.equals("none")) {
             throw saved.configError("has bias = '" + bias + "': peft4j trains and loads no biases with LoRA (bias = 'none')");
         }
-        if (saved.bool("use_dora", false)) {
-            throw saved.configError("is a DoRA adapter (use_dora = true), which peft4j does not load yet");
-        }
         Map<String, Integer> ranks = new LinkedHashMap<>();
         for (Iterator<Map.Entry<String, JsonNode>> fields = config.path("rank_pattern").fields(); fields.hasNext(); ) {
             Map.Entry<String, JsonNode> field = fields.next();
@@ -225,15 +254,39 @@ public final class LoraConfig implements MethodConfig {
             }
             alphas.put(field.getKey(), value);
         }
-        return new LoraConfig(r, alpha, dropout, saved.bool("use_rslora", false), ModuleSelection.read(saved, modulesToSave),
+        LoraConfig read = new LoraConfig(r, alpha, dropout, saved.bool("use_rslora", false), ModuleSelection.read(saved, modulesToSave),
                 saved.bool("fan_in_fan_out", false), ranks, alphas, WeightLayout.IN_OUT);
+        read.useDora = saved.bool("use_dora", false);
+        read.initLoraWeights = readInit(saved);
+        return read;
+    }
+
+    /**
+     * {@code init_lora_weights}: PEFT re-runs a PiSSA or OLoRA initialisation when it loads such an adapter
+     * (the base weight becomes its residual before the saved A and B are written), so peft4j does too.
+     */
+    private static LoraInit readInit(ConfigReader saved) {
+        JsonNode value = saved.config().get("init_lora_weights");
+        if (value == null || value.isNull() || value.isBoolean() && value.booleanValue()) {
+            return LoraInit.DEFAULT;
+        }
+        for (LoraInit init : LoraInit.values()) {
+            if (value.isTextual() && value.textValue().equals(init.peftName())) {
+                return init;
+            }
+        }
+        throw saved.configError("has init_lora_weights = " + value + ", which peft4j does not implement; it knows true, "
+                + "\"gaussian\", \"pissa\" and \"olora\" (a \"pissa_niter_n\" adapter's randomised SVD cannot be reproduced exactly)");
     }
 
     /** A config as {@link LoraAdapter} saves it: targets by list, no exclusions, per-layer ranks and alphas in the patterns. */
-    static LoraConfig saved(int r, double alpha, double dropout, boolean rslora, List<String> targets, boolean fanInFanOut,
-                            Map<String, Integer> rankPattern, Map<String, Double> alphaPattern) {
-        return new LoraConfig(r, alpha, dropout, rslora, ModuleSelection.of(targets), fanInFanOut, rankPattern, alphaPattern,
+    static LoraConfig saved(int r, double alpha, double dropout, boolean rslora, boolean dora, LoraInit init, List<String> targets,
+                            boolean fanInFanOut, Map<String, Integer> rankPattern, Map<String, Double> alphaPattern) {
+        LoraConfig saved = new LoraConfig(r, alpha, dropout, rslora, ModuleSelection.of(targets), fanInFanOut, rankPattern, alphaPattern,
                 WeightLayout.IN_OUT);
+        saved.useDora = dora;
+        saved.initLoraWeights = init;
+        return saved;
     }
 
     /** Whether the config selects the module {@code name} (modules saved whole are never targets, as in PEFT). */
@@ -245,6 +298,10 @@ public final class LoraConfig implements MethodConfig {
         return useRslora;
     }
 
+    boolean useDora() {
+        return useDora;
+    }
+
     int rankOf(String name) {
         return matching(rankPattern, name).orElse(r);
     }
@@ -254,7 +311,7 @@ public final class LoraConfig implements MethodConfig {
     }
 
     LoraSettings settingsOf(String name) {
-        return new LoraSettings(rankOf(name), alphaOf(name), loraDropout, useRslora);
+        return new LoraSettings(rankOf(name), alphaOf(name), loraDropout, useRslora, useDora, initLoraWeights);
     }
 
     /** The scale the config gives module {@code name}. */
@@ -282,7 +339,12 @@ public final class LoraConfig implements MethodConfig {
         selection.write(root);
         root.put("bias", "none");
         root.put("fan_in_fan_out", fanInFanOut);
-        root.put("init_lora_weights", true);
+        if (initLoraWeights == LoraInit.DEFAULT) {
+            root.put("init_lora_weights", true);
+        } else {
+            root.put("init_lora_weights", initLoraWeights.peftName());
+        }
+        root.put("use_dora", useDora);
         ObjectNode ranks = root.putObject("rank_pattern");
         rankPattern.forEach(ranks::put);
         ObjectNode alphas = root.putObject("alpha_pattern");
@@ -293,6 +355,7 @@ public final class LoraConfig implements MethodConfig {
     @Override
     public String toString() {
         return "LoraConfig[target_modules=" + selection.describeTargets() + ", r=" + r + ", lora_alpha=" + loraAlpha
-                + ", lora_dropout=" + loraDropout + ", use_rslora=" + useRslora + "]";
+                + ", lora_dropout=" + loraDropout + ", use_rslora=" + useRslora + ", use_dora=" + useDora
+                + ", init_lora_weights=" + initLoraWeights.peftName() + "]";
     }
 }

@@ -1,5 +1,8 @@
 package io.peft4j.runtime.lora;
 
+import io.peft4j.annotations.LoraInit;
+import org.nd4j.linalg.api.ndarray.INDArray;
+
 import io.peft4j.annotations.WeightLayout;
 import io.peft4j.runtime.spi.LoraWeights;
 
@@ -16,12 +19,19 @@ import io.peft4j.runtime.spi.LoraWeights;
  * @param rslora    whether the scale is {@code alpha / √r}
  * @param layout    the layer's weight layout
  * @param weights   the live factors {@code A [in, r]}, {@code B [r, out]} (not copies) and the scale
+ * @param magnitude DoRA's live magnitude vector {@code [out]} (not a copy), or {@code null} for plain LoRA
+ * @param init      how A and B were initialised
  */
 public record LoraLayer(String path, Class<?> layerType, long in, long out, int rank, double alpha, double dropout,
-                        boolean rslora, WeightLayout layout, LoraWeights weights) {
+                        boolean rslora, WeightLayout layout, LoraWeights weights, INDArray magnitude, LoraInit init) {
 
-    /** The number of LoRA parameters in this layer: {@code r · (in + out)}. */
+    /** Whether the layer computes DoRA. */
+    public boolean dora() {
+        return magnitude != null;
+    }
+
+    /** The number of trainable parameters in this layer: {@code r · (in + out)}, plus {@code out} with DoRA. */
     public long parameterCount() {
-        return (long) rank * (in + out);
+        return (long) rank * (in + out) + (magnitude == null ? 0 : out);
     }
 }

@@ -33,7 +33,9 @@ import java.util.Optional;
 /**
  * LoRA (Hu et al., 2021) as Hugging Face PEFT implements it: {@code y = base(x) + dropout(x)·A·B·s},
  * {@code A [in, r]} kaiming-uniform, {@code B [r, out] = 0}, {@code s = alpha / r} ({@code alpha / √r}
- * with rsLoRA), mergeable into the weight. Declared with {@code @LoRA}; {@code peft_type} {@code LORA}.
+ * with rsLoRA), mergeable into the weight; with DoRA ({@code use_dora}) and PEFT's other
+ * initialisations ({@code init_lora_weights}: gaussian, PiSSA, OLoRA). Declared with {@code @LoRA};
+ * {@code peft_type} {@code LORA}.
  */
 public final class LoraMethod implements PeftMethod {
 
@@ -74,8 +76,9 @@ public final class LoraMethod implements PeftMethod {
                 LoraSettings settings = LoraSettings.of(lora, "layer '" + node.path() + "'");
                 branches.put(node.path(), branch(context, node, accessor, settings, "@LoRA(rank = " + settings.rank() + ")"));
             }
+            requireOneDoraSetting(branches);
         } catch (RuntimeException e) {
-            branches.values().forEach(branch -> branch.site().remove(branch));
+            rollBack(branches);
             throw e;
         }
         return branches.isEmpty() ? null : new LoraAdapter(this, context.adapterName(), branches, modulePaths(context));
@@ -97,6 +100,25 @@ public final class LoraMethod implements PeftMethod {
         } catch (RuntimeException e) {
             site.unregisterIfEmpty();
             throw e;
+        }
+    }
+
+    /** Takes created branches off their layers and gives back what PiSSA or OLoRA took out of the base weights. */
+    private static void rollBack(Map<String, LoraBranch> branches) {
+        branches.values().forEach(branch -> {
+            branch.site().remove(branch);
+            branch.undoInitialisation();
+        });
+    }
+
+    /** PEFT's config has one {@code use_dora} per adapter, so an adapter is DoRA on all of its layers or on none. */
+    private static void requireOneDoraSetting(Map<String, LoraBranch> branches) {
+        List<String> dora = branches.entrySet().stream().filter(entry -> entry.getValue().settings().dora()).map(Map.Entry::getKey).toList();
+        if (!dora.isEmpty() && dora.size() != branches.size()) {
+            List<String> plain = branches.keySet().stream().filter(path -> !dora.contains(path)).toList();
+            throw new PeftException("One adapter cannot mix DoRA and plain LoRA layers (PEFT saves one use_dora per adapter): DoRA on "
+                    + dora + ", plain LoRA on " + plain + "; set @LoRA(dora = true) on all of them or none, or put them in two "
+                    + "named adapters");
         }
     }
 
@@ -129,7 +151,7 @@ public final class LoraMethod implements PeftMethod {
                 }
             }
         } catch (RuntimeException e) {
-            branches.values().forEach(branch -> branch.site().remove(branch));
+            rollBack(branches);
             throw e;
         }
         if (branches.isEmpty()) {

@@ -1,6 +1,8 @@
 package io.peft4j.runtime.lora;
 
 import io.peft4j.annotations.LoRA;
+import io.peft4j.annotations.LoraInit;
+import java.util.Objects;
 import io.peft4j.runtime.PeftException;
 
 /**
@@ -10,9 +12,15 @@ import io.peft4j.runtime.PeftException;
  * here because annotated classes can be compiled without it, and because settings also come from saved
  * configs.
  */
-public record LoraSettings(int rank, double alpha, double dropout, boolean rslora) {
+public record LoraSettings(int rank, double alpha, double dropout, boolean rslora, boolean dora, LoraInit init) {
+
+    /** Plain LoRA with PEFT's default initialisation. */
+    public LoraSettings(int rank, double alpha, double dropout, boolean rslora) {
+        this(rank, alpha, dropout, rslora, false, LoraInit.DEFAULT);
+    }
 
     public LoraSettings {
+        Objects.requireNonNull(init, "init");
         if (rank <= 0) {
             throw new IllegalArgumentException("rank must be positive, got " + rank);
         }
@@ -34,7 +42,8 @@ public record LoraSettings(int rank, double alpha, double dropout, boolean rslor
         if (!(annotation.dropout() >= 0 && annotation.dropout() < 1)) {
             throw new PeftException("@LoRA(dropout = " + annotation.dropout() + ") on " + where + ": dropout must be in [0, 1)");
         }
-        return new LoraSettings(annotation.rank(), annotation.alpha(), annotation.dropout(), annotation.rslora());
+        return new LoraSettings(annotation.rank(), annotation.alpha(), annotation.dropout(), annotation.rslora(), annotation.dora(),
+                annotation.init());
     }
 
     /** {@code s = alpha / r}, or {@code alpha / √r} with rsLoRA. */
