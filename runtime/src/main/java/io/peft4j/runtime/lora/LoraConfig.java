@@ -215,10 +215,6 @@ public final class LoraConfig implements MethodConfig {
         return weightLayout;
     }
 
-    ModuleSelection withModulesToSave(List<String> paths) {
-        return selection.withModulesToSave(paths);
-    }
-
     /** Reads and checks the LoRA entries of {@code saved}'s config; every problem names the file and the key. */
     static LoraConfig read(SavedAdapter saved) {
         return read(saved.reader(), saved.modulesToSave());

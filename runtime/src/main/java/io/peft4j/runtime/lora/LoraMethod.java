@@ -12,6 +12,7 @@ import io.peft4j.runtime.checkpoint.SafetensorsHeader;
 import io.peft4j.runtime.checkpoint.SavedAdapter;
 import io.peft4j.runtime.checkpoint.TensorInfo;
 import io.peft4j.annotations.WeightLayout;
+import io.peft4j.runtime.internal.LayerTargeting;
 import io.peft4j.runtime.internal.ModelWalker;
 import io.peft4j.runtime.internal.ReflectiveWeightAccessor;
 import io.peft4j.runtime.internal.WeightAccessors;
@@ -57,15 +58,15 @@ public final class LoraMethod implements PeftMethod {
     @Override
     public MethodAdapter attach(AttachContext context) {
         LoraConfig config = context.config(LoraConfig.class);
-        LoraTargeting byName = config == null ? null
-                : LoraTargeting.of(config, context.nodes(), context.alsoTrain(), "the model");
-        Map<String, LoraTargeting.Target> named = byName == null ? Map.of() : byName.targets();
+        LayerTargeting byName = config == null ? null : LayerTargeting.of("LoraConfig", "LoRA", config.selection(),
+                config.layoutOfUnannotatedWeights(), context.nodes(), context.alsoTrain(), "the model");
+        Map<String, LayerTargeting.Target> named = byName == null ? Map.of() : byName.targets();
         Map<String, LoraBranch> branches = new LinkedHashMap<>();
         try {
             for (ModelNode node : context.nodes()) {
-                LoraTargeting.Target target = named.get(node.path());
+                LayerTargeting.Target target = named.get(node.path());
                 if (target != null) {
-                    branches.put(node.path(), branch(context, node, target.accessor(), target.settings(), "LoraConfig"));
+                    branches.put(node.path(), branch(context, node, target.accessor(), config.settingsOf(node.path()), "LoraConfig"));
                     continue;
                 }
                 LoRA lora = context.annotationOf(node, LoRA.class);
@@ -137,7 +138,7 @@ public final class LoraMethod implements PeftMethod {
                 if (!ModelWalker.isModule(node.value())) {
                     continue;
                 }
-                Optional<WeightAccessor<Object>> accessor = LoraTargeting.accessorOf(node.value(), WeightLayout.IN_OUT);
+                Optional<WeightAccessor<Object>> accessor = LayerTargeting.accessorOf(node.value(), WeightLayout.IN_OUT);
                 if (accessor.isEmpty()) {
                     continue;
                 }

@@ -1,9 +1,6 @@
-package io.peft4j.runtime.lora;
+package io.peft4j.runtime.internal;
 
 import io.peft4j.runtime.PeftException;
-import io.peft4j.runtime.internal.ModelWalker;
-import io.peft4j.runtime.internal.ReflectiveWeightAccessor;
-import io.peft4j.runtime.internal.WeightAccessors;
 import io.peft4j.runtime.method.ModelNode;
 import io.peft4j.runtime.method.ModuleSelection;
 import io.peft4j.runtime.method.TargetModules;
@@ -18,43 +15,53 @@ import java.util.Set;
 import java.util.stream.Collectors;
 
 /**
- * Resolves a {@link LoraConfig}'s names against one model: the layers it selects, each with its weight
- * accessor and settings, or an error that says which name failed and what the model has instead.
+ * Resolves a method config's layer names ({@link ModuleSelection}) against one model: the layers it
+ * selects, each with its weight accessor, or an error that says which name failed and what the model has
+ * instead. Shared by every method that adapts layers with one matrix weight (LoRA, IA³).
  */
-final class LoraTargeting {
+public final class LayerTargeting {
 
     /** Output heads {@code all-linear} leaves out: PEFT's {@code lm_head} and sequence-classification heads, and {@code head}. */
-    static final Set<String> HEAD_NAMES = Set.of("lm_head", "score", "classifier", "head");
+    public static final Set<String> HEAD_NAMES = Set.of("lm_head", "score", "classifier", "head");
 
     /** One selected layer. */
-    record Target(ModelNode node, WeightAccessor<Object> accessor, LoraSettings settings) {
+    public record Target(ModelNode node, WeightAccessor<Object> accessor) {
     }
 
-    private final LoraConfig config;
+    private final String configName;
+    private final String methodName;
     private final ModuleSelection selection;
+    private final WeightLayout unannotatedLayout;
     private final List<ModelNode> modules;
     private final String modelName;
 
-    private LoraTargeting(LoraConfig config, ModuleSelection selection, List<ModelNode> modules, String modelName) {
-        this.config = config;
+    private LayerTargeting(String configName, String methodName, ModuleSelection selection, WeightLayout unannotatedLayout,
+                           List<ModelNode> modules, String modelName) {
+        this.configName = configName;
+        this.methodName = methodName;
         this.selection = selection;
+        this.unannotatedLayout = unannotatedLayout;
         this.modules = modules;
         this.modelName = modelName;
     }
 
-    /** Resolves {@code config} against the model's {@code nodes}; {@code alsoTrain} (trained whole) is never a target. */
-    static LoraTargeting of(LoraConfig config, List<ModelNode> nodes, List<String> alsoTrain, String modelName) {
+    /**
+     * Resolves {@code selection} against the model's {@code nodes}; {@code alsoTrain} (trained whole) is never
+     * a target. {@code configName} and {@code methodName} ({@code "LoraConfig"}, {@code "LoRA"}) appear in errors.
+     */
+    public static LayerTargeting of(String configName, String methodName, ModuleSelection selection, WeightLayout unannotatedLayout,
+                                    List<ModelNode> nodes, List<String> alsoTrain, String modelName) {
         List<ModelNode> modules = nodes.stream().filter(node -> ModelWalker.isModule(node.value())).toList();
-        return new LoraTargeting(config, config.withModulesToSave(alsoTrain), modules, modelName);
+        return new LayerTargeting(configName, methodName, selection.withModulesToSave(alsoTrain), unannotatedLayout, modules, modelName);
     }
 
     /** Whether the config leaves the layer at {@code path} out ({@code exclude_modules}, {@code alsoTrain}), annotated or not. */
-    boolean excludes(String path) {
+    public boolean excludes(String path) {
         return selection.judge(path) == ModuleSelection.Verdict.EXCLUDED;
     }
 
     /** The selected layers by path, in model order. */
-    Map<String, Target> targets() {
+    public Map<String, Target> targets() {
         ModuleSelection effective = selection.allLinear() ? selection.withTargets(linearLayers()) : selection;
         if (!selection.allLinear()) {
             requireEveryTargetMatches();
@@ -65,19 +72,19 @@ final class LoraTargeting {
                 continue;
             }
             Object layer = node.value();
-            Optional<WeightAccessor<Object>> accessor = accessorOf(layer, config.layoutOfUnannotatedWeights());
+            Optional<WeightAccessor<Object>> accessor = accessorOf(layer, unannotatedLayout);
             if (accessor.isEmpty()) {
-                throw new PeftException("LoraConfig target_modules " + selection.describeTargets() + " selects '" + node.path() + "' ("
-                        + layer.getClass().getName() + "), which LoRA cannot adapt: " + whyNot(layer)
+                throw new PeftException(configName + " target_modules " + selection.describeTargets() + " selects '" + node.path() + "' ("
+                        + layer.getClass().getName() + "), which " + methodName + " cannot adapt: " + whyNot(layer)
                         + "; name its linear layers instead, or leave it out with exclude(\"" + node.path() + "\")");
             }
             if (accessor.get() instanceof ReflectiveWeightAccessor reflective) {
                 reflective.announce();
             }
-            targets.put(node.path(), new Target(node, accessor.get(), config.settingsOf(node.path())));
+            targets.put(node.path(), new Target(node, accessor.get()));
         }
         if (targets.isEmpty()) {
-            throw new PeftException("LoraConfig target_modules " + selection.describeTargets() + " names layers of " + modelName
+            throw new PeftException(configName + " target_modules " + selection.describeTargets() + " names layers of " + modelName
                     + ", but exclude_modules " + (selection.excludeRegex() != null ? "'" + selection.excludeRegex() + "'" : selection.excludeModules())
                     + ", layers_to_transform " + selection.layersToTransform() + (selection.layersPattern().isEmpty() ? ""
                     : " (layers_pattern " + selection.layersPattern() + ")") + " and alsoTrain " + selection.modulesToSave()
@@ -93,7 +100,7 @@ final class LoraTargeting {
     }
 
     /** The generated accessor of the layer's class, else one that reads its weight by reflection; empty if it has no usable weight. */
-    static Optional<WeightAccessor<Object>> accessorOf(Object layer, WeightLayout unannotatedLayout) {
+    public static Optional<WeightAccessor<Object>> accessorOf(Object layer, WeightLayout unannotatedLayout) {
         Optional<WeightAccessor<Object>> generated = WeightAccessors.find(layer.getClass());
         return generated.isPresent() ? generated : Optional.ofNullable(ReflectiveWeightAccessor.of(layer, unannotatedLayout).accessor());
     }
@@ -111,10 +118,10 @@ final class LoraTargeting {
         List<String> linear = modules.stream()
                 .filter(node -> !HEAD_NAMES.contains(lastSegment(node.path())))
                 .filter(node -> !node.value().getClass().getSimpleName().contains("Embedding"))
-                .filter(node -> accessorOf(node.value(), config.layoutOfUnannotatedWeights()).isPresent())
+                .filter(node -> accessorOf(node.value(), unannotatedLayout).isPresent())
                 .map(ModelNode::path).toList();
         if (linear.isEmpty()) {
-            throw new PeftException("LoraConfig.allLinear() found no linear layer in " + modelName + ": a layer needs a forward "
+            throw new PeftException(configName + ".allLinear() found no linear layer in " + modelName + ": a layer needs a forward "
                     + "method and one matrix weight (SDVariable or INDArray of rank 2, or a @Weight field)");
         }
         return linear;
@@ -124,14 +131,14 @@ final class LoraTargeting {
     private void requireEveryTargetMatches() {
         if (selection.targetRegex() != null) {
             if (modules.stream().noneMatch(node -> node.path().matches(selection.targetRegex()))) {
-                throw new PeftException("LoraConfig target_modules '" + selection.targetRegex() + "' (a regular expression, matched "
+                throw new PeftException(configName + " target_modules '" + selection.targetRegex() + "' (a regular expression, matched "
                         + "against whole layer paths) matches no layer of " + modelName + "; layer paths look like " + closest(selection.targetRegex()));
             }
             return;
         }
         for (String target : selection.targetModules()) {
             if (modules.stream().noneMatch(node -> TargetModules.matches(target, node.path()))) {
-                throw new PeftException("LoraConfig target_modules entry '" + target + "' matches no layer of " + modelName
+                throw new PeftException(configName + " target_modules entry '" + target + "' matches no layer of " + modelName
                         + " (an entry matches a layer path it equals or ends with '." + target + "'); the closest layer paths are "
                         + closest(target));
             }
