@@ -1,6 +1,7 @@
 package io.peft4j.processor;
 
 import io.peft4j.annotations.Adapter;
+import io.peft4j.annotations.IA3;
 import io.peft4j.annotations.LoRA;
 import io.peft4j.annotations.PrefixTuning;
 import io.peft4j.annotations.PromptInit;
@@ -36,6 +37,24 @@ final class AnnotationValues {
         if (!(lora.dropout() >= 0 && lora.dropout() < 1)) {
             report(annotated, LoRA.class, "dropout", "@LoRA dropout must be in [0, 1), got " + lora.dropout());
         }
+        if (lora.dora() && annotated.getAnnotation(PromptTuning.class) != null) {
+            report(annotated, LoRA.class, "dora", "@LoRA(dora = true) on " + describe(annotated) + ", which @PromptTuning makes an "
+                    + "embedding table: DoRA normalises the columns of a linear layer's [in, out] weight by x·W, and an embedding's "
+                    + "input is token ids; use plain LoRA here, or DoRA on the linear layers");
+        }
+    }
+
+    void checkIa3(Element annotated) {
+        IA3 ia3 = annotated.getAnnotation(IA3.class);
+        if (ia3.feedforward() && annotated.getAnnotation(PromptTuning.class) != null) {
+            report(annotated, IA3.class, "feedforward", "@IA3(feedforward = true) on " + describe(annotated) + ", which @PromptTuning "
+                    + "makes an embedding table: a feed-forward vector rescales the input features of x·W, and an embedding's input is "
+                    + "token ids; rescale its output instead (feedforward = false)");
+        }
+    }
+
+    private static String describe(Element annotated) {
+        return (annotated.getKind().isField() ? "field '" : "class '") + annotated.getSimpleName() + "'";
     }
 
     void checkAdapter(Element annotated) {

@@ -61,7 +61,7 @@ final class LayerInspector {
                     + " in the same package reads its weight"));
         }
         if (type.getNestingKind() == NestingKind.MEMBER && !type.getModifiers().contains(Modifier.STATIC)) {
-            problems.add(new Problem(type, name + " must be a static nested class to be a LoRA layer"));
+            problems.add(new Problem(type, name + " must be a static nested class to be an adapted layer"));
         }
         VariableElement weight = singleWeightField(type, problems);
         ExecutableElement forward = singleForwardMethod(type, problems);
@@ -77,7 +77,7 @@ final class LayerInspector {
                 .filter(field -> field.getAnnotation(Weight.class) != null).toList();
         String name = type.getSimpleName().toString();
         if (weights.isEmpty()) {
-            problems.add(new Problem(type, name + " has no @Weight field: mark the weight matrix that LoRA adapts with @Weight"));
+            problems.add(new Problem(type, name + " has no @Weight field: mark the weight matrix that LoRA or (IA)³ adapts with @Weight"));
             return null;
         }
         if (weights.size() > 1) {

@@ -3,6 +3,7 @@ package io.peft4j.processor;
 import com.google.auto.service.AutoService;
 import com.squareup.javapoet.ClassName;
 import io.peft4j.annotations.Adapter;
+import io.peft4j.annotations.IA3;
 import io.peft4j.annotations.LoRA;
 import io.peft4j.annotations.PrefixTuning;
 import io.peft4j.annotations.PromptTuning;
@@ -23,7 +24,7 @@ import javax.lang.model.type.TypeKind;
 import javax.tools.StandardLocation;
 
 /**
- * Validates {@code @LoRA}, {@code @Adapter}, {@code @PromptTuning} and {@code @PrefixTuning} at
+ * Validates {@code @LoRA}, {@code @IA3}, {@code @Adapter}, {@code @PromptTuning} and {@code @PrefixTuning} at
  * compile time and generates, for each layer class whose weight the runtime needs (a LoRA layer, a
  * prompt-tuned embedding, a prefix-tuned attention's key and value projections), a
  * {@code <Layer>_LoRA} accessor and merge utility registered under
@@ -44,8 +45,8 @@ public final class PeftProcessor extends AbstractProcessor {
 
     @Override
     public Set<String> getSupportedAnnotationTypes() {
-        return Set.of(LoRA.class.getCanonicalName(), Adapter.class.getCanonicalName(), PromptTuning.class.getCanonicalName(),
-                PrefixTuning.class.getCanonicalName());
+        return Set.of(LoRA.class.getCanonicalName(), IA3.class.getCanonicalName(), Adapter.class.getCanonicalName(),
+                PromptTuning.class.getCanonicalName(), PrefixTuning.class.getCanonicalName());
     }
 
     @Override
@@ -66,6 +67,10 @@ public final class PeftProcessor extends AbstractProcessor {
         for (Element annotated : round.getElementsAnnotatedWith(LoRA.class)) {
             values.checkLora(annotated);
             weightLayer(annotated, "@LoRA", "a layer class that LoRA can adapt", inspector, writer, errors);
+        }
+        for (Element annotated : round.getElementsAnnotatedWith(IA3.class)) {
+            values.checkIa3(annotated);
+            weightLayer(annotated, "@IA3", "a layer class whose outputs or inputs (IA)³ can rescale", inspector, writer, errors);
         }
         for (Element annotated : round.getElementsAnnotatedWith(PromptTuning.class)) {
             values.checkPromptTuning(annotated);
