@@ -823,7 +823,7 @@ public final class PeftModel {
         for (String name : names) {
             Adapter adapter = adapters.get(name);
             MethodAdapter part = singlePart(adapter, dir);
-            written = AdapterCheckpoint.write(dir, new AdapterCheckpoint.Contents(name, part.method().peftType(), part.state(keys),
+            written = AdapterCheckpoint.write(dir, new AdapterCheckpoint.Contents(name, part.method().peftType(), part.state(options),
                     modules.modules(name, keys), modules.tensors(name, keys),
                     options.taskType() != null ? options.taskType() : adapter.taskType(),
                     options.baseModel() != null ? options.baseModel() : adapter.baseModel()), options.storeAs());

@@ -1,6 +1,7 @@
 package io.peft4j.samples;
 
 import io.peft4j.annotations.Adapter;
+import io.peft4j.annotations.IA3;
 import io.peft4j.annotations.LoRA;
 import io.peft4j.annotations.PrefixTuning;
 import io.peft4j.annotations.PromptTuning;
@@ -12,6 +13,8 @@ import io.peft4j.runtime.ProgressListener;
 import io.peft4j.runtime.SameDiffTrainer;
 import io.peft4j.runtime.TrainingOptions;
 import io.peft4j.runtime.TrainingReport;
+import io.peft4j.runtime.ia3.Ia3Config;
+import io.peft4j.runtime.lora.LoraConfig;
 import io.peft4j.samples.transformer.TransformerClassifier;
 import io.peft4j.samples.transformer.TransformerConfig;
 import java.io.IOException;
@@ -34,12 +37,13 @@ import org.nd4j.linalg.learning.config.Adam;
  * Adapts the same trained transformer to {@link KeywordTask}'s shifted task with each PEFT method
  * its classes declare (LoRA on query/value, a Pfeiffer bottleneck adapter after each feed-forward
  * block, prefix tuning of each attention, prompt tuning of the embedding), LoRA+ (LoRA with B at 16 ×
- * the learning rate) and with full
- * fine-tuning, and prints a table: trainable parameters, accuracy before and after, training time
- * per step, and inference latency relative to the base model (LoRA unmerged and merged).
+ * the learning rate), DoRA (the same layers and rank as LoRA), (IA)³ (PEFT's recipe: key, value and
+ * the feed-forward output projection's input) and with full fine-tuning, and prints a table: trainable
+ * parameters, accuracy before and after, training time per step, and inference latency relative to the
+ * base model (unmerged, and merged for the methods that merge).
  *
- * <p>Arguments select rows: {@code full lora lora+ adapter prefix prompt} (default: all). The table is
- * also written to {@code target/method-comparison.md}.
+ * <p>Arguments select rows: {@code full lora lora+ dora ia3 adapter prefix prompt} (default: all). The
+ * table is also written to {@code target/method-comparison.md}.
  */
 public final class MethodComparison {
 
@@ -56,7 +60,7 @@ public final class MethodComparison {
 
     public static void main(String[] args) {
         ComputeThreads.apply();
-        List<String> methods = args.length == 0 ? List.of("full", "lora", "lora+", "adapter", "prefix", "prompt") : Arrays.asList(args);
+        List<String> methods = args.length == 0 ? List.of("full", "lora", "lora+", "dora", "ia3", "adapter", "prefix", "prompt") : Arrays.asList(args);
         List<Row> rows = run(LoraDemo.Settings.standard(), methods, System.out);
         String table = table(rows);
         System.out.println(table);
@@ -98,13 +102,22 @@ public final class MethodComparison {
                         relativeLatency(baseGraph, graph, shiftedTest.getFeatures())));
             } else {
                 Class<? extends Annotation> peftMethod = switch (method) {
-                    case "lora", "lora+" -> LoRA.class;
+                    case "lora", "lora+", "dora" -> LoRA.class;
+                    case "ia3" -> IA3.class;
                     case "adapter" -> Adapter.class;
                     case "prefix" -> PrefixTuning.class;
                     case "prompt" -> PromptTuning.class;
-                    default -> throw new IllegalArgumentException("unknown method '" + method + "': use full, lora, lora+, adapter, prefix or prompt");
+                    default -> throw new IllegalArgumentException("unknown method '" + method
+                            + "': use full, lora, lora+, dora, ia3, adapter, prefix or prompt");
                 };
-                PeftModel peft = PeftModel.builder(model).only(peftMethod).attach();
+                PeftModel.Builder builder = PeftModel.builder(model).only(peftMethod);
+                if (method.equals("dora")) {
+                    builder.config(LoraConfig.targeting("query", "value").rank(8).alpha(16).dora(true));
+                } else if (method.equals("ia3")) {
+                    // PEFT's (IA)³ recipe for decoder and encoder blocks alike: keys, values, and the feed-forward output's input.
+                    builder.config(Ia3Config.targeting("key", "value", "down").feedforward("down"));
+                }
+                PeftModel peft = builder.attach();
                 LoraDemo.Graph graph = LoraDemo.Graph.build(model);
                 ParameterCount parameters = peft.parameterCount();
                 double before = graph.accuracy(shiftedTest);
@@ -115,7 +128,7 @@ public final class MethodComparison {
                 double after = graph.accuracy(shiftedTest);
                 rows.add(new Row(method, parameters, before, after, report.seconds() / report.steps(),
                         relativeLatency(baseGraph, graph, shiftedTest.getFeatures())));
-                if (peftMethod == LoRA.class) {
+                if (peftMethod == LoRA.class || peftMethod == IA3.class) {
                     peft.merge();
                     LoraDemo.Graph merged = LoraDemo.Graph.build(model);
                     rows.add(new Row(method + " (merged)", parameters, before, merged.accuracy(shiftedTest), Double.NaN,
@@ -137,8 +150,8 @@ public final class MethodComparison {
     }
 
     /**
-     * Prompt and prefix tuning train few parameters far from the output and want a larger step,
-     * as in their papers; {@code -Dpeft4j.comparison.lr=...} overrides every method's rate.
+     * Prompt and prefix tuning and (IA)³ train few parameters (far from the output, or multiplicative
+     * and starting at one) and want a larger step, as in their papers; {@code -Dpeft4j.comparison.lr=...} overrides every method's rate.
      */
     private static double learningRate(Class<? extends Annotation> method, LoraDemo.Settings settings) {
         String override = System.getProperty("peft4j.comparison.lr");

@@ -4,6 +4,8 @@ import io.peft4j.runtime.PeftException;
 import io.peft4j.runtime.PeftModel;
 import io.peft4j.runtime.checkpoint.CheckpointException;
 import io.peft4j.runtime.checkpoint.CheckpointKeys;
+import io.peft4j.runtime.checkpoint.CheckpointOptions;
+import io.peft4j.annotations.LoraInit;
 import io.peft4j.runtime.checkpoint.SavedAdapter;
 import io.peft4j.runtime.method.MethodState;
 import io.peft4j.runtime.method.NamedMethodAdapter;
@@ -16,7 +18,9 @@ import java.util.List;
 import java.util.Map;
 import java.util.function.Function;
 import java.util.stream.Collectors;
+import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
 
 /**
  * The LoRA part of one named adapter: a branch {@code x·A·B·s} on each of its layers.
@@ -175,14 +179,51 @@ public final class LoraAdapter extends NamedMethodAdapter {
     public MethodState state(CheckpointKeys keys) {
         Map<String, LoraBranch> byModule = byModule(keys);
         Map<String, INDArray> tensors = new LinkedHashMap<>();
+        Map<String, LoraSettings> settings = new LinkedHashMap<>();
         byModule.forEach((module, branch) -> {
             tensors.put(CheckpointKeys.PREFIX + module + ".lora_A.weight", branch.factorA().transpose());
             tensors.put(CheckpointKeys.PREFIX + module + ".lora_B.weight", branch.factorB().transpose());
             if (branch.magnitude() != null) {
                 tensors.put(CheckpointKeys.PREFIX + module + MAGNITUDE_SUFFIX, branch.magnitude());
             }
+            settings.put(module, branch.settings());
         });
-        return new MethodState(tensors, configOf(byModule, keys).toJson());
+        return new MethodState(tensors, configOf(settings, keys).toJson());
+    }
+
+    /**
+     * With {@link CheckpointOptions#asPlainLora()}: PEFT's conversion of a PiSSA/OLoRA adapter for the original base,
+     * {@code ΔW = s·(A·B − A₀·B₀) = s·[A, A₀]·[B; −B₀]}, at rank 2r with the same scale.
+     */
+    @Override
+    public MethodState state(CheckpointOptions options) {
+        if (!options.asPlainLora()) {
+            return state(options.keys());
+        }
+        Map<String, LoraBranch> byModule = byModule(options.keys());
+        List<String> notConverted = byModule.values().stream().filter(branch -> branch.initialFactors() == null)
+                .map(branch -> branch.site().path() + " (" + branch.settings().init() + ")").toList();
+        if (!notConverted.isEmpty()) {
+            throw new PeftException("Adapter '" + adapterName() + "' cannot be saved as a plain LoRA: the conversion undoes what a "
+                    + "PiSSA or OLoRA initialisation took out of the base weights, and " + notConverted + " did not start that way");
+        }
+        Map<String, INDArray> tensors = new LinkedHashMap<>();
+        Map<String, LoraSettings> settings = new LinkedHashMap<>();
+        byModule.forEach((module, branch) -> {
+            INDArray[] initial = branch.initialFactors();
+            DataType dtype = branch.factorA().dataType();
+            tensors.put(CheckpointKeys.PREFIX + module + ".lora_A.weight",
+                    Nd4j.concat(1, branch.factorA(), initial[0].castTo(dtype)).transpose());
+            tensors.put(CheckpointKeys.PREFIX + module + ".lora_B.weight",
+                    Nd4j.concat(0, branch.factorB(), initial[1].castTo(dtype).neg()).transpose());
+            if (branch.magnitude() != null) {
+                tensors.put(CheckpointKeys.PREFIX + module + MAGNITUDE_SUFFIX, branch.magnitude());
+            }
+            LoraSettings own = branch.settings();
+            double alpha = own.alpha() * (own.rslora() ? Math.sqrt(2) : 2);
+            settings.put(module, new LoraSettings(2 * own.rank(), alpha, own.dropout(), own.rslora(), own.dora(), LoraInit.DEFAULT));
+        });
+        return new MethodState(tensors, configOf(settings, options.keys()).toJson());
     }
 
     private Map<String, LoraBranch> byModule(CheckpointKeys keys) {
@@ -201,18 +242,18 @@ public final class LoraAdapter extends NamedMethodAdapter {
      * PEFT has one {@code use_rslora} for the whole adapter; a layer whose rsLoRA setting differs gets
      * the {@code alpha_pattern} entry that gives it the same scale under the adapter-wide setting.
      */
-    private LoraConfig configOf(Map<String, LoraBranch> byModule, CheckpointKeys keys) {
-        List<LoraSettings> settings = byModule.values().stream().map(LoraBranch::settings).toList();
+    private LoraConfig configOf(Map<String, LoraSettings> byModule, CheckpointKeys keys) {
+        List<LoraSettings> settings = List.copyOf(byModule.values());
         boolean rslora = mostCommon(settings, LoraSettings::rslora);
         Map<String, Double> alphas = new LinkedHashMap<>();
-        byModule.forEach((module, branch) -> alphas.put(module, alphaUnder(branch.settings(), rslora)));
+        byModule.forEach((module, layer) -> alphas.put(module, alphaUnder(layer, rslora)));
         int rank = mostCommon(settings, LoraSettings::rank);
         double alpha = mostCommon(new ArrayList<>(alphas.values()), Function.identity());
         Map<String, Integer> rankPattern = new LinkedHashMap<>();
         Map<String, Double> alphaPattern = new LinkedHashMap<>();
-        byModule.forEach((module, branch) -> {
-            if (branch.settings().rank() != rank) {
-                rankPattern.put(module, branch.settings().rank());
+        byModule.forEach((module, layer) -> {
+            if (layer.rank() != rank) {
+                rankPattern.put(module, layer.rank());
             }
             if (alphas.get(module) != alpha) {
                 alphaPattern.put(module, alphas.get(module));

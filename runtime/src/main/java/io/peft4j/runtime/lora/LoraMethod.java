@@ -30,6 +30,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.function.Function;
 
 /**
  * LoRA (Hu et al., 2021) as Hugging Face PEFT implements it: {@code y = base(x) + dropout(x)·A·B·s},
@@ -77,7 +78,10 @@ public final class LoraMethod implements PeftMethod {
                 LoraSettings settings = LoraSettings.of(lora, "layer '" + node.path() + "'");
                 branches.put(node.path(), branch(context, node, accessor, settings, "@LoRA(rank = " + settings.rank() + ")"));
             }
-            requireOneDoraSetting(branches);
+            requireOneSettingPerAdapter(branches, "use_dora", branch -> branch.settings().dora() ? "DoRA" : "plain LoRA",
+                    "set @LoRA(dora = true) on all of them or none");
+            requireOneSettingPerAdapter(branches, "init_lora_weights", branch -> "init " + branch.settings().init(),
+                    "give them one @LoRA(init = ...)");
         } catch (RuntimeException e) {
             rollBack(branches);
             throw e;
@@ -85,12 +89,16 @@ public final class LoraMethod implements PeftMethod {
         return branches.isEmpty() ? null : new LoraAdapter(this, context.adapterName(), branches, modulePaths(context));
     }
 
-    /** A branch on {@code node}'s layer; refuses a rank above {@code min(in, out)}. */
+    /**
+     * A branch on {@code node}'s layer. A new one ({@code declaredBy} names where its rank came from) refuses a rank
+     * above {@code min(in, out)}, which only adds parameters; a saved adapter ({@code declaredBy} null) may have one,
+     * as PEFT allows (its PiSSA-to-LoRA conversion doubles the rank).
+     */
     static LoraBranch branch(AttachContext context, ModelNode node, WeightAccessor<Object> accessor, LoraSettings settings,
                              String declaredBy) {
         LoraSite site = LoraSite.on(node.value(), node.path(), accessor, context.forward());
         try {
-            if (settings.rank() > Math.min(site.in(), site.out())) {
+            if (declaredBy != null && settings.rank() > Math.min(site.in(), site.out())) {
                 throw new PeftException(declaredBy + " gives layer '" + node.path() + "' rank " + settings.rank() + " ("
                         + node.value().getClass().getSimpleName() + ", in = " + site.in() + ", out = " + site.out()
                         + "): rank must not exceed min(in, out) = " + Math.min(site.in(), site.out()) + "; choose a smaller rank");
@@ -112,14 +120,19 @@ public final class LoraMethod implements PeftMethod {
         });
     }
 
-    /** PEFT's config has one {@code use_dora} per adapter, so an adapter is DoRA on all of its layers or on none. */
-    private static void requireOneDoraSetting(Map<String, LoraBranch> branches) {
-        List<String> dora = branches.entrySet().stream().filter(entry -> entry.getValue().settings().dora()).map(Map.Entry::getKey).toList();
-        if (!dora.isEmpty() && dora.size() != branches.size()) {
-            List<String> plain = branches.keySet().stream().filter(path -> !dora.contains(path)).toList();
-            throw new PeftException("One adapter cannot mix DoRA and plain LoRA layers (PEFT saves one use_dora per adapter): DoRA on "
-                    + dora + ", plain LoRA on " + plain + "; set @LoRA(dora = true) on all of them or none, or put them in two "
-                    + "named adapters");
+    /**
+     * PEFT's config has one {@code use_dora} and one {@code init_lora_weights} per adapter (and re-runs a PiSSA or
+     * OLoRA initialisation on every layer when it loads one), so an adapter's layers must agree on them.
+     */
+    private static void requireOneSettingPerAdapter(Map<String, LoraBranch> branches, String key, Function<LoraBranch, String> setting,
+                                                    String fix) {
+        Map<String, List<String>> layersBySetting = new LinkedHashMap<>();
+        branches.forEach((path, branch) -> layersBySetting.computeIfAbsent(setting.apply(branch), value -> new ArrayList<>()).add(path));
+        if (layersBySetting.size() > 1) {
+            StringBuilder groups = new StringBuilder();
+            layersBySetting.forEach((value, layers) -> groups.append(groups.length() == 0 ? "" : ", ").append(value).append(" on ").append(layers));
+            throw new PeftException("One adapter cannot mix " + String.join(" and ", layersBySetting.keySet()) + " layers (PEFT saves one "
+                    + key + " per adapter): " + groups + "; " + fix + ", or put them in two named adapters");
         }
     }
 
@@ -148,7 +161,7 @@ public final class LoraMethod implements PeftMethod {
                     if (accessor.get() instanceof ReflectiveWeightAccessor reflective) {
                         reflective.announce();
                     }
-                    branches.put(node.path(), branch(context, node, accessor.get(), config.settingsOf(module), "The saved adapter's config"));
+                    branches.put(node.path(), branch(context, node, accessor.get(), config.settingsOf(module), null));
                 }
             }
         } catch (RuntimeException e) {

@@ -2,6 +2,7 @@ package io.peft4j.runtime.method;
 
 import io.peft4j.runtime.PeftException;
 import io.peft4j.runtime.checkpoint.CheckpointKeys;
+import io.peft4j.runtime.checkpoint.CheckpointOptions;
 import io.peft4j.runtime.checkpoint.SavedAdapter;
 import java.util.List;
 
@@ -72,6 +73,15 @@ public interface MethodAdapter {
 
     /** Its tensors and config entries, for saving. */
     MethodState state(CheckpointKeys keys);
+
+    /** Its tensors and config entries as {@code options} ask (a conversion some methods offer); {@link #state(CheckpointKeys)} by default. */
+    default MethodState state(CheckpointOptions options) {
+        if (options.asPlainLora()) {
+            throw new PeftException(method().name() + " adapter '" + adapterName() + "' cannot be converted to a plain LoRA: "
+                    + "withConversionToPlainLora applies to LoRA adapters initialised with PiSSA or OLoRA");
+        }
+        return state(options.keys());
+    }
 
     /**
      * Checks {@code saved} against this part (keys, shapes, ranks) without writing anything and returns

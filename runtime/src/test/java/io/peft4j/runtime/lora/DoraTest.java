@@ -260,8 +260,8 @@ class DoraTest {
         TwoLayerModel model = new TwoLayerModel(DataType.FLOAT, 51);
         PeftException error = assertThrows(PeftException.class,
                 () -> PeftModel.builder(model).config(LoraConfig.targeting("blocks.0").rank(2).dora(true)).attach());
-        assertTrue(error.getMessage().contains("cannot mix DoRA and plain LoRA"), error.getMessage());
-        assertTrue(error.getMessage().contains("DoRA on [blocks.0]"), error.getMessage());
+        assertTrue(error.getMessage().contains("cannot mix DoRA and plain LoRA layers"), error.getMessage());
+        assertTrue(error.getMessage().contains("DoRA on [blocks.0], plain LoRA on [blocks.1, head]"), error.getMessage());
         assertTrue(error.getMessage().contains("plain LoRA on [blocks.1, head]"), error.getMessage());
     }
 }

@@ -203,6 +203,55 @@ class LoraInitTest {
         assertTrue(maxDifference(expected, actual) < 1e-5, "difference " + maxDifference(expected, actual));
     }
 
+    /**
+     * PEFT's conversion for the original base: [A; A₀] and [B, −B₀] at rank 2r, alpha doubled, init true. Loaded into an
+     * untouched base as an ordinary LoRA, it reproduces the trained PiSSA model.
+     */
+    @Test
+    void aPissaAdapterConvertedToPlainLoraAppliesToTheOriginalBase() throws Exception {
+        TwoLayerModel model = new TwoLayerModel(DataType.FLOAT, 23);
+        SDVariable x = model.sd.placeHolder("x", DataType.FLOAT, -1, TwoLayerModel.IN);
+        PeftModel peft = PeftModel.builder(model).config(config(LoraInit.PISSA)).attach();
+        LoraAdapter.of(peft).layerViews().forEach(layer -> layer.weights().b().muli(1.25).addi(0.01));
+        SDVariable output = model.forward(x);
+        Map<String, INDArray> feed = Map.of("x", input(24, 5).castTo(DataType.FLOAT));
+        INDArray expected = model.sd.output(feed, output.name()).get(output.name());
+        peft.save(dir, io.peft4j.runtime.checkpoint.CheckpointOptions.defaults().withConversionToPlainLora(true));
+
+        var config = new ObjectMapper().readTree(dir.resolve(AdapterCheckpoint.CONFIG_FILE).toFile());
+        assertEquals(4, config.get("r").asInt(), "rank 2r");
+        assertEquals(8.0, config.get("lora_alpha").asDouble(), "alpha doubled, so the scale stays alpha / r");
+        assertTrue(config.get("init_lora_weights").asBoolean(), "an ordinary LoRA: nothing to re-run on load");
+        Map<String, INDArray> tensors = io.peft4j.runtime.checkpoint.SafetensorsFile.read(dir.resolve(AdapterCheckpoint.WEIGHTS_FILE));
+        assertArrayEquals(new long[] {4, TwoLayerModel.IN}, tensors.get("base_model.model.blocks.0.lora_A.weight").shape());
+        assertArrayEquals(new long[] {TwoLayerModel.HIDDEN, 4}, tensors.get("base_model.model.blocks.0.lora_B.weight").shape());
+
+        TwoLayerModel original = new TwoLayerModel(DataType.FLOAT, 23);
+        SDVariable freshX = original.sd.placeHolder("x", DataType.FLOAT, -1, TwoLayerModel.IN);
+        PeftModel loaded = PeftModel.fromPretrained(original, dir);
+        assertEquals(LoraInit.DEFAULT, LoraAdapter.of(loaded).layer("blocks.0").init());
+        SDVariable freshOutput = original.forward(freshX);
+        INDArray actual = original.sd.output(feed, freshOutput.name()).get(freshOutput.name());
+        assertTrue(maxDifference(expected, actual) < 1e-5, "difference " + maxDifference(expected, actual));
+    }
+
+    @Test
+    void onlyPissaAndOloraAdaptersConvertAndOneAdapterHasOneInitialisation() {
+        TwoLayerModel model = new TwoLayerModel(DataType.FLOAT, 25);
+        PeftModel peft = PeftModel.builder(model).config(config(LoraInit.GAUSSIAN)).attach();
+        io.peft4j.runtime.PeftException notPissa = assertThrows(io.peft4j.runtime.PeftException.class, () -> peft.save(dir,
+                io.peft4j.runtime.checkpoint.CheckpointOptions.defaults().withConversionToPlainLora(true)));
+        assertTrue(notPissa.getMessage().contains("did not start that way"), notPissa.getMessage());
+
+        TwoLayerModel mixed = new TwoLayerModel(DataType.FLOAT, 26);
+        INDArray before = mixed.blocks().get(0).weight().getArr().dup();
+        io.peft4j.runtime.PeftException error = assertThrows(io.peft4j.runtime.PeftException.class,
+                () -> PeftModel.builder(mixed).config(LoraConfig.targeting("blocks.0").rank(2).init(LoraInit.PISSA)).attach());
+        assertTrue(error.getMessage().contains("cannot mix init PISSA and init DEFAULT layers"), error.getMessage());
+        assertTrue(maxDifference(before, mixed.blocks().get(0).weight().getArr()) < 1e-6,
+                "the refused attach gave back what PiSSA took out of blocks.0's weight");
+    }
+
     @Test
     void anInitialisationPeft4jCannotReproduceIsRefusedByName() throws Exception {
         TwoLayerModel model = new TwoLayerModel(DataType.FLOAT, 31);

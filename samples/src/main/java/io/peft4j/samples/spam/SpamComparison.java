@@ -1,6 +1,7 @@
 package io.peft4j.samples.spam;
 
 import io.peft4j.annotations.Adapter;
+import io.peft4j.annotations.IA3;
 import io.peft4j.annotations.LoRA;
 import io.peft4j.annotations.PrefixTuning;
 import io.peft4j.annotations.PromptTuning;
@@ -11,7 +12,11 @@ import io.peft4j.runtime.Freezer;
 import io.peft4j.runtime.PeftModel;
 import io.peft4j.runtime.ProgressListener;
 import io.peft4j.runtime.SameDiffTrainer;
+import io.peft4j.runtime.TrainingOptions;
 import io.peft4j.runtime.TrainingReport;
+import io.peft4j.runtime.ia3.Ia3Config;
+import io.peft4j.runtime.lora.LoraConfig;
+import io.peft4j.runtime.method.MethodAdapter;
 import io.peft4j.runtime.checkpoint.SafetensorsFile;
 import io.peft4j.runtime.checkpoint.TensorDtype;
 import io.peft4j.samples.PeakMemory;
@@ -68,7 +73,8 @@ public final class SpamComparison {
         }
 
         static Settings complete() {
-            return new Settings("full", List.of("frozen", "head", "full", "lora", "adapter", "prefix", "prompt"), 0, 0, 64, 16, 1, 42);
+            return new Settings("full", List.of("frozen", "head", "full", "lora", "lora+", "dora", "ia3", "adapter", "prefix", "prompt"),
+                    0, 0, 64, 16, 1, 42);
         }
 
         /** Where this configuration's results go: runs of one configuration resume each other, never another's. */
@@ -80,11 +86,13 @@ public final class SpamComparison {
     /** One row of the table. */
     public record Result(String method, double accuracy, double f1, long trainableParameters, long totalParameters,
                          double secondsPerEpoch, double secondsPerStep, long peakMemoryMb, long checkpointBytes,
-                         double inferenceSeconds, double latencyRatio, double[] losses) {
+                         double inferenceSeconds, double latencyRatio, double mergedLatencyRatio, double[] losses) {
     }
 
     private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
     private static final Path ROOT_OUTPUT = Path.of("target", "spam-comparison");
+    /** PEFT's and the LoRA+ paper's suggested ratio of B's learning rate to A's. */
+    private static final double LORA_PLUS_RATIO = 16;
 
     private final Path output;
 
@@ -153,16 +161,16 @@ public final class SpamComparison {
         SpamClassifier model = new SpamClassifier(SameDiff.create(), pretrained, settings.seed());
         SameDiff sd = model.sameDiff();
         Class<? extends Annotation> annotation = switch (method) {
-            case "lora" -> LoRA.class;
+            case "lora", "lora+", "dora" -> LoRA.class;
+            case "ia3" -> IA3.class;
             case "adapter" -> Adapter.class;
             case "prefix" -> PrefixTuning.class;
             case "prompt" -> PromptTuning.class;
             case "frozen", "head", "full" -> null;
             default -> throw new IllegalArgumentException("unknown method '" + method
-                    + "': use frozen, head, full, lora, adapter, prefix or prompt");
+                    + "': use frozen, head, full, lora, lora+, dora, ia3, adapter, prefix or prompt");
         };
-        PeftModel peft = annotation == null ? null : PeftModel.builder(model).only(annotation).alsoTrain("classifier")
-                .taskType("SEQ_CLS").baseModel(SpamClassifier.BASE_MODEL).attach();
+        PeftModel peft = annotation == null ? null : peftBuilder(model, method, annotation).attach();
         long frozen = switch (method) {
             case "frozen" -> Freezer.freezeAllExcept(sd, name -> name.startsWith("classifier."));
             case "head" -> Freezer.freezeAllExcept(sd, name -> name.startsWith("classifier.") || name.startsWith("encoder.layer.5."));
@@ -180,22 +188,50 @@ public final class SpamComparison {
         long peak;
         try (PeakMemory memory = new PeakMemory()) {
             trainBatches.reset();
-            report = peft != null ? peft.train(config, trainBatches, settings.epochs(), progress)
+            TrainingOptions options = method.equals("lora+") ? TrainingOptions.defaults().withLoraPlus(LORA_PLUS_RATIO)
+                    : TrainingOptions.defaults();
+            report = peft != null ? peft.train(config, trainBatches, settings.epochs(), progress, options)
                     : SameDiffTrainer.fit(sd, config, trainBatches, settings.epochs(), progress);
             peak = memory.peakBytes();
         }
         SpamGraph.Evaluation metrics = graph.evaluate(testBatches);
         double inferenceSeconds = graph.evaluate(testBatches).seconds(); // timed warm, like the base
-        Result result = new Result(method, metrics.accuracy(), metrics.f1(), trainable, total, report.seconds() / settings.epochs(),
-                report.seconds() / report.steps(), peak / (1024 * 1024), checkpointBytes(method, model, peft), inferenceSeconds,
-                inferenceSeconds / baseSeconds, report.losses());
-        System.out.printf(Locale.ROOT, "%s: accuracy %.4f, F1 %.4f, %d trainable%n", method, result.accuracy(), result.f1(), trainable);
+        long checkpoint = checkpointBytes(method, model, peft);
         if (peft != null) {
             Path saved = output.resolve("checkpoints").resolve(method);
             System.out.println(method + " adapter reloaded from " + saved + " into a fresh all-MiniLM-L6-v2: "
                     + ReloadCheck.run(saved, pretrained, settings.seed(), testBatches, metrics.logits()));
         }
+        double mergedRatio = Double.NaN;
+        if (peft != null && peft.adapter("default").parts().stream().allMatch(MethodAdapter::mergeable)) {
+            // As deployed: the saved adapter on a fresh base, merged before its graph is built, so the graph is the base's.
+            SpamClassifier deployed = new SpamClassifier(SameDiff.create(), pretrained, settings.seed() + 1);
+            PeftModel.fromPretrained(deployed, output.resolve("checkpoints").resolve(method)).merge();
+            SpamGraph merged = new SpamGraph(deployed);
+            merged.evaluate(testBatches);
+            mergedRatio = merged.evaluate(testBatches).seconds() / baseSeconds;
+        }
+        Result result = new Result(method, metrics.accuracy(), metrics.f1(), trainable, total, report.seconds() / settings.epochs(),
+                report.seconds() / report.steps(), peak / (1024 * 1024), checkpoint, inferenceSeconds, inferenceSeconds / baseSeconds,
+                mergedRatio, report.losses());
+        System.out.printf(Locale.ROOT, "%s: accuracy %.4f, F1 %.4f, %d trainable%n", method, result.accuracy(), result.f1(), trainable);
         return result;
+    }
+
+    /**
+     * The adapter of {@code method}: LoRA, prefix, prompt and the bottleneck adapter as the model's annotations declare
+     * them; DoRA on LoRA's layers with LoRA's rank; (IA)³ on PEFT's default BERT layers ({@code key}, {@code value} and
+     * both {@code output.dense}, the latter rescaling their input, as PEFT's BERT mapping has it).
+     */
+    private static PeftModel.Builder peftBuilder(SpamClassifier model, String method, Class<? extends Annotation> annotation) {
+        PeftModel.Builder builder = PeftModel.builder(model).only(annotation).alsoTrain("classifier").taskType("SEQ_CLS")
+                .baseModel(SpamClassifier.BASE_MODEL);
+        if (method.equals("dora")) {
+            builder.config(LoraConfig.targeting("query", "value").rank(8).alpha(16).dora(true));
+        } else if (method.equals("ia3")) {
+            builder.config(Ia3Config.targeting("key", "value", "output.dense").feedforward("output.dense"));
+        }
+        return builder;
     }
 
     /** Adam steps that suit each approach: larger for fewer, newly initialised parameters. */
@@ -204,7 +240,7 @@ public final class SpamComparison {
             case "frozen" -> 1e-2;
             case "head" -> 1e-3;
             case "full" -> 1e-4;
-            case "prefix", "prompt" -> 1e-2;
+            case "prefix", "prompt", "ia3" -> 1e-2;
             default -> 2e-3;
         };
     }
@@ -231,11 +267,14 @@ public final class SpamComparison {
 
     static String table(List<Result> results) {
         StringBuilder table = new StringBuilder("| method | test accuracy | test F1 | trainable params | trainable % | s / epoch | s / step "
-                + "| peak memory (MB) | checkpoint (bytes) | inference vs base |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+                + "| peak memory (MB) | checkpoint (bytes) | inference vs base | merged vs base |\n"
+                + "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for (Result r : results) {
-            table.append(String.format(Locale.ROOT, "| %s | %.4f | %.4f | %,d | %.2f | %.1f | %.2f | %,d | %,d | %.2f× |%n", r.method(),
+            boolean merged = r.mergedLatencyRatio() > 0;
+            table.append(String.format(Locale.ROOT, "| %s | %.4f | %.4f | %,d | %.2f | %.1f | %.2f | %,d | %,d | %.2f× | %s |%n", r.method(),
                     r.accuracy(), r.f1(), r.trainableParameters(), 100.0 * r.trainableParameters() / r.totalParameters(),
-                    r.secondsPerEpoch(), r.secondsPerStep(), r.peakMemoryMb(), r.checkpointBytes(), r.latencyRatio()));
+                    r.secondsPerEpoch(), r.secondsPerStep(), r.peakMemoryMb(), r.checkpointBytes(), r.latencyRatio(),
+                    merged ? String.format(Locale.ROOT, "%.2f×", r.mergedLatencyRatio()) : "—"));
         }
         return table.toString();
     }
