@@ -54,6 +54,12 @@ class AgentJarIT {
                 + "by reflection"), output);
     }
 
+    @Test
+    void theEntryAdviceRescalesAFeedForwardLayersInputInAFreshJvm() throws Exception {
+        String output = runWithAgent("io.peft4j.agenttest.Ia3Probe");
+        assertTrue(output.contains("IA3_INPUT_RESCALED products=1 difference=0.0"), output);
+    }
+
     /** Runs {@code mainClass} with {@code -javaagent:}, without Byte Buddy or the agent's classes on the class path; its output. */
     private static String runWithAgent(String mainClass) throws Exception {
         String classPath = Arrays.stream(System.getProperty("java.class.path").split(File.pathSeparator))

@@ -241,6 +241,64 @@ class Ia3Test {
         assertTrue(notSubset.getMessage().contains("must be a subset of target_modules"), notSubset.getMessage());
     }
 
+    /** A linear layer woven as the agent weaves it: both hooks, the input rescaled on entry. No annotation: selected by name. */
+    static final class WovenLinear {
+        final SDVariable weight;
+        final SDVariable bias;
+
+        WovenLinear(SameDiff sd, String name, int in, int out, Random random) {
+            weight = sd.var(name + ".weight", Nd4j.rand(random, in, out).castTo(DataType.DOUBLE).subi(0.5));
+            bias = sd.var(name + ".bias", Nd4j.rand(random, 1, out).castTo(DataType.DOUBLE).subi(0.5).reshape(out));
+        }
+
+        public SDVariable forward(SDVariable x) {
+            x = (SDVariable) io.peft4j.runtime.bridge.ForwardDispatcher.beforeForward(this, x);
+            SDVariable y = x.mmul(weight).add(bias);
+            return (SDVariable) io.peft4j.runtime.bridge.ForwardDispatcher.afterForward(this, x, y);
+        }
+    }
+
+    static final class WovenBlock {
+        final SameDiff sd = SameDiff.create();
+        final WovenLinear key;
+        final WovenLinear output;
+
+        WovenBlock(long seed) {
+            Random random = Nd4j.getRandomFactory().getNewRandomInstance(seed);
+            key = new WovenLinear(sd, "key", 6, 5, random);
+            output = new WovenLinear(sd, "output", 5, 3, random);
+        }
+
+        SDVariable forward(SDVariable x) {
+            return output.forward(sd.math.tanh(key.forward(x)));
+        }
+    }
+
+    /** Under the agent a feed-forward vector rescales the input on entry, as PEFT does: no extra product with the weight. */
+    @Test
+    void underTheAgentTheInputIsRescaledOnEntryWithoutAnExtraProduct() {
+        WovenBlock block = new WovenBlock(51);
+        SDVariable x = block.sd.placeHolder("x", DataType.DOUBLE, -1, 6);
+        PeftModel peft = PeftModel.builder(block).config(Ia3Config.targeting("key", "output").feedforward("output")).attach();
+        Ia3Adapter adapter = Ia3Adapter.of(peft, "default");
+        perturb(adapter, 52);
+        SDVariable out = block.forward(x);
+        INDArray in = input(DataType.DOUBLE, 53, 4);
+        INDArray actual = block.sd.output(Map.of("x", in), out.name()).get(out.name());
+
+        INDArray key = in.mmul(block.key.weight.getArr()).addiRowVector(block.key.bias.getArr()).muliRowVector(adapter.vector("key"));
+        INDArray expected = Transforms.tanh(key).muliRowVector(adapter.vector("output")).mmul(block.output.weight.getArr())
+                .addiRowVector(block.output.bias.getArr());
+        assertTrue(maxDifference(expected, actual) < 1e-12, "difference " + maxDifference(expected, actual));
+        long products = block.sd.getOps().values().stream().filter(op -> op.getOp().opName().equals("matmul")).count();
+        assertEquals(2, products, "one product per layer");
+
+        SDVariable loss = block.sd.math.square(out).sum().rename("loss");
+        block.sd.setLossVariables(loss.name());
+        double worst = FiniteDifferences.worstRelativeError(block.sd, Map.of("x", in), adapter.variableNames(), "loss");
+        assertTrue(worst < 1e-6, "worst relative gradient error " + worst);
+    }
+
     static final class EagerModel {
         @IA3(feedforward = true)
         final EagerLinear up = new EagerLinear(Nd4j.rand(Nd4j.getRandomFactory().getNewRandomInstance(41), 7, 9).castTo(DataType.DOUBLE));

@@ -10,8 +10,8 @@ import java.util.function.Supplier;
  * The single entry point from instrumented layer code into the runtime, and the registry of what
  * each layer instance carries.
  *
- * <p>The peft4j agent inlines a call to {@link #afterForward} at every exit of a layer's forward
- * method. Instances that no {@code PeftModel} adapted pass through untouched. A layer may carry
+ * <p>The peft4j agent inlines a call to {@link #beforeForward} on entry to a layer's forward method and
+ * to {@link #afterForward} at every exit. Instances that no {@code PeftModel} adapted pass through untouched. A layer may carry
  * several extensions of different kinds (LoRA inside it, a bottleneck adapter after it); they apply in
  * {@link ForwardExtension#order()}, then registration order. Layers are held weakly and extensions
  * hold their layers weakly, so registering never keeps a model alive. Thread-safe: reads take an
@@ -22,6 +22,22 @@ public final class ForwardDispatcher {
     private static final IdentityWeakMap<Object, List<ForwardExtension>> EXTENSIONS = new IdentityWeakMap<>();
 
     private ForwardDispatcher() {
+    }
+
+    /**
+     * Called by the agent's advice when {@code layer}'s forward method is entered with {@code input};
+     * returns the input the method computes with (its extensions may rescale it).
+     */
+    public static Object beforeForward(Object layer, Object input) {
+        List<ForwardExtension> extensions = EXTENSIONS.get(layer);
+        if (extensions == null) {
+            return input;
+        }
+        Object result = input;
+        for (ForwardExtension extension : extensions) {
+            result = extension.beforeForward(result);
+        }
+        return result;
     }
 
     /**

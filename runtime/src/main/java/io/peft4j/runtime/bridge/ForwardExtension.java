@@ -13,6 +13,14 @@ package io.peft4j.runtime.bridge;
  */
 public interface ForwardExtension {
 
+    /**
+     * Called on entry to the forward method (by the agent; hand-woven layers may not call it): returns
+     * the input the method should compute with instead of {@code input}. Unchanged by default.
+     */
+    default Object beforeForward(Object input) {
+        return input;
+    }
+
     Object afterForward(Object input, Object output);
 
     /**

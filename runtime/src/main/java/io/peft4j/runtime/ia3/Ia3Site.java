@@ -18,11 +18,14 @@ import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
- * Every (IA)³ vector of one {@code PeftModel} on one layer instance. The layer's forward returned
- * {@code y = x·W + b} for input {@code x [..., in]}; with the adapters' output vectors {@code l_o} and
- * input vectors {@code l_i} (each the product over the adapters that are on, as PEFT multiplies them) it
- * returns {@code (y + (x ⊙ (l_i − 1))·W) ⊙ l_o}, which is PEFT's {@code base(x ⊙ l_i) ⊙ l_o} for a layer
- * that is linear in its input. The input part costs one more {@code x·W}.
+ * Every (IA)³ vector of one {@code PeftModel} on one layer instance: with the adapters' input vectors
+ * {@code l_i} and output vectors {@code l_o} (each the product over the adapters that are on, as PEFT
+ * multiplies them) the layer computes PEFT's {@code base(x ⊙ l_i) ⊙ l_o} for input {@code x [..., in]}.
+ *
+ * <p>Under the agent the input is rescaled on entry to the forward method ({@link #beforeForward}), as
+ * PEFT does. A layer woven by hand that reports only its output gets the same result from
+ * {@code y + (x ⊙ (l_i − 1))·W} (exact for a layer that is {@code x·W} plus a bias), at the price of one
+ * more product with the weight.
  */
 final class Ia3Site implements ForwardExtension {
 
@@ -34,6 +37,8 @@ final class Ia3Site implements ForwardExtension {
     private final long in;
     private final long out;
     private final Map<String, Ia3Vector> vectors = new LinkedHashMap<>();
+    /** The input {@link #beforeForward} returned on this thread, so that {@link #afterForward} does not rescale it again. */
+    private final ThreadLocal<Object> rescaledInput = new ThreadLocal<>();
 
     private Ia3Site(Object layer, String path, WeightAccessor<Object> accessor, ForwardContext context) {
         this.layer = new WeakReference<>(layer);
@@ -121,7 +126,29 @@ final class Ia3Site implements ForwardExtension {
     }
 
     @Override
+    public Object beforeForward(Object input) {
+        rescaledInput.remove();
+        if (context.adaptersDisabled() || context.mixedBatch()) {
+            return input;
+        }
+        Object result = input;
+        if (input instanceof SDVariable x) {
+            SDVariable scale = graphScale(true);
+            result = scale == null ? x : x.mul(scale);
+        } else if (input instanceof INDArray x) {
+            INDArray scale = eagerScale(true);
+            result = scale == null ? x : x.reshape(-1, in).mulRowVector(scale).reshape(x.shape());
+        }
+        if (result != input) {
+            rescaledInput.set(result);
+        }
+        return result;
+    }
+
+    @Override
     public Object afterForward(Object input, Object output) {
+        boolean inputRescaled = input != null && rescaledInput.get() == input;
+        rescaledInput.remove();
         if (context.adaptersDisabled()) {
             return output;
         }
@@ -130,34 +157,48 @@ final class Ia3Site implements ForwardExtension {
                     + "run one adapter per batch with setAdapter");
         }
         if (input instanceof SDVariable x && output instanceof SDVariable y) {
-            return afterGraphForward(x, y);
+            return afterGraphForward(inputRescaled ? null : x, y);
         }
         if (input instanceof INDArray x && output instanceof INDArray y) {
-            return afterEagerForward(x, y);
+            return afterEagerForward(inputRescaled ? null : x, y);
         }
         throw new PeftException("Layer '" + path + "': its forward method took " + typeName(input) + " and returned " + typeName(output)
                 + "; an (IA)³ layer's forward must map an SDVariable to an SDVariable or an INDArray to an INDArray");
     }
 
-    private SDVariable afterGraphForward(SDVariable x, SDVariable y) {
-        SDVariable inputScale = null;
-        SDVariable outputScale = null;
+    /** The product of the graph scales of the input ({@code feedforward}) or output vectors, or null if there are none. */
+    private SDVariable graphScale(boolean feedforward) {
+        SDVariable product = null;
         for (Ia3Vector vector : snapshot()) {
             if (!vector.isGraph()) {
                 throw new PeftException("Layer '" + path + "' holds an INDArray weight, so its (IA)³ vector is eager; "
                         + "its forward method cannot take SDVariables");
             }
-            if (vector.merged()) {
+            if (vector.merged() || vector.feedforward() != feedforward) {
                 continue;
             }
             SDVariable scale = vector.graphScale();
-            if (vector.feedforward()) {
-                inputScale = inputScale == null ? scale : inputScale.mul(scale);
-            } else {
-                outputScale = outputScale == null ? scale : outputScale.mul(scale);
+            product = product == null ? scale : product.mul(scale);
+        }
+        return product;
+    }
+
+    /** The product of the eager vectors that are on, of the input ({@code feedforward}) or the output, or null if none is. */
+    private INDArray eagerScale(boolean feedforward) {
+        INDArray product = null;
+        for (Ia3Vector vector : snapshot()) {
+            INDArray scale = vector.feedforward() == feedforward ? vector.eagerScale() : null;
+            if (scale != null) {
+                product = product == null ? scale.dup() : product.mul(scale);
             }
         }
+        return product;
+    }
+
+    /** {@code x} is null when the input was already rescaled on entry. */
+    private SDVariable afterGraphForward(SDVariable x, SDVariable y) {
         SDVariable result = y;
+        SDVariable inputScale = x == null ? null : graphScale(true);
         if (inputScale != null) {
             SDVariable rows = x.reshape(-1, in).mul(inputScale.sub(1.0));
             SDVariable weight = (SDVariable) weight();
@@ -165,30 +206,20 @@ final class Ia3Site implements ForwardExtension {
                     : y.getSameDiff().mmul(rows, weight, false, true, false);
             result = result.add(change.reshape(y.shape()));
         }
+        SDVariable outputScale = graphScale(false);
         return outputScale == null ? result : result.mul(outputScale);
     }
 
     private INDArray afterEagerForward(INDArray x, INDArray y) {
-        INDArray inputScale = null;
-        INDArray outputScale = null;
-        for (Ia3Vector vector : snapshot()) {
-            INDArray scale = vector.eagerScale();
-            if (scale == null) {
-                continue;
-            }
-            if (vector.feedforward()) {
-                inputScale = inputScale == null ? scale.dup() : inputScale.mul(scale);
-            } else {
-                outputScale = outputScale == null ? scale.dup() : outputScale.mul(scale);
-            }
-        }
         INDArray result = y;
+        INDArray inputScale = x == null ? null : eagerScale(true);
         if (inputScale != null) {
             INDArray rows = x.reshape(-1, in).mulRowVector(inputScale.sub(1.0));
             INDArray weight = weightArray();
             INDArray change = rows.mmul(accessor.layout() == WeightLayout.IN_OUT ? weight : weight.transpose());
             result = y.add(change.reshape(y.shape()));
         }
+        INDArray outputScale = eagerScale(false);
         if (outputScale != null) {
             INDArray rows = (result == y ? y.dup() : result).reshape(-1, out);
             result = rows.muliRowVector(outputScale).reshape(y.shape());
