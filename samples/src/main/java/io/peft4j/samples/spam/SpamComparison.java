@@ -51,6 +51,9 @@ import org.nd4j.linalg.learning.config.Adam;
  *   <li>{@code full}: every encoder layer and the classifier ("fine-tuning II"; the embeddings stay frozen,
  *       because ND4J 1.0.0-M2.1 cannot train through {@code gather});</li>
  *   <li>{@code lora}: LoRA r = 8 on query and value, plus the classifier;</li>
+ *   <li>{@code lora+}: the same with B at 16 × the learning rate ({@code TrainingOptions.withLoraPlus});</li>
+ *   <li>{@code dora}: DoRA on LoRA's layers and rank, plus the classifier;</li>
+ *   <li>{@code ia3}: (IA)³ on PEFT's BERT layers (key, value, and the input of both output.dense), plus the classifier;</li>
  *   <li>{@code adapter}: a Pfeiffer bottleneck adapter after each feed-forward block, plus the classifier;</li>
  *   <li>{@code prefix}: 20 key/value prefixes in every self-attention, plus the classifier;</li>
  *   <li>{@code prompt}: 20 virtual tokens before the embeddings, plus the classifier.</li>
