@@ -1,35 +1,17 @@
 package io.peft4j.processor;
 
 import static com.google.testing.compile.CompilationSubject.assertThat;
-import static com.google.testing.compile.Compiler.javac;
+import static io.peft4j.processor.CompileFixtures.PROJECTION;
+import static io.peft4j.processor.CompileFixtures.compile;
+import static io.peft4j.processor.CompileFixtures.source;
 
 import com.google.testing.compile.Compilation;
-import com.google.testing.compile.JavaFileObjects;
-import java.util.Arrays;
-import java.util.stream.Stream;
 import javax.tools.JavaFileObject;
 import javax.tools.StandardLocation;
 import org.junit.jupiter.api.Test;
 
 /** Compile errors for @IA3 and for @LoRA's dora and init values. */
 class NewMethodValuesTest {
-
-    private static JavaFileObject source(String className, String... lines) {
-        return JavaFileObjects.forSourceLines("com.example." + className, Stream.concat(Stream.of(
-                "package com.example;",
-                "import io.peft4j.annotations.*;",
-                "import org.nd4j.autodiff.samediff.SDVariable;"), Arrays.stream(lines)).toArray(String[]::new));
-    }
-
-    private static Compilation compile(JavaFileObject... sources) {
-        return javac().withProcessors(new PeftProcessor()).compile(sources);
-    }
-
-    private static final JavaFileObject PROJECTION = source("Projection",
-            "public final class Projection {",
-            "  @Weight final SDVariable weight = null;",
-            "  public SDVariable forward(SDVariable x) { return x.mmul(weight); }",
-            "}");
 
     @Test
     void ia3NeedsALayerWithAWeight() {

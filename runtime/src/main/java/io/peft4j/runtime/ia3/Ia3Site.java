@@ -5,14 +5,12 @@ import io.peft4j.runtime.PeftException;
 import io.peft4j.runtime.bridge.ForwardDispatcher;
 import io.peft4j.runtime.bridge.ForwardExtension;
 import io.peft4j.runtime.method.ForwardContext;
+import io.peft4j.runtime.method.LayerSlots;
 import io.peft4j.runtime.spi.LoraMerge;
 import io.peft4j.runtime.spi.WeightAccessor;
 import java.lang.ref.WeakReference;
-import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
@@ -36,7 +34,7 @@ final class Ia3Site implements ForwardExtension {
     private final ForwardContext context;
     private final long in;
     private final long out;
-    private final Map<String, Ia3Vector> vectors = new LinkedHashMap<>();
+    private final LayerSlots<Ia3Vector> vectors;
     /** The input {@link #beforeForward} returned on this thread, so that {@link #afterForward} does not rescale it again. */
     private final ThreadLocal<Object> rescaledInput = new ThreadLocal<>();
 
@@ -46,6 +44,7 @@ final class Ia3Site implements ForwardExtension {
         this.path = path;
         this.accessor = accessor;
         this.context = context;
+        this.vectors = new LayerSlots<>(path, "an (IA)³ vector", Ia3Vector::adapterName);
         INDArray weight = LoraMerge.arrayOf(accessor.weight(layer), path + "." + accessor.weightName());
         if (weight.rank() != 2) {
             throw new PeftException("Layer '" + path + "': (IA)³ needs a matrix weight, but " + accessor.weightName() + " has shape "
@@ -97,21 +96,17 @@ final class Ia3Site implements ForwardExtension {
         return instance;
     }
 
-    synchronized void add(Ia3Vector vector) {
-        if (vectors.containsKey(vector.adapterName())) {
-            throw new PeftException("Layer '" + path + "' already has an (IA)³ vector of adapter '" + vector.adapterName() + "'");
-        }
-        vectors.put(vector.adapterName(), vector);
+    void add(Ia3Vector vector) {
+        vectors.add(vector);
     }
 
-    synchronized void remove(Ia3Vector vector) {
-        vectors.remove(vector.adapterName(), vector);
-        if (vectors.isEmpty()) {
+    void remove(Ia3Vector vector) {
+        if (vectors.remove(vector)) {
             unregister();
         }
     }
 
-    synchronized void unregisterIfEmpty() {
+    void unregisterIfEmpty() {
         if (vectors.isEmpty()) {
             unregister();
         }
@@ -121,8 +116,8 @@ final class Ia3Site implements ForwardExtension {
         ForwardDispatcher.unregister(layer.get(), this);
     }
 
-    private synchronized List<Ia3Vector> snapshot() {
-        return new ArrayList<>(vectors.values());
+    private List<Ia3Vector> snapshot() {
+        return vectors.snapshot();
     }
 
     @Override

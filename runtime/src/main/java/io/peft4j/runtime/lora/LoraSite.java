@@ -5,14 +5,12 @@ import io.peft4j.runtime.PeftException;
 import io.peft4j.runtime.bridge.ForwardDispatcher;
 import io.peft4j.runtime.bridge.ForwardExtension;
 import io.peft4j.runtime.method.ForwardContext;
+import io.peft4j.runtime.method.LayerSlots;
 import io.peft4j.runtime.spi.LoraMerge;
 import io.peft4j.runtime.spi.WeightAccessor;
 import java.lang.ref.WeakReference;
-import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
@@ -35,7 +33,7 @@ final class LoraSite implements ForwardExtension {
     private final ForwardContext context;
     private final long in;
     private final long out;
-    private final Map<String, LoraBranch> branches = new LinkedHashMap<>();
+    private final LayerSlots<LoraBranch> branches;
 
     private LoraSite(Object layer, String path, WeightAccessor<Object> accessor, ForwardContext context) {
         this.layer = new WeakReference<>(layer);
@@ -43,6 +41,7 @@ final class LoraSite implements ForwardExtension {
         this.path = path;
         this.accessor = accessor;
         this.context = context;
+        this.branches = new LayerSlots<>(path, "a LoRA branch", LoraBranch::adapterName);
         INDArray weight = LoraMerge.arrayOf(accessor.weight(layer), path + "." + accessor.weightName());
         if (weight.rank() != 2) {
             throw new PeftException("Layer '" + path + "': the @Weight must be a matrix, but it has shape " + Arrays.toString(weight.shape()));
@@ -94,22 +93,18 @@ final class LoraSite implements ForwardExtension {
         return path + "." + accessor.weightName();
     }
 
-    synchronized void add(LoraBranch branch) {
-        if (branches.containsKey(branch.adapterName())) {
-            throw new PeftException("Layer '" + path + "' already has a LoRA branch of adapter '" + branch.adapterName() + "'");
-        }
-        branches.put(branch.adapterName(), branch);
+    void add(LoraBranch branch) {
+        branches.add(branch);
     }
 
     /** Removes {@code branch}; the site leaves the layer with its last branch. */
-    synchronized void remove(LoraBranch branch) {
-        branches.remove(branch.adapterName(), branch);
-        if (branches.isEmpty()) {
+    void remove(LoraBranch branch) {
+        if (branches.remove(branch)) {
             unregister();
         }
     }
 
-    synchronized void unregisterIfEmpty() {
+    void unregisterIfEmpty() {
         if (branches.isEmpty()) {
             unregister();
         }
@@ -119,8 +114,8 @@ final class LoraSite implements ForwardExtension {
         ForwardDispatcher.unregister(layer.get(), this);
     }
 
-    private synchronized List<LoraBranch> snapshot() {
-        return new ArrayList<>(branches.values());
+    private List<LoraBranch> snapshot() {
+        return branches.snapshot();
     }
 
     @Override
