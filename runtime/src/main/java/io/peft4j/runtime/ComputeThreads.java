@@ -6,21 +6,25 @@ import org.nd4j.nativeblas.NativeOpsHolder;
 /**
  * How many threads ND4J's native ops and its BLAS use.
  *
- * <p>SameDiff executes a graph op by op from one Java thread, and between ops ND4J's OpenMP and
- * OpenBLAS workers spin while they wait for work. When the workers take every core, they compete
- * with that driving thread. On the 2-core development machine a LoRA training step of the
- * benchmark transformer took about 410 ms with one native thread and 610 ms with two (see
- * BENCHMARKS.md). The default is therefore one core fewer than the machine has, at least one. This
- * rule was measured only on 2 cores; on larger machines, measure and set the count.
+ * <p>SameDiff executes a graph op by op from one Java thread. By default OpenMP's workers spin
+ * between ops while they wait for the next one ({@code OMP_WAIT_POLICY=ACTIVE} behaviour), so when
+ * the workers take every core they compete with that driving thread, and every core but one runs
+ * slower than one core alone. With {@code OMP_WAIT_POLICY=PASSIVE} the workers sleep between ops and
+ * every core helps (BENCHMARKS.md has the measurements). The default is therefore every core when the
+ * process was started with a passive wait policy ({@code scripts/peft4j-java} sets it), and one core
+ * fewer than the machine has otherwise, at least one. OpenMP reads the variable once, when ND4J
+ * loads, so it has to be in the JVM's environment.
  *
  * <p>Precedence: {@link #set} wins; otherwise the system property {@value #PROPERTY}; otherwise, if
  * the process was started with {@code OMP_NUM_THREADS}, ND4J's own setting is left alone; otherwise
  * {@link #defaultCount()}. {@link SameDiffTrainer} applies it before training. Inference programs
- * call {@link #apply()} themselves.
+ * call {@link #apply()} themselves. On a GPU backend the count only sizes the host-side pools.
  */
 public final class ComputeThreads {
     /** System property with the number of native threads, e.g. {@code -Dpeft4j.threads=4}. */
     public static final String PROPERTY = "peft4j.threads";
+    /** The environment variable that tells OpenMP's workers to sleep ({@code PASSIVE}) or spin between ops. */
+    public static final String WAIT_POLICY_VARIABLE = "OMP_WAIT_POLICY";
 
     private static volatile int chosen;
 
@@ -52,9 +56,18 @@ public final class ComputeThreads {
         return threads;
     }
 
-    /** One core fewer than the machine has, at least one. */
+    /** For this machine and this process's {@value #WAIT_POLICY_VARIABLE}: see {@link #defaultCount(int, String)}. */
     public static int defaultCount() {
-        return Math.max(1, Runtime.getRuntime().availableProcessors() - 1);
+        return defaultCount(Runtime.getRuntime().availableProcessors(), System.getenv(WAIT_POLICY_VARIABLE));
+    }
+
+    /**
+     * Every core when {@code waitPolicy} is {@code PASSIVE} (OpenMP's workers sleep between ops);
+     * otherwise ({@code null} when unset) one core fewer than {@code cores}, at least one.
+     */
+    public static int defaultCount(int cores, String waitPolicy) {
+        boolean passive = waitPolicy != null && waitPolicy.trim().equalsIgnoreCase("passive");
+        return passive ? Math.max(1, cores) : Math.max(1, cores - 1);
     }
 
     private static int fromProperty() {

@@ -41,7 +41,21 @@ class ComputeThreadsTest {
     }
 
     @Test
-    void defaultLeavesOneCoreForTheDrivingThread() {
-        assertEquals(Math.max(1, Runtime.getRuntime().availableProcessors() - 1), ComputeThreads.defaultCount());
+    void spinningWorkersLeaveOneCoreForTheDrivingThread() {
+        assertEquals(1, ComputeThreads.defaultCount(2, null));
+        assertEquals(7, ComputeThreads.defaultCount(8, "ACTIVE"));
+        assertEquals(1, ComputeThreads.defaultCount(1, null), "never fewer than one");
+    }
+
+    @Test
+    void sleepingWorkersUseEveryCore() {
+        assertEquals(2, ComputeThreads.defaultCount(2, "PASSIVE"));
+        assertEquals(8, ComputeThreads.defaultCount(8, " passive "), "OpenMP reads the value case-insensitively");
+    }
+
+    @Test
+    void defaultFollowsThisProcesssWaitPolicy() {
+        assertEquals(ComputeThreads.defaultCount(Runtime.getRuntime().availableProcessors(), System.getenv("OMP_WAIT_POLICY")),
+                ComputeThreads.defaultCount());
     }
 }
