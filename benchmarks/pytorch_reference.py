@@ -58,7 +58,7 @@ class Shapes:
     eps: float
 
 
-TRANSFORMER = Shapes(batch=16, seq=64, hidden=256, heads=4, layers=4, ffn=1024, vocab=1000, classes=1000, eps=1e-5)
+TRANSFORMER = Shapes(batch=16, seq=64, hidden=256, heads=4, layers=4, ffn=1024, vocab=1000, classes=1000, eps=1e-12)
 MINILM = Shapes(batch=16, seq=128, hidden=384, heads=12, layers=6, ffn=1536, vocab=30522, classes=2, eps=1e-12)
 
 

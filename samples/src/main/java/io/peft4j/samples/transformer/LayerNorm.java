@@ -9,14 +9,26 @@ import org.nd4j.linalg.factory.Nd4j;
  * Layer normalisation over the feature axis: {@code [batch, T, d] → [batch, T, d]}, gain {@code [d]},
  * bias {@code [d]}. (The axis is given as 2, not -1: ND4J M2.1 resolves a negative reduction axis
  * wrongly for values whose rank is unknown while the graph is built.)
+ *
+ * <p>Composed from primitives by default. {@code -D}{@value #FUSED_PROPERTY}{@code =true} builds ND4J's
+ * fused {@code layer_norm} op instead (one op forward and one native op backward instead of about ten
+ * of each). On the development machine's CPU it was not faster (BENCHMARKS.md); it may be elsewhere.
+ * The fused op has no variance epsilon, so it is used only where the epsilon cannot change an fp32
+ * result: {@code ε ≤ 1e-10} changes {@code 1/√(σ² + ε)} by {@code ε / 2σ²}, below fp32's resolution
+ * for any {@code σ² ≥ 1e-3}. The samples' own models use {@code ε = 1e-12}, as BERT does.
  */
 public final class LayerNorm {
+    /** Builds ND4J's fused op where the epsilon allows it; read when a graph is built. */
+    public static final String FUSED_PROPERTY = "peft4j.samples.fusedLayerNorm";
+    /** Epsilons at or below this leave an fp32 LayerNorm unchanged, so the fused op (which has none) may compute it. */
+    static final double FUSABLE_EPSILON = 1e-10;
+
     final SDVariable gain;
     final SDVariable bias;
     private final double epsilon;
 
     public LayerNorm(SameDiff sd, String name, int size) {
-        this(sd, name + ".gain", name + ".bias", size, 1e-5);
+        this(sd, name + ".gain", name + ".bias", size, 1e-12);
     }
 
     /** With explicit variable names (to match a checkpoint's) and variance epsilon. */
@@ -27,6 +39,16 @@ public final class LayerNorm {
     }
 
     public SDVariable forward(SDVariable x) {
+        return Boolean.getBoolean(FUSED_PROPERTY) && epsilon <= FUSABLE_EPSILON ? fused(x) : composed(x);
+    }
+
+    /** ND4J's {@code layer_norm} op: {@code (x − mean) / σ · gain + bias}, without an epsilon. */
+    SDVariable fused(SDVariable x) {
+        return x.getSameDiff().nn.layerNorm(x, gain, bias, false, 2);
+    }
+
+    /** The definition, op by op: {@code (x − mean) / √(variance + ε) · gain + bias}. */
+    SDVariable composed(SDVariable x) {
         SameDiff sd = x.getSameDiff();
         SDVariable centred = x.sub(x.mean(true, 2));
         // centred · centred, not square(centred): the same values, but SameDiff differentiates square

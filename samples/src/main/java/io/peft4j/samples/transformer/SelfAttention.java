@@ -14,8 +14,15 @@ import org.nd4j.linalg.api.rng.Random;
  * tuning may put {@code n} trainable positions in front of them ({@code T' = n + T}). The
  * query and value projections carry LoRA (rank 8), as in the LoRA paper's main setting; the key
  * and output projections are frozen with the rest of the model.
+ *
+ * <p>{@code -D}{@value #FUSED_PROPERTY}{@code =true} builds ND4J's {@code dot_product_attention} op
+ * (softmax(QKᵀ/√d)V and its backward in native code) in place of the matrix products and softmax. On
+ * the development machine's CPU it was not faster (BENCHMARKS.md).
  */
 public final class SelfAttention {
+    /** Builds ND4J's fused attention op; read when a graph is built. */
+    public static final String FUSED_PROPERTY = "peft4j.samples.fusedAttention";
+
     @LoRA(rank = 8, alpha = 16)
     final Linear query;
     final Linear key;
@@ -38,19 +45,38 @@ public final class SelfAttention {
     }
 
     public SDVariable forward(SDVariable x) {
-        SameDiff sd = x.getSameDiff();
-        SDVariable q = splitHeads(query.forward(x));
-        SDVariable k = splitHeads(key.forward(x));
-        SDVariable v = splitHeads(value.forward(x));
-        SDVariable scores = sd.mmul(q, k, false, true, false).div(Math.sqrt((double) size / heads));
-        SDVariable attended = sd.mmul(sd.nn.softmax(scores, 3), v);
-        SDVariable merged = sd.reshape(attended.permute(0, 2, 1, 3), x.shape());
-        return output.forward(merged);
+        SDVariable q = query.forward(x);
+        SDVariable k = key.forward(x);
+        SDVariable v = value.forward(x);
+        SDVariable merged = Boolean.getBoolean(FUSED_PROPERTY) ? fusedAttention(q, k, v) : attention(q, k, v);
+        return output.forward(x.getSameDiff().reshape(merged, x.shape()));
+    }
+
+    /** Projected {@code q [batch, T, d]}, {@code k, v [batch, T', d]} → {@code [batch, T, heads, d/heads]}, op by op. */
+    SDVariable attention(SDVariable q, SDVariable k, SDVariable v) {
+        SameDiff sd = q.getSameDiff();
+        SDVariable scores = sd.mmul(splitHeads(q), splitHeads(k), false, true, false).div(Math.sqrt((double) size / heads));
+        return sd.mmul(sd.nn.softmax(scores, 3), splitHeads(v)).permute(0, 2, 1, 3);
+    }
+
+    /** As {@link #attention}, with ND4J's op, which takes and returns heads as {@code [batch, heads, d/heads, T]}. */
+    SDVariable fusedAttention(SDVariable q, SDVariable k, SDVariable v) {
+        SameDiff sd = q.getSameDiff();
+        return sd.nn.dotProductAttention(featureMajor(q), featureMajor(k), featureMajor(v), null, true).permute(0, 3, 1, 2);
+    }
+
+    /** {@code [batch, T, d] → [batch, heads, d/heads, T]}. */
+    private SDVariable featureMajor(SDVariable sequence) {
+        return heads(sequence).permute(0, 2, 3, 1);
     }
 
     /** {@code [batch, T, d] → [batch, heads, T, d/heads]}. */
     private SDVariable splitHeads(SDVariable sequence) {
-        SDVariable split = sequence.getSameDiff().reshape(sequence, Shapes.replaceLast(sequence, heads, size / heads));
-        return split.permute(0, 2, 1, 3);
+        return heads(sequence).permute(0, 2, 1, 3);
+    }
+
+    /** {@code [batch, T, d] → [batch, T, heads, d/heads]}. */
+    private SDVariable heads(SDVariable sequence) {
+        return sequence.getSameDiff().reshape(sequence, Shapes.replaceLast(sequence, heads, size / heads));
     }
 }
