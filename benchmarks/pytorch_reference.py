@@ -9,6 +9,11 @@ Two models (--model):
                normalisation and a 2-class classifier: batch 16, sequence 128. The weights are
                random (speed does not depend on them); the embeddings stay frozen in full
                fine-tuning, as in the Java sample.
+  gpt          generation only: the byte-level GPT sample (GptConfig.small(): 257-token vocabulary,
+               context 128, hidden 256, 4 heads, 4 pre-LayerNorm blocks, FFN 1024, tied output
+               projection), random weights, batch 1; an 8-byte prompt, then greedy decoding to 128
+               positions, once with a key/value cache and once recomputing the whole sequence for
+               every token. Reports tokens per second.
 Adam at 1e-4. LoRA is applied as Hugging Face PEFT applies it (lora_A kaiming-uniform with
 a = sqrt(5), lora_B zero, scale alpha / r = 16 / 8, on query and value, base frozen); for minilm
 the classifier trains too. Prints one JSON object with medians and ranges in milliseconds.
@@ -27,7 +32,7 @@ from dataclasses import dataclass
 
 def parse_args():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", choices=["transformer", "minilm"], default="transformer")
+    parser.add_argument("--model", choices=["transformer", "minilm", "gpt"], default="transformer")
     parser.add_argument("--threads", type=int, default=1)
     return parser.parse_args()
 
@@ -216,8 +221,94 @@ def gemm_peak_gflops(n=2048):
     return 2.0 * n ** 3 / statistics.median(seconds) / 1e9
 
 
+class CausalSelfAttention(nn.Module):
+    def __init__(self, d, heads):
+        super().__init__()
+        self.heads, self.d = heads, d
+        self.query, self.key, self.value, self.output = (nn.Linear(d, d) for _ in range(4))
+
+    def forward(self, x, past=None):
+        b, t, d = x.shape
+        k, v = self.key(x), self.value(x)
+        if past is not None:
+            k, v = torch.cat([past[0], k], 1), torch.cat([past[1], v], 1)
+        split = lambda y: y.reshape(b, y.shape[1], self.heads, d // self.heads).transpose(1, 2)
+        scores = split(self.query(x)) @ split(k).transpose(2, 3) / math.sqrt(d // self.heads)
+        tk = k.shape[1]
+        visible = torch.ones(t, tk, dtype=torch.bool).tril(tk - t)
+        weights = scores.masked_fill(~visible, -1e9).softmax(-1)
+        return self.output((weights @ split(v)).transpose(1, 2).reshape(b, t, d)), (k, v)
+
+
+class DecoderBlock(nn.Module):
+    def __init__(self, d, heads, ffn):
+        super().__init__()
+        self.attention_norm, self.feed_forward_norm = nn.LayerNorm(d, eps=1e-12), nn.LayerNorm(d, eps=1e-12)
+        self.attention = CausalSelfAttention(d, heads)
+        self.up, self.down = nn.Linear(d, ffn), nn.Linear(ffn, d)
+
+    def forward(self, x, past=None):
+        attended, present = self.attention(self.attention_norm(x), past)
+        h = x + attended
+        return h + self.down(nn.functional.gelu(self.up(self.feed_forward_norm(h)))), present
+
+
+class Gpt(nn.Module):
+    """The GPT sample's architecture: token + position embeddings, pre-LN blocks, tied output projection."""
+
+    def __init__(self, vocab=257, context=128, d=256, heads=4, layers=4, ffn=1024):
+        super().__init__()
+        self.tokens, self.positions = nn.Parameter(torch.randn(vocab, d) * 0.02), nn.Parameter(torch.randn(context, d) * 0.01)
+        self.blocks = nn.ModuleList(DecoderBlock(d, heads, ffn) for _ in range(layers))
+        self.final_norm = nn.LayerNorm(d, eps=1e-12)
+
+    def forward(self, tokens, start, past=None):
+        h = self.tokens[tokens] + self.positions[start:start + tokens.shape[1]]
+        present = []
+        for i, block in enumerate(self.blocks):
+            h, kv = block(h, None if past is None else past[i])
+            present.append(kv)
+        return self.final_norm(h) @ self.tokens.t(), present
+
+
+def time_generation(net, prompt, length, cached):
+    """Seconds to extend prompt [1, P] greedily to length positions, with or without the key/value cache."""
+    with torch.no_grad():
+        start = time.perf_counter()
+        tokens = prompt
+        if cached:
+            logits, past = net(tokens, 0)
+            while tokens.shape[1] < length:
+                token = logits[:, -1:].argmax(-1)
+                tokens = torch.cat([tokens, token], 1)
+                if tokens.shape[1] < length:
+                    logits, past = net(token, tokens.shape[1] - 1, past)
+        else:
+            while tokens.shape[1] < length:
+                logits, _ = net(tokens, 0)
+                tokens = torch.cat([tokens, logits[:, -1:].argmax(-1)], 1)
+        return time.perf_counter() - start, tokens
+
+
+def generation(threads):
+    torch.manual_seed(7)
+    net = Gpt().eval()
+    prompt = torch.tensor([[ord(c) for c in "The spam"]])
+    result = {"torch": torch.__version__, "model": "gpt", "threads": torch.get_num_threads(), "gemm_gflops": gemm_peak_gflops()}
+    for cached in (True, False):
+        runs = [time_generation(net, prompt, 128, cached) for _ in range(4)][1:]
+        generated = 128 - prompt.shape[1]
+        rates = sorted(generated / seconds for seconds, _ in runs)
+        result["cached_tokens_per_s" if cached else "recompute_tokens_per_s"] = {"median": statistics.median(rates), "min": rates[0], "max": rates[-1]}
+    return result
+
+
 def main():
     args = ARGS
+    if args.model == "gpt":
+        torch.set_num_threads(args.threads)
+        print(json.dumps(generation(args.threads)))
+        return
     s = TRANSFORMER if args.model == "transformer" else MINILM
     torch.set_num_threads(args.threads)
     torch.manual_seed(7)

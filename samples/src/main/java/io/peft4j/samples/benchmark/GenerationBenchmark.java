@@ -1,0 +1,127 @@
+package io.peft4j.samples.benchmark;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import io.peft4j.runtime.ComputeThreads;
+import io.peft4j.samples.gpt.DecoderSession;
+import io.peft4j.samples.gpt.GptConfig;
+import io.peft4j.samples.gpt.GptModel;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.util.Arrays;
+import java.util.Locale;
+import java.util.Optional;
+import org.nd4j.autodiff.samediff.SameDiff;
+
+/**
+ * Times generation with the byte-level GPT sample ({@link GptConfig#small()}, random weights, batch
+ * 1): an 8-byte prompt extended greedily to 128 positions, with the key/value cache
+ * ({@link DecoderSession.Cache}) and by recomputing the whole sequence for every token. Prints tokens
+ * per second (median of 3 runs after one warm-up), the factor the cache gains against the factor its
+ * arithmetic predicts (multiply-adds of the whole generation either way), and, when a Python with
+ * {@code torch} is found, the same model in {@code benchmarks/pytorch_reference.py --model gpt}.
+ */
+public final class GenerationBenchmark {
+    private static final int LENGTH = 128;
+    private static final int RUNS = 3;
+
+    public static void main(String[] args) throws IOException, InterruptedException {
+        int threads = ComputeThreads.apply();
+        GptConfig config = GptConfig.small();
+        DecoderSession session = new DecoderSession("benchmark", new GptModel(SameDiff.create(), config, 7));
+        int[] prompt = toTokens("The spam");
+        int generated = LENGTH - prompt.length;
+        double[] cached = tokensPerSecond(session, prompt, true, generated);
+        double[] recomputed = tokensPerSecond(session, prompt, false, generated);
+        double predicted = flops(config, prompt.length, false) / flops(config, prompt.length, true);
+        System.out.printf(Locale.ROOT, "%d native thread%s; GPT %s, batch 1, %d-byte prompt extended to %d positions (%d tokens), "
+                + "median of %d runs%n%n", threads, threads == 1 ? "" : "s", config, prompt.length, LENGTH, generated, RUNS);
+        System.out.println("| measurement | peft4j tokens/s (min – max) | PyTorch tokens/s (min – max) | peft4j / PyTorch |");
+        System.out.println("|---|---:|---:|---:|");
+        Optional<JsonNode> torch = PyTorchReference.run("gpt", threads);
+        row("with the key/value cache", cached, torch.map(t -> t.path("cached_tokens_per_s")));
+        row("recomputing every position", recomputed, torch.map(t -> t.path("recompute_tokens_per_s")));
+        System.out.printf(Locale.ROOT, "%nThe cache gains %.1f× in peft4j%s; its arithmetic predicts %.0f× (multiply-adds of the whole "
+                        + "generation, recomputed over cached).%n", cached[1] / recomputed[1],
+                torch.map(t -> String.format(Locale.ROOT, " and %.1f× in PyTorch", t.path("cached_tokens_per_s").path("median").asDouble()
+                        / t.path("recompute_tokens_per_s").path("median").asDouble())).orElse(""), predicted);
+        if (torch.isEmpty()) {
+            System.out.println("No Python with torch was found (apt-get install python3-torch); no PyTorch comparison.");
+        }
+    }
+
+    /** Min, median and max tokens per second over {@link #RUNS} runs after a warm-up. */
+    private static double[] tokensPerSecond(DecoderSession session, int[] prompt, boolean cached, int generated) {
+        double[] rates = new double[RUNS];
+        for (int run = -1; run < RUNS; run++) {
+            long start = System.nanoTime();
+            generate(session, prompt, cached);
+            double seconds = (System.nanoTime() - start) / 1e9;
+            if (run >= 0) {
+                rates[run] = generated / seconds;
+            }
+        }
+        Arrays.sort(rates);
+        return new double[] {rates[0], rates[RUNS / 2], rates[RUNS - 1]};
+    }
+
+    private static int[] generate(DecoderSession session, int[] prompt, boolean cached) {
+        int[] tokens = Arrays.copyOf(prompt, LENGTH);
+        DecoderSession.Cache cache = cached ? session.newCache() : null;
+        float[] logits = cached ? cache.feed(prompt) : session.fullLogits(prompt);
+        for (int length = prompt.length; length < LENGTH; length++) {
+            tokens[length] = argmax(logits);
+            if (length + 1 < LENGTH) {
+                logits = cached ? cache.feed(tokens[length]) : session.fullLogits(Arrays.copyOf(tokens, length + 1));
+            }
+        }
+        return tokens;
+    }
+
+    /**
+     * Multiply-adds of generating from {@code promptLength} to {@link #LENGTH} positions: the
+     * projections, feed-forward and output projection of every position computed, and attention over
+     * the keys each query sees. A recomputing step repeats every position so far; a cached step
+     * computes one.
+     */
+    static double flops(GptConfig config, int promptLength, boolean cached) {
+        double d = config.hidden();
+        double perPosition = config.layers() * (4 * d * d + 2 * d * config.feedForward()) + d * config.vocabulary();
+        double total = 0;
+        for (int length = promptLength; length < LENGTH; length++) {
+            boolean prefill = length == promptLength;
+            double positions = cached && !prefill ? 1 : length;
+            double attention = 0;
+            for (int query = length - (int) positions + 1; query <= length; query++) {
+                attention += config.layers() * 2 * query * d;
+            }
+            total += positions * perPosition + attention;
+        }
+        return total;
+    }
+
+    private static void row(String what, double[] ours, Optional<JsonNode> theirs) {
+        String torch = theirs.map(t -> String.format(Locale.ROOT, "%.1f (%.1f – %.1f)", t.path("median").asDouble(), t.path("min").asDouble(),
+                t.path("max").asDouble())).orElse("—");
+        String ratio = theirs.map(t -> String.format(Locale.ROOT, "%.2f", ours[1] / t.path("median").asDouble())).orElse("—");
+        System.out.printf(Locale.ROOT, "| %s | %.1f (%.1f – %.1f) | %s | %s |%n", what, ours[1], ours[0], ours[2], torch, ratio);
+    }
+
+    private static int argmax(float[] values) {
+        int best = 0;
+        for (int i = 1; i < values.length; i++) {
+            if (values[i] > values[best]) {
+                best = i;
+            }
+        }
+        return best;
+    }
+
+    private static int[] toTokens(String text) {
+        byte[] bytes = text.getBytes(StandardCharsets.UTF_8);
+        int[] tokens = new int[bytes.length];
+        for (int i = 0; i < bytes.length; i++) {
+            tokens[i] = bytes[i] & 0xFF;
+        }
+        return tokens;
+    }
+}
