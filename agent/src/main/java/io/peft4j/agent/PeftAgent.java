@@ -51,6 +51,12 @@ public final class PeftAgent {
         new AgentBuilder.Default()
                 .disableClassFormatChanges()
                 .with(AgentBuilder.RedefinitionStrategy.RETRANSFORMATION)
+                // Describe types from their class files, not by reflection: reflecting on an already
+                // loaded layer (to retransform it) loads the classes of its fields, and a class loaded
+                // while a transformation runs is never instrumented (Byte Buddy's circularity lock).
+                // A test that built a SelfAttention before install() left Linear, the type of its
+                // fields, uninstrumented, and every LoRA branch on a Linear was silently missing.
+                .with(AgentBuilder.DescriptionStrategy.Default.POOL_FIRST)
                 .with(new TransformationLogger(Boolean.getBoolean(TransformationLogger.VERBOSE_PROPERTY)))
                 .ignore(LayerMatchers.neverInstrumented())
                 .type(LayerMatchers.layerClasses())
