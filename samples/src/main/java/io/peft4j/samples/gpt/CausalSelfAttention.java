@@ -55,7 +55,9 @@ public final class CausalSelfAttention {
         }
         SDVariable q = splitHeads(query.forward(x));
         SDVariable scores = sd.mmul(q, splitHeads(keys), false, true, false).div(Math.sqrt((double) size / heads));
-        SDVariable weights = sd.nn.softmax(scores.add(Sequences.causalMask(scores)), 3);
+        // A cached step's one query is the last position, which sees every key: its mask would be all
+        // zeros, and building it cost a dozen ops per layer in a step that is mostly per-op overhead.
+        SDVariable weights = sd.nn.softmax(past != null ? scores : scores.add(Sequences.causalMask(scores)), 3);
         SDVariable attended = sd.mmul(weights, splitHeads(values));
         SDVariable merged = sd.reshape(attended.permute(0, 2, 1, 3), x.shape());
         return new Attended(output.forward(merged), new KeyValue(keys, values));

@@ -32,6 +32,10 @@ public final class Linear {
 
     public SDVariable forward(SDVariable x) {
         SDVariable rows = x.reshape(-1, in).mmul(weight);
+        // A square layer's output has its input's shape: two ops to restore it instead of four.
+        if (in == out) {
+            return x.getSameDiff().reshape(rows, x.shape()).add(bias);
+        }
         return x.getSameDiff().reshape(rows, Shapes.replaceLast(x, out)).add(bias);
     }
 }

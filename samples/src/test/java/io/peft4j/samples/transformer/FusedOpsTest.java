@@ -22,6 +22,7 @@ import org.nd4j.linalg.ops.transforms.Transforms;
  * request, compute what the composed definitions do, forward and in every gradient.
  */
 class FusedOpsTest {
+
     private static final List<String> PARTS = List.of("output", "d/dx", "d/dgain", "d/dbias");
 
     private static double relativeDifference(INDArray expected, INDArray actual) {
