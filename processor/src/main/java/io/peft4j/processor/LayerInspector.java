@@ -35,8 +35,9 @@ final class LayerInspector {
         }
     }
 
-    static final Set<String> WEIGHT_TYPES = Set.of(
-            "org.nd4j.autodiff.samediff.SDVariable", "org.nd4j.linalg.api.ndarray.INDArray");
+    private static final String SD_VARIABLE = "org.nd4j.autodiff.samediff.SDVariable";
+    private static final String ND_ARRAY = "org.nd4j.linalg.api.ndarray.INDArray";
+    static final Set<String> WEIGHT_TYPES = Set.of(SD_VARIABLE, ND_ARRAY);
 
     /** Whether {@code type} is a block a bottleneck adapter can follow: a class with one forward method. */
     List<Problem> inspectBlock(TypeElement type) {
@@ -118,13 +119,16 @@ final class LayerInspector {
                     + "or mark the method that computes the layer's output with @Forward"));
             return null;
         }
-        if (candidates.size() > 1) {
+        if (candidates.size() > 1 && !isGraphAndEagerPair(candidates)) {
             String signatures = candidates.stream().map(ExecutableElement::toString).collect(Collectors.joining(", "));
             problems.add(new Problem(candidates.get(1), name + " has " + candidates.size() + " forward method candidates ("
-                    + signatures + "): mark the one to adapt with @Forward"));
+                    + signatures + "): mark the one to adapt with @Forward (a layer may have two: one that builds the graph "
+                    + "from an SDVariable and its eager twin on an INDArray)"));
             return null;
         }
-        ExecutableElement forward = candidates.get(0);
+        // Of a graph/eager pair, the graph form stands for the layer; the agent wraps both.
+        ExecutableElement forward = candidates.stream().filter(method -> firstParameterIs(method, SD_VARIABLE)).findFirst()
+                .orElse(candidates.get(0));
         if (forward.getParameters().isEmpty()) {
             problems.add(new Problem(forward, "Forward method " + forward + " of " + name
                     + " takes no parameter: its first parameter must be the layer input"));
@@ -134,6 +138,23 @@ final class LayerInspector {
                     + " must be a concrete instance method"));
         }
         return forward;
+    }
+
+    /**
+     * Whether {@code candidates} are one forward that builds a graph (its input an {@code SDVariable})
+     * and one that computes eagerly (an {@code INDArray}) with as many parameters: the same layer in
+     * its two modes, as a model that trains with SameDiff and decodes without a graph has.
+     */
+    private static boolean isGraphAndEagerPair(List<ExecutableElement> candidates) {
+        if (candidates.size() != 2 || candidates.get(0).getParameters().size() != candidates.get(1).getParameters().size()) {
+            return false;
+        }
+        return firstParameterIs(candidates.get(0), SD_VARIABLE) && firstParameterIs(candidates.get(1), ND_ARRAY)
+                || firstParameterIs(candidates.get(0), ND_ARRAY) && firstParameterIs(candidates.get(1), SD_VARIABLE);
+    }
+
+    private static boolean firstParameterIs(ExecutableElement method, String type) {
+        return !method.getParameters().isEmpty() && method.getParameters().get(0).asType().toString().equals(type);
     }
 
     static ClassName accessorName(TypeElement type) {

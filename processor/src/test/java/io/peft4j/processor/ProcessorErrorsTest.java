@@ -72,10 +72,35 @@ class ProcessorErrorsTest {
                 "public final class TwoForwards {",
                 "  @Weight final SDVariable weight = null;",
                 "  public SDVariable forward(SDVariable x) { return x.mmul(weight); }",
-                "  public INDArray forward(INDArray x) { return x; }",
+                "  public SDVariable forward(SDVariable x, SDVariable mask) { return x.mmul(weight).mul(mask); }",
                 "}");
         assertThat(compile(file)).hadErrorContaining("TwoForwards has 2 forward method candidates").inFile(file)
-                .onLineContaining("public INDArray forward(INDArray x)");
+                .onLineContaining("forward(SDVariable x, SDVariable mask)");
+    }
+
+    @Test
+    void aGraphForwardMayHaveAnEagerTwin() {
+        javax.tools.JavaFileObject file = source("TwoModes",
+                "@LoRA",
+                "public final class TwoModes {",
+                "  @Weight final SDVariable weight = null;",
+                "  public INDArray forward(INDArray x) { return x.mmul(weight.getArr()); }",
+                "  public SDVariable forward(SDVariable x) { return x.mmul(weight); }",
+                "}");
+        assertThat(compile(file)).succeededWithoutWarnings();
+    }
+
+    @Test
+    void threeForwardsAreTooManyEvenWithAnEagerOne() {
+        javax.tools.JavaFileObject file = source("ThreeForwards",
+                "@LoRA",
+                "public final class ThreeForwards {",
+                "  @Weight final SDVariable weight = null;",
+                "  public SDVariable forward(SDVariable x) { return x.mmul(weight); }",
+                "  public INDArray forward(INDArray x) { return x.mmul(weight.getArr()); }",
+                "  public SDVariable forward(SDVariable x, SDVariable mask) { return x.mmul(weight).mul(mask); }",
+                "}");
+        assertThat(compile(file)).hadErrorContaining("ThreeForwards has 3 forward method candidates").inFile(file);
     }
 
     @Test
