@@ -9,8 +9,11 @@ import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.api.ops.impl.transforms.strict.GELU;
+import org.nd4j.linalg.api.ops.impl.transforms.strict.Swish;
 import org.nd4j.linalg.api.rng.Random;
 import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.linalg.ops.transforms.Transforms;
 
 /**
  * One adapter's bottleneck module after one layer: {@code h + g · up(act(down(h)))}, with the gate
@@ -20,7 +23,8 @@ import org.nd4j.linalg.factory.Nd4j;
  * {@code [d]} = 0, so the module is the identity until trained. The variables
  * ({@code <path>.adapters.<adapter>.adapter_down.weight}, {@code .adapter_down.bias},
  * {@code .adapter_up.weight}, {@code .adapter_up.bias}) are created in the layer output's SameDiff at
- * the first forward call, when the output's width {@code d} is known. Graph mode only.
+ * the first forward call, when the output's width {@code d} is known (an eager call creates them in
+ * the graph of the layer's own variables).
  */
 final class BottleneckModule {
 
@@ -68,6 +72,21 @@ final class BottleneckModule {
     }
 
     /**
+     * The module's contribution {@code up(act(down(h)))} for {@code h [..., d]} with its parameters'
+     * current values, or {@code null} while the adapter is off.
+     */
+    INDArray eagerDelta(INDArray h) {
+        if (!active || removed) {
+            return null;
+        }
+        long width = h.size(h.rank() - 1);
+        ensureCreated(site.graph(), width, h.dataType());
+        INDArray rows = h.reshape(-1, width);
+        INDArray bottleneck = activateInPlace(rows.mmul(down.getArr()).addiRowVector(downBias.getArr()));
+        return bottleneck.mmul(up.getArr()).addiRowVector(upBias.getArr()).reshape(h.shape());
+    }
+
+    /**
      * Creates the variables for outputs of width {@code width} in {@code graph} unless they exist (a
      * forward call or a load did it); returns the bottleneck size.
      */
@@ -104,6 +123,17 @@ final class BottleneckModule {
             case "gelu" -> graph.nn.gelu(x);
             case "swish", "silu" -> graph.nn.swish(x);
             case "tanh" -> graph.math.tanh(x);
+            default -> throw new IllegalStateException("BottleneckSettings admits no activation " + settings.activation());
+        };
+    }
+
+    /** The same ops as {@link #activate}, on an array. */
+    private INDArray activateInPlace(INDArray x) {
+        return switch (settings.activation()) {
+            case "relu" -> Transforms.relu(x, false);
+            case "gelu" -> Nd4j.exec(new GELU(x, x));
+            case "swish", "silu" -> Nd4j.exec(new Swish(x, x));
+            case "tanh" -> Transforms.tanh(x, false);
             default -> throw new IllegalStateException("BottleneckSettings admits no activation " + settings.activation());
         };
     }

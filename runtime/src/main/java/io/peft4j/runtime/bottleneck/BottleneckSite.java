@@ -13,10 +13,14 @@ import java.util.Map;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
  * Every bottleneck module of one {@code PeftModel} after one layer instance, applied in turn to the
  * layer's output {@code h [..., d]}: {@code h ← h + g_k · up_k(act_k(down_k(h)))}.
+ *
+ * <p>In a graph every module joins with its gate as a constant; an eager call ({@code INDArray} in and
+ * out, as in inference without a graph) applies the modules on at the time of the call.
  */
 final class BottleneckSite implements ForwardExtension {
 
@@ -96,9 +100,12 @@ final class BottleneckSite implements ForwardExtension {
 
     @Override
     public Object afterForward(Object input, Object output) {
+        if (output instanceof INDArray h) {
+            return afterEagerForward(h);
+        }
         if (!(output instanceof SDVariable h)) {
             throw new PeftException("Layer '" + path + "' returned " + (output == null ? "null" : output.getClass().getSimpleName())
-                    + "; bottleneck adapters are added to SameDiff graphs, so its forward method must return an SDVariable");
+                    + "; a bottleneck adapter follows a layer whose forward method returns an SDVariable or an INDArray");
         }
         if (context.adaptersDisabled()) {
             return h;
@@ -111,6 +118,23 @@ final class BottleneckSite implements ForwardExtension {
         for (BottleneckModule module : snapshot()) {
             SDVariable delta = module.graphDelta(result, width, mixed);
             result = result.add(mixed ? delta.mul(context.rowMask(module.adapterId(), result)) : delta);
+        }
+        return result;
+    }
+
+    private INDArray afterEagerForward(INDArray h) {
+        if (context.adaptersDisabled()) {
+            return h;
+        }
+        if (context.mixedBatch()) {
+            throw new PeftException("Layer '" + path + "' computes eagerly (INDArray); mixed batches need a SameDiff graph");
+        }
+        INDArray result = h;
+        for (BottleneckModule module : snapshot()) {
+            INDArray delta = module.eagerDelta(result);
+            if (delta != null) {
+                result = result == h ? h.add(delta) : result.addi(delta);
+            }
         }
         return result;
     }

@@ -6,10 +6,12 @@ import io.peft4j.runtime.bridge.ForwardExtension;
 import io.peft4j.runtime.method.ForwardContext;
 import java.lang.ref.WeakReference;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import org.nd4j.autodiff.samediff.SDVariable;
+import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
  * Puts trainable rows in front of a layer's output sequence {@code [batch, T, d]}, making it
@@ -22,6 +24,11 @@ import org.nd4j.autodiff.samediff.SDVariable;
  * the graph, so all of them must have the same {@code n}. A graph built while none of them is on has no
  * extra positions (the base model's graph); a graph built while one is on keeps its {@code n} positions
  * when all are switched off (they then hold zeros, which is not the base model).
+ *
+ * <p>Eager calls (the forward method maps an {@code INDArray} to an {@code INDArray}, as in inference
+ * without a graph) prepend {@code Σ rows_k} over the adapters on at the time of the call, and nothing
+ * when none is on: the base model's output, unlike a graph built while one was on. An eager output may
+ * also be one sequence {@code [T, d]}, which becomes {@code [n + T, d]}.
  */
 public abstract class PrependSite implements ForwardExtension {
 
@@ -30,6 +37,9 @@ public abstract class PrependSite implements ForwardExtension {
 
         /** The rows {@code [n, d]} as a graph value (built on first use). */
         SDVariable rows();
+
+        /** The rows {@code [n, d]} as they are now, for an eager ({@code INDArray}) forward call. */
+        INDArray values();
 
         /** The gate constant: 1 while the adapter is on, 0 while off. */
         SDVariable gate();
@@ -116,9 +126,12 @@ public abstract class PrependSite implements ForwardExtension {
 
     @Override
     public Object afterForward(Object input, Object output) {
+        if (output instanceof INDArray sequence) {
+            return afterEagerForward(sequence);
+        }
         if (!(output instanceof SDVariable sequence)) {
             throw new PeftException("Layer '" + path + "' returned " + (output == null ? "null" : output.getClass().getSimpleName())
-                    + "; " + method + " extends SameDiff graphs, so its forward method must return an SDVariable [batch, T, d]");
+                    + "; " + method + " needs its forward method to return a sequence [batch, T, d], as an SDVariable or an INDArray");
         }
         List<Rows> entries = snapshot();
         if (context.adaptersDisabled() || entries.stream().noneMatch(Rows::active)) {
@@ -139,5 +152,25 @@ public abstract class PrependSite implements ForwardExtension {
             sum = sum == null ? term : sum.add(term);
         }
         return SequencePrefix.prepend(sum, count, width, sequence);
+    }
+
+    private INDArray afterEagerForward(INDArray sequence) {
+        if (sequence.rank() < 2 || sequence.rank() > 3 || sequence.size(sequence.rank() - 1) != width) {
+            throw new PeftException(method + " on '" + path + "': the forward method returned shape " + Arrays.toString(sequence.shape())
+                    + ", but rows of width " + width + " go in front of a sequence [batch, T, " + width + "] or [T, " + width + "]");
+        }
+        List<Rows> on = context.adaptersDisabled() ? List.of() : snapshot().stream().filter(Rows::active).toList();
+        if (on.isEmpty() || on.get(0).count() == 0) {
+            return sequence;
+        }
+        if (context.mixedBatch()) {
+            throw new PeftException(method + " on '" + path + "' changes the sequence length, so a mixed batch cannot route rows to it; "
+                    + "mixed batches serve LoRA and bottleneck adapters");
+        }
+        INDArray sum = on.get(0).values();
+        for (int i = 1; i < on.size(); i++) {
+            sum = sum.add(on.get(i).values());
+        }
+        return SequencePrefix.prepend(sum.castTo(sequence.dataType()), sequence);
     }
 }

@@ -105,6 +105,11 @@ final class PrefixTuner {
             }
 
             @Override
+            public INDArray values() {
+                return prefixValues(layer, keys);
+            }
+
+            @Override
             public SDVariable gate() {
                 return gate.variable();
             }
@@ -138,6 +143,20 @@ final class PrefixTuner {
         long start = columnOf(layer) + (keys ? 0 : layer.keys().width());
         long width = keys ? layer.keys().width() : layer.values().width();
         return encoded.get(SDIndex.all(), SDIndex.interval(start, start + width));
+    }
+
+    /**
+     * As {@link #prefixOf}, evaluated now. With the projection MLP that is one pass of it per call;
+     * {@link #useFixedPrefixes} (as for inference) makes it a lookup.
+     */
+    private INDArray prefixValues(Attention layer, boolean keys) {
+        SDVariable[] fixed = direct.get(layer);
+        if (fixed != null) {
+            return fixed[keys ? 0 : 1].getArr();
+        }
+        long start = columnOf(layer) + (keys ? 0 : layer.keys().width());
+        long width = keys ? layer.keys().width() : layer.values().width();
+        return prefixes().get(NDArrayIndex.all(), NDArrayIndex.interval(start, start + width));
     }
 
     private long columnOf(Attention wanted) {

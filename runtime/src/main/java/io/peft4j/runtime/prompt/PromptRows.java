@@ -91,6 +91,11 @@ final class PromptRows implements PrependSite.Rows {
     }
 
     @Override
+    public INDArray values() {
+        return prompt.getArr();
+    }
+
+    @Override
     public SDVariable gate() {
         return gate.variable();
     }

@@ -5,8 +5,10 @@ import io.peft4j.annotations.AdapterPreset;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.rng.Random;
 import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.linalg.ops.transforms.Transforms;
 
 /**
  * {@code x [batch, 6] → hidden [6, 8] → tanh → output [8, 4]}, with a bottleneck adapter after each
@@ -31,5 +33,10 @@ public final class AdapterTestModel {
 
     public SDVariable forward(SDVariable x) {
         return output.forward(sd.math.tanh(hidden.forward(x)));
+    }
+
+    /** {@link #forward(SDVariable)} computed eagerly. */
+    public INDArray forward(INDArray x) {
+        return output.forward(Transforms.tanh(hidden.forward(x), true));
     }
 }

@@ -3,6 +3,7 @@ package io.peft4j.runtime.testmodel;
 import io.peft4j.annotations.PrefixTuning;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
 
 /** {@link SequenceModel} whose prefixes come from Li and Liang's projection MLP (hidden width 5). */
 public final class ProjectedSequenceModel {
@@ -18,5 +19,9 @@ public final class ProjectedSequenceModel {
 
     public SDVariable forward(SDVariable tokens, SDVariable queryMask, SDVariable keyMask) {
         return inner.run(inner.embedding, attention, inner.head, tokens, queryMask, keyMask);
+    }
+
+    public INDArray forward(INDArray tokens, INDArray queryMask, INDArray keyMask) {
+        return inner.runEagerly(inner.embedding, attention, inner.head, tokens, queryMask, keyMask);
     }
 }

@@ -5,6 +5,9 @@ import io.peft4j.annotations.PromptTuning;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.api.ops.CustomOp;
+import org.nd4j.linalg.api.ops.impl.transforms.custom.SoftMax;
 import org.nd4j.linalg.api.rng.Random;
 import org.nd4j.linalg.factory.Nd4j;
 
@@ -66,6 +69,26 @@ public final class SequenceModel {
         SDVariable attended = sd.mmul(sd.nn.softmax(scores.add(keyBias), 2), v);
         SDVariable weights = sd.expandDims(queryMask, 2);
         SDVariable pooled = attended.mul(weights).sum(1).div(queryMask.sum(true, 1));
+        return head.forward(pooled);
+    }
+
+    /** {@link #forward(SDVariable, SDVariable, SDVariable)} computed eagerly, with the same masks. */
+    public INDArray forward(INDArray tokens, INDArray queryMask, INDArray keyMask) {
+        return runEagerly(embedding, attention, head, tokens, queryMask, keyMask);
+    }
+
+    INDArray runEagerly(TokenEmbedding embedding, Attention attention, SequenceLinear head, INDArray tokens, INDArray queryMask,
+                        INDArray keyMask) {
+        INDArray h = embedding.forward(tokens);
+        INDArray q = attention.query.forward(h);
+        INDArray k = attention.key.forward(h);
+        INDArray v = attention.value.forward(h);
+        INDArray scores = Nd4j.matmul(q, k, null, false, true, false).divi(Math.sqrt(WIDTH));
+        INDArray keyBias = keyMask.rsub(1.0).muli(-1e9).reshape(keyMask.size(0), 1, keyMask.size(1));
+        INDArray weights = Nd4j.exec((CustomOp) new SoftMax(scores.add(keyBias.broadcast(scores.shape())), null, 2))[0];
+        INDArray attended = Nd4j.matmul(weights, v, null, false, false, false);
+        INDArray queryWeights = queryMask.reshape(queryMask.size(0), queryMask.size(1), 1).broadcast(attended.shape());
+        INDArray pooled = attended.mul(queryWeights).sum(1).diviColumnVector(queryMask.sum(true, 1));
         return head.forward(pooled);
     }
 }

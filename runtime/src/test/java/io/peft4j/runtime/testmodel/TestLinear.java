@@ -6,6 +6,7 @@ import io.peft4j.runtime.bridge.ForwardDispatcher;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.rng.Random;
 import org.nd4j.linalg.factory.Nd4j;
 
@@ -27,6 +28,11 @@ public final class TestLinear {
     public SDVariable forward(SDVariable x) {
         SDVariable y = x.mmul(weight).add(bias);
         return (SDVariable) ForwardDispatcher.afterForward(this, x, y);
+    }
+
+    /** Eager: {@code x [batch, in] → [batch, out]} with the weights' current values. */
+    public INDArray forward(INDArray x) {
+        return (INDArray) ForwardDispatcher.afterForward(this, x, x.mmul(weight.getArr()).addiRowVector(bias.getArr()));
     }
 
     public SDVariable weight() {
