@@ -3,45 +3,64 @@ package io.peft4j.samples.benchmark;
 import com.fasterxml.jackson.databind.JsonNode;
 import io.peft4j.runtime.ComputeThreads;
 import io.peft4j.samples.gpt.DecoderSession;
+import io.peft4j.samples.gpt.EagerDecoder;
 import io.peft4j.samples.gpt.GptConfig;
 import io.peft4j.samples.gpt.GptModel;
+import io.peft4j.samples.gpt.ResidentMemoryCheck;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
 import java.util.Locale;
 import java.util.Optional;
+import java.util.function.IntFunction;
 import org.nd4j.autodiff.samediff.SameDiff;
 
 /**
  * Times generation with the byte-level GPT sample ({@link GptConfig#small()}, random weights, batch
- * 1): an 8-byte prompt extended greedily to 128 positions, with the key/value cache
- * ({@link DecoderSession.Cache}) and by recomputing the whole sequence for every token. Prints tokens
- * per second (median of 3 runs after one warm-up), the factor the cache gains against the factor its
- * arithmetic predicts (multiply-adds of the whole generation either way), and, when a Python with
- * {@code torch} is found, the same model in {@code benchmarks/pytorch_reference.py --model gpt}.
+ * 1): an 8-byte prompt extended greedily to 128 positions, with the key/value cache computed
+ * eagerly ({@link EagerDecoder}) and by the SameDiff step graph ({@link DecoderSession.Cache}), and by
+ * recomputing the whole sequence in the graph for every token. Prints tokens per second (median of 3
+ * runs after one warm-up), the factor the cache gains against the factor its arithmetic predicts
+ * (multiply-adds of the whole generation either way), and, when a Python with {@code torch} is found,
+ * the same model in {@code benchmarks/pytorch_reference.py --model gpt}. Fails if the three ways
+ * generate different tokens.
  */
 public final class GenerationBenchmark {
     private static final int LENGTH = 128;
     private static final int RUNS = 3;
 
+    private enum Mode { EAGER_CACHE, GRAPH_CACHE, GRAPH_RECOMPUTE }
+
     public static void main(String[] args) throws IOException, InterruptedException {
+        boolean unchecked = ResidentMemoryCheck.disableUnlessSet();
         int threads = ComputeThreads.apply();
         GptConfig config = GptConfig.small();
-        DecoderSession session = new DecoderSession("benchmark", new GptModel(SameDiff.create(), config, 7));
+        GptModel model = new GptModel(SameDiff.create(), config, 7);
+        DecoderSession session = new DecoderSession("benchmark", model);
         int[] prompt = toTokens("The spam");
         int generated = LENGTH - prompt.length;
-        double[] cached = tokensPerSecond(session, prompt, true, generated);
-        double[] recomputed = tokensPerSecond(session, prompt, false, generated);
+        int[] expected = generate(model, session, prompt, Mode.GRAPH_RECOMPUTE);
+        for (Mode mode : Mode.values()) {
+            if (!Arrays.equals(expected, generate(model, session, prompt, mode))) {
+                throw new IllegalStateException(mode + " generated other tokens than " + Mode.GRAPH_RECOMPUTE);
+            }
+        }
+        double[] eager = tokensPerSecond(model, session, prompt, Mode.EAGER_CACHE, generated);
+        double[] cached = tokensPerSecond(model, session, prompt, Mode.GRAPH_CACHE, generated);
+        double[] recomputed = tokensPerSecond(model, session, prompt, Mode.GRAPH_RECOMPUTE, generated);
         double predicted = flops(config, prompt.length, false) / flops(config, prompt.length, true);
         System.out.printf(Locale.ROOT, "%d native thread%s; GPT %s, batch 1, %d-byte prompt extended to %d positions (%d tokens), "
-                + "median of %d runs%n%n", threads, threads == 1 ? "" : "s", config, prompt.length, LENGTH, generated, RUNS);
+                + "median of %d runs; JavaCPP's resident-memory check %s%n%n", threads, threads == 1 ? "" : "s", config, prompt.length, LENGTH,
+                generated, RUNS, unchecked ? "off" : "on");
         System.out.println("| measurement | peft4j tokens/s (min – max) | PyTorch tokens/s (min – max) | peft4j / PyTorch |");
         System.out.println("|---|---:|---:|---:|");
         Optional<JsonNode> torch = PyTorchReference.run("gpt", threads);
-        row("with the key/value cache", cached, torch.map(t -> t.path("cached_tokens_per_s")));
-        row("recomputing every position", recomputed, torch.map(t -> t.path("recompute_tokens_per_s")));
-        System.out.printf(Locale.ROOT, "%nThe cache gains %.1f× in peft4j%s; its arithmetic predicts %.0f× (multiply-adds of the whole "
-                        + "generation, recomputed over cached).%n", cached[1] / recomputed[1],
+        row("with the key/value cache, eager", eager, torch.map(t -> t.path("cached_tokens_per_s")));
+        row("with the key/value cache, SameDiff step graph", cached, torch.map(t -> t.path("cached_tokens_per_s")));
+        row("recomputing every position (SameDiff)", recomputed, torch.map(t -> t.path("recompute_tokens_per_s")));
+        System.out.printf(Locale.ROOT, "%nThe cache gains %.1f× in peft4j (eager; %.1f× in the step graph)%s; its arithmetic predicts %.0f× "
+                        + "(multiply-adds of the whole generation, recomputed over cached).%n", eager[1] / recomputed[1],
+                cached[1] / recomputed[1],
                 torch.map(t -> String.format(Locale.ROOT, " and %.1f× in PyTorch", t.path("cached_tokens_per_s").path("median").asDouble()
                         / t.path("recompute_tokens_per_s").path("median").asDouble())).orElse(""), predicted);
         if (torch.isEmpty()) {
@@ -50,11 +69,11 @@ public final class GenerationBenchmark {
     }
 
     /** Min, median and max tokens per second over {@link #RUNS} runs after a warm-up. */
-    private static double[] tokensPerSecond(DecoderSession session, int[] prompt, boolean cached, int generated) {
+    private static double[] tokensPerSecond(GptModel model, DecoderSession session, int[] prompt, Mode mode, int generated) {
         double[] rates = new double[RUNS];
         for (int run = -1; run < RUNS; run++) {
             long start = System.nanoTime();
-            generate(session, prompt, cached);
+            generate(model, session, prompt, mode);
             double seconds = (System.nanoTime() - start) / 1e9;
             if (run >= 0) {
                 rates[run] = generated / seconds;
@@ -64,15 +83,17 @@ public final class GenerationBenchmark {
         return new double[] {rates[0], rates[RUNS / 2], rates[RUNS - 1]};
     }
 
-    private static int[] generate(DecoderSession session, int[] prompt, boolean cached) {
+    private static int[] generate(GptModel model, DecoderSession session, int[] prompt, Mode mode) {
         int[] tokens = Arrays.copyOf(prompt, LENGTH);
-        DecoderSession.Cache cache = cached ? session.newCache() : null;
-        float[] logits = cached ? cache.feed(prompt) : session.fullLogits(prompt);
+        EagerDecoder eager = mode == Mode.EAGER_CACHE ? new EagerDecoder(model) : null;
+        DecoderSession.Cache cache = mode == Mode.GRAPH_CACHE ? session.newCache() : null;
+        IntFunction<float[]> next = length -> switch (mode) {
+            case EAGER_CACHE -> length == prompt.length ? eager.feed(prompt) : eager.feed(tokens[length - 1]);
+            case GRAPH_CACHE -> length == prompt.length ? cache.feed(prompt) : cache.feed(tokens[length - 1]);
+            case GRAPH_RECOMPUTE -> session.fullLogits(Arrays.copyOf(tokens, length));
+        };
         for (int length = prompt.length; length < LENGTH; length++) {
-            tokens[length] = argmax(logits);
-            if (length + 1 < LENGTH) {
-                logits = cached ? cache.feed(tokens[length]) : session.fullLogits(Arrays.copyOf(tokens, length + 1));
-            }
+            tokens[length] = argmax(next.apply(length));
         }
         return tokens;
     }

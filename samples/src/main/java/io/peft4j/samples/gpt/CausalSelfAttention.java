@@ -5,7 +5,13 @@ import io.peft4j.samples.transformer.Linear;
 import io.peft4j.samples.transformer.Shapes;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.api.ops.CustomOp;
+import org.nd4j.linalg.api.ops.impl.transforms.custom.DotProductAttention;
+import org.nd4j.linalg.api.ops.impl.transforms.custom.SoftMax;
 import org.nd4j.linalg.api.rng.Random;
+import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.linalg.indexing.NDArrayIndex;
 
 /**
  * Causal multi-head self-attention with an optional key/value cache.
@@ -61,6 +67,68 @@ public final class CausalSelfAttention {
         SDVariable attended = sd.mmul(weights, splitHeads(values));
         SDVariable merged = sd.reshape(attended.permute(0, 2, 1, 3), x.shape());
         return new Attended(output.forward(merged), new KeyValue(keys, values));
+    }
+
+    /**
+     * Eager {@link #attend(SDVariable, KeyValue)} of one sequence (inference without a graph): attends
+     * from {@code x [T, d]} over what {@code cache} holds and {@code x}'s own keys and values, which it
+     * appends to the cache (with whatever the key and value projections put in front of them when the
+     * cache is empty: prefixes). Returns {@code [T, d]}.
+     */
+    public INDArray attend(INDArray x, KeyValueBuffer cache) {
+        INDArray keys = key.forward(x);
+        INDArray values = value.forward(x);
+        long length = x.size(0);
+        cache.append(cache.isEmpty() ? keys : lastRows(keys, length), cache.isEmpty() ? values : lastRows(values, length));
+        if (length == 1) {
+            return output.forward(attendOne(query.forward(x), cache));
+        }
+        INDArray scores = Nd4j.matmul(byHead(query.forward(x)), byHead(cache.keys()), null, false, true, false)
+                .divi(Math.sqrt((double) size / heads));
+        if (length > 1) {
+            scores.addi(causalMask(length, cache.length()).broadcast(scores.shape()));
+        }
+        INDArray weights = Nd4j.exec((CustomOp) new SoftMax(scores, scores, 2))[0];
+        INDArray attended = Nd4j.matmul(weights, byHead(cache.values()), null, false, false, false);
+        return output.forward(attended.permute(1, 0, 2).dup('c').reshape(length, size));
+    }
+
+    /**
+     * One query {@code [1, d]} over every cached key, by ND4J's fused {@code dot_product_attention}
+     * (heads as its batch, {@code [heads, d/heads, positions]}): one op for the scores, softmax and
+     * weighted values, which measured faster than three in a decoding step (BENCHMARKS.md). A single
+     * query needs no causal mask, which the op could not take.
+     */
+    private INDArray attendOne(INDArray query, KeyValueBuffer cache) {
+        INDArray attended = Nd4j.exec((CustomOp) new DotProductAttention(query.reshape(heads, size / heads, 1),
+                byHeadAndFeature(cache.keys()), byHeadAndFeature(cache.values()), null, true, false))[0];
+        return attended.reshape(1, size);
+    }
+
+    /** {@code [P, d] → [heads, d/heads, P]}. */
+    private INDArray byHeadAndFeature(INDArray rows) {
+        return rows.reshape(rows.size(0), heads, size / heads).permute(1, 2, 0);
+    }
+
+    private static INDArray lastRows(INDArray rows, long n) {
+        long length = rows.size(0);
+        return n == length ? rows : rows.get(NDArrayIndex.interval(length - n, length), NDArrayIndex.all());
+    }
+
+    /** {@link Sequences#causalMask}'s values for {@code queries} over {@code keys}: {@code [1, queries, keys]}. */
+    private static INDArray causalMask(long queries, long keys) {
+        float[][] mask = new float[(int) queries][(int) keys];
+        for (int i = 0; i < queries; i++) {
+            for (int j = 0; j < keys; j++) {
+                mask[i][j] = j <= i + keys - queries ? 0f : -1e9f;
+            }
+        }
+        return Nd4j.createFromArray(mask).reshape(1, queries, keys);
+    }
+
+    /** {@code [T, d] → [heads, T, d/heads]}. */
+    private INDArray byHead(INDArray rows) {
+        return rows.reshape(rows.size(0), heads, size / heads).permute(1, 0, 2);
     }
 
     /** {@code [batch, T, d] → [batch, heads, T, d/heads]}. */

@@ -5,6 +5,7 @@ import io.peft4j.samples.transformer.FeedForward;
 import io.peft4j.samples.transformer.LayerNorm;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
+import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.rng.Random;
 
 /**
@@ -35,5 +36,14 @@ public final class DecoderBlock {
         Attended attended = attention.attend(attentionNorm.forward(x), past);
         SDVariable h = x.add(attended.output());
         return new Attended(h.add(feedForward.forward(feedForwardNorm.forward(h))), attended.present());
+    }
+
+    /**
+     * Eager {@link #decode(SDVariable, KeyValue)} of one sequence {@code [T, d]}: appends this block's
+     * keys and values to {@code cache}.
+     */
+    public INDArray decode(INDArray x, KeyValueBuffer cache) {
+        INDArray h = x.add(attention.attend(attentionNorm.forward(x), cache));
+        return h.addi(feedForward.forward(feedForwardNorm.forward(h)));
     }
 }

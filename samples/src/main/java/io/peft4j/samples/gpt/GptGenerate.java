@@ -22,7 +22,12 @@ import java.util.stream.Stream;
  * (0.95), {@code --seed N} (1), {@code --base FILE}, {@code --adapter NAME=DIR} (repeatable; default
  * every adapter in {@code .cache/gpt/adapters}), {@code --use NAME,NAME,...} (the requests in order;
  * default the base, then each adapter), {@code --merged} (LoRA adapters' requests run merged into the base weights),
- * {@code --no-cache}, {@code --compare-cache} (each request with and without the cache).
+ * {@code --graph-cache} (decode over the cache with the SameDiff step graph, not eagerly), {@code --no-cache}
+ * (recompute the whole sequence for every byte), {@code --compare-cache} (each request all three ways).
+ *
+ * <p>Decoding is op-bound, and JavaCPP, under ND4J, reads the process's resident size on every native
+ * allocation to enforce {@code org.bytedeco.javacpp.maxphysicalbytes}; this program switches that check off
+ * (see {@link ResidentMemoryCheck}).
  */
 public final class GptGenerate {
 
@@ -30,6 +35,7 @@ public final class GptGenerate {
     }
 
     public static void main(String[] args) {
+        ResidentMemoryCheck.disableUnlessSet();
         ComputeThreads.apply();
         byte[] prompt = "Call me Ishmael. ".getBytes(StandardCharsets.UTF_8);
         int tokens = 200;
@@ -41,7 +47,7 @@ public final class GptGenerate {
         Map<String, Path> adapters = new LinkedHashMap<>();
         List<String> requests = new ArrayList<>();
         boolean merged = false;
-        boolean cache = true;
+        GptGenerator.Decoding decoding = GptGenerator.Decoding.EAGER_CACHE;
         boolean compare = false;
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
@@ -62,7 +68,8 @@ public final class GptGenerate {
                 }
                 case "--use" -> requests.addAll(List.of(args[++i].split(",")));
                 case "--merged" -> merged = true;
-                case "--no-cache" -> cache = false;
+                case "--graph-cache" -> decoding = GptGenerator.Decoding.GRAPH_CACHE;
+                case "--no-cache" -> decoding = GptGenerator.Decoding.RECOMPUTE;
                 case "--compare-cache" -> compare = true;
                 default -> throw new IllegalArgumentException("unknown argument '" + args[i] + "': see GptGenerate's javadoc");
             }
@@ -85,11 +92,11 @@ public final class GptGenerate {
             requests.addAll(adapters.keySet());
         }
         for (String request : requests) {
-            for (boolean useCache : compare ? new boolean[] {true, false} : new boolean[] {cache}) {
+            for (GptGenerator.Decoding way : compare ? List.of(GptGenerator.Decoding.values()) : List.of(decoding)) {
                 GptGenerator.Generation generation = generator.generate(request, prompt, tokens,
-                        new Sampler(temperature, topK, topP, seed), useCache);
+                        new Sampler(temperature, topK, topP, seed), way);
                 System.out.printf(Locale.ROOT, "%n== %s, %s: %d bytes in %.2f s, %.1f tokens/s (stopped at the %s) ==%n", request,
-                        useCache ? "key/value cache" : "full recompute", generation.generated().length, generation.seconds(),
+                        way, generation.generated().length, generation.seconds(),
                         generation.tokensPerSecond(), generation.stopReason());
                 System.out.println(new String(prompt, StandardCharsets.UTF_8) + generation.text().text());
                 if (generation.text().malformed() > 0) {

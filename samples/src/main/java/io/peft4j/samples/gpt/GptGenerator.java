@@ -19,9 +19,10 @@ import java.util.Set;
 
 /**
  * Generates text from one base model with any of several adapters, all held by one {@link PeftModel}
- * on one copy of the base weights. Switching between requests changes graph constants
- * ({@code setAdapter}); the graphs are built once, on the first request: one for the base and every LoRA
- * adapter, and one for each length of prompt or prefix, since those add sequence positions.
+ * on one copy of the base weights, switching between requests with {@code setAdapter}. By default each
+ * token is decoded eagerly over a key/value cache ({@link Decoding#EAGER_CACHE}), which needs no graph;
+ * the SameDiff decoding graphs are built on the first request that uses them: one for the base and every
+ * LoRA adapter, and one for each length of prompt or prefix, since those add sequence positions.
  */
 public final class GptGenerator {
 
@@ -36,9 +37,30 @@ public final class GptGenerator {
     private final Map<String, DecoderSession> sessions = new LinkedHashMap<>();
     private int builds;
 
+    /** How each new token's logits are computed; every way gives the same logits to fp32 rounding. */
+    public enum Decoding {
+        /** Over a key/value cache, by eager ND4J ops ({@link EagerDecoder}): the fastest. */
+        EAGER_CACHE("key/value cache, eager"),
+        /** Over a key/value cache, by the SameDiff step graph ({@link DecoderSession.Cache}). */
+        GRAPH_CACHE("key/value cache, SameDiff graph"),
+        /** Without a cache: the SameDiff graph over the whole sequence for every token. */
+        RECOMPUTE("full recompute, SameDiff graph");
+
+        private final String description;
+
+        Decoding(String description) {
+            this.description = description;
+        }
+
+        @Override
+        public String toString() {
+            return description;
+        }
+    }
+
     /** What one request produced. {@code stopReason}: the token budget, the end of a document, or the context window. */
     public record Generation(String session, int promptTokens, int[] generated, ByteVocabulary.Text text, double seconds,
-                             boolean cached, String stopReason) {
+                             Decoding decoding, String stopReason) {
         public double tokensPerSecond() {
             return generated.length / seconds;
         }
@@ -133,8 +155,8 @@ public final class GptGenerator {
      * Generates up to {@code maxTokens} bytes after {@code prompt} for {@code request} (an adapter name or
      * {@link #BASE}), stopping early at a document start token or at the context window.
      */
-    public Generation generate(String request, byte[] prompt, int maxTokens, Sampler sampler, boolean useCache) {
-        DecoderSession session = session(request);
+    public Generation generate(String request, byte[] prompt, int maxTokens, Sampler sampler, Decoding decoding) {
+        DecoderSession session = decoding == Decoding.EAGER_CACHE ? null : session(request);
         int context = base.config().context();
         int[] promptTokens = ByteVocabulary.document(prompt);
         if (promptTokens.length >= context) {
@@ -142,7 +164,7 @@ public final class GptGenerator {
                     + " positions (the document start and at most " + (context - 2) + " prompt bytes, to leave room for one new byte)");
         }
         try (AdapterScope scope = select(request)) {
-            return run(request, session, promptTokens, maxTokens, sampler, useCache);
+            return run(request, session, promptTokens, maxTokens, sampler, decoding);
         }
     }
 
@@ -162,13 +184,18 @@ public final class GptGenerator {
         return peft::unmerge;
     }
 
-    private Generation run(String request, DecoderSession session, int[] promptTokens, int maxTokens, Sampler sampler, boolean useCache) {
+    private Generation run(String request, DecoderSession session, int[] promptTokens, int maxTokens, Sampler sampler, Decoding decoding) {
         int context = base.config().context();
         int[] sequence = Arrays.copyOf(promptTokens, context);
         int length = promptTokens.length;
         long start = System.nanoTime();
-        DecoderSession.Cache cache = useCache ? session.newCache() : null;
-        float[] logits = useCache ? cache.feed(promptTokens) : session.fullLogits(promptTokens);
+        EagerDecoder eager = decoding == Decoding.EAGER_CACHE ? new EagerDecoder(model) : null;
+        DecoderSession.Cache cache = decoding == Decoding.GRAPH_CACHE ? session.newCache() : null;
+        float[] logits = switch (decoding) {
+            case EAGER_CACHE -> eager.feed(promptTokens);
+            case GRAPH_CACHE -> cache.feed(promptTokens);
+            case RECOMPUTE -> session.fullLogits(promptTokens);
+        };
         String stopReason = "token budget";
         int generated = 0;
         while (generated < maxTokens) {
@@ -184,11 +211,15 @@ public final class GptGenerator {
                 break;
             }
             if (generated < maxTokens) {
-                logits = useCache ? cache.feed(next) : session.fullLogits(Arrays.copyOf(sequence, length));
+                logits = switch (decoding) {
+                    case EAGER_CACHE -> eager.feed(next);
+                    case GRAPH_CACHE -> cache.feed(next);
+                    case RECOMPUTE -> session.fullLogits(Arrays.copyOf(sequence, length));
+                };
             }
         }
         double seconds = (System.nanoTime() - start) / 1e9;
         int[] newTokens = Arrays.copyOfRange(sequence, promptTokens.length, length);
-        return new Generation(request, promptTokens.length, newTokens, ByteVocabulary.decode(newTokens), seconds, useCache, stopReason);
+        return new Generation(request, promptTokens.length, newTokens, ByteVocabulary.decode(newTokens), seconds, decoding, stopReason);
     }
 }

@@ -18,6 +18,7 @@ import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.rng.Random;
 import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.linalg.indexing.NDArrayIndex;
 
 /**
  * A GPT-style decoder over bytes: token and position embeddings, {@code layers} pre-LayerNorm
@@ -86,6 +87,25 @@ public final class GptModel {
         }
         SDVariable last = Sequences.last(embedding.logits(finalNorm.forward(h)), 1);
         return new Step(last.reshape(-1, config.vocabulary()), present);
+    }
+
+    /**
+     * Eager cached decoding of one sequence (inference without a graph): feeds {@code tokens [T]} at
+     * {@code positions [T]} (INT32) through every block, appending to each block's {@code caches} entry,
+     * and returns the last position's logits {@code [1, vocab]}. With empty caches {@code T} is the
+     * prompt; after that, the tokens that follow it. Adapters apply as they are on at the call.
+     */
+    public INDArray decode(INDArray tokens, INDArray positions, List<KeyValueBuffer> caches) {
+        INDArray h = embedding.forward(tokens, positions);
+        long length = h.size(0);
+        if (!caches.get(0).isEmpty() && length != tokens.length()) {
+            h = h.get(NDArrayIndex.interval(length - tokens.length(), length), NDArrayIndex.all());
+        }
+        for (int i = 0; i < blocks.size(); i++) {
+            h = blocks.get(i).decode(h, caches.get(i));
+        }
+        INDArray last = h.size(0) == 1 ? h : h.get(NDArrayIndex.interval(h.size(0) - 1, h.size(0)), NDArrayIndex.all());
+        return embedding.logits(finalNorm.forward(last));
     }
 
     public SameDiff sameDiff() {

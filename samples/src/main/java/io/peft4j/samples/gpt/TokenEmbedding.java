@@ -5,6 +5,7 @@ import io.peft4j.samples.transformer.Shapes;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.rng.Random;
 import org.nd4j.linalg.factory.Nd4j;
 
@@ -38,6 +39,20 @@ public final class TokenEmbedding {
         SDVariable rows = sd.reshape(oneHot.mmul(tokens), sd.concat(0, tokenIds.shape(), sd.constant(Nd4j.createFromArray((long) size))));
         SDVariable positionRows = sd.oneHot(null, positionIds, context, -1, 1.0, 0.0, DataType.FLOAT).mmul(positions);
         return rows.add(positionRows);
+    }
+
+    /**
+     * Eager (inference without a graph), one sequence: token ids {@code [T]} at positions {@code [T]}
+     * (INT32) to {@code [T, d]}. The rows are looked up, not multiplied by one-hots: the same values.
+     */
+    public INDArray forward(INDArray tokenIds, INDArray positionIds) {
+        INDArray rows = Nd4j.pullRows(tokens.getArr(), 1, tokenIds.toIntVector());
+        return rows.addi(Nd4j.pullRows(positions.getArr(), 1, positionIds.toIntVector()));
+    }
+
+    /** Eager {@link #logits(SDVariable)}: {@code [T, d] → [T, vocab]}. */
+    public INDArray logits(INDArray hidden) {
+        return Nd4j.gemm(hidden, tokens.getArr(), false, true);
     }
 
     /** The tied output projection: hidden states {@code [batch, T, d]} to logits {@code [batch, T, vocab]}. */

@@ -2,7 +2,10 @@ package io.peft4j.samples.transformer;
 
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.api.ops.impl.transforms.strict.GELU;
 import org.nd4j.linalg.api.rng.Random;
+import org.nd4j.linalg.factory.Nd4j;
 
 /** {@code [rows, d] → up [d, ffn] → GELU → down [ffn, d] → [rows, d]}. */
 public final class FeedForward {
@@ -16,5 +19,11 @@ public final class FeedForward {
 
     public SDVariable forward(SDVariable x) {
         return down.forward(x.getSameDiff().nn.gelu(up.forward(x)));
+    }
+
+    /** Eager (inference without a graph), with the same GELU op. */
+    public INDArray forward(INDArray x) {
+        INDArray hidden = up.forward(x);
+        return down.forward(Nd4j.exec(new GELU(hidden, hidden)));
     }
 }

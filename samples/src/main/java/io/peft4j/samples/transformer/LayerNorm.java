@@ -3,7 +3,10 @@ package io.peft4j.samples.transformer;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.api.ops.CustomOp;
 import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.linalg.ops.transforms.Transforms;
 
 /**
  * Layer normalisation over the feature axis: {@code [batch, T, d] → [batch, T, d]}, gain {@code [d]},
@@ -40,6 +43,24 @@ public final class LayerNorm {
 
     public SDVariable forward(SDVariable x) {
         return Boolean.getBoolean(FUSED_PROPERTY) && epsilon <= FUSABLE_EPSILON ? fused(x) : composed(x);
+    }
+
+    /**
+     * Eager (inference without a graph), over the last axis of {@code x [..., d]}: ND4J's fused
+     * {@code layer_norm} op wherever the epsilon allows it (see above), else the ops of
+     * {@link #composed}. Unlike in a graph, where the fused op's backward made training slower, one op
+     * instead of nine is what an eager decoding step needs: it is bound by per-op cost (BENCHMARKS.md).
+     */
+    public INDArray forward(INDArray x) {
+        if (epsilon <= FUSABLE_EPSILON) {
+            INDArray normalised = Nd4j.createUninitialized(x.dataType(), x.shape());
+            return Nd4j.exec((CustomOp) new org.nd4j.linalg.api.ops.impl.transforms.custom.LayerNorm(x, gain.getArr(), bias.getArr(),
+                    normalised, false, x.rank() - 1))[0];
+        }
+        INDArray rows = x.reshape(-1, x.size(x.rank() - 1));
+        INDArray centred = rows.subColumnVector(rows.mean(true, 1));
+        INDArray deviation = Transforms.sqrt(centred.mul(centred).mean(true, 1).addi(epsilon), false);
+        return centred.diviColumnVector(deviation).muliRowVector(gain.getArr()).addiRowVector(bias.getArr()).reshape(x.shape());
     }
 
     /** ND4J's {@code layer_norm} op: {@code (x − mean) / σ · gain + bias}, without an epsilon. */

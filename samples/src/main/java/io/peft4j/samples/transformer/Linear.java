@@ -4,6 +4,9 @@ import io.peft4j.annotations.Weight;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.api.ops.CustomOp;
+import org.nd4j.linalg.api.ops.impl.transforms.custom.XwPlusB;
 import org.nd4j.linalg.api.rng.Random;
 import org.nd4j.linalg.factory.Nd4j;
 
@@ -37,5 +40,20 @@ public final class Linear {
             return x.getSameDiff().reshape(rows, x.shape()).add(bias);
         }
         return x.getSameDiff().reshape(rows, Shapes.replaceLast(x, out)).add(bias);
+    }
+
+    /**
+     * Eager (inference without a graph): {@code [..., in] → [..., out]} with the weights' current values,
+     * by ND4J's {@code xw_plus_b} (one op where the graph has two: eager decoding is op-bound).
+     */
+    public INDArray forward(INDArray x) {
+        INDArray rows = x.rank() == 2 ? x : x.reshape(-1, in);
+        INDArray y = Nd4j.exec((CustomOp) new XwPlusB(new INDArray[] {rows, weight.getArr(), bias.getArr()}, null))[0];
+        if (x.rank() == 2) {
+            return y;
+        }
+        long[] shape = x.shape().clone();
+        shape[shape.length - 1] = out;
+        return y.reshape(shape);
     }
 }

@@ -1,5 +1,8 @@
 package io.peft4j.samples.gpt;
 
+import static io.peft4j.samples.gpt.GptGenerator.Decoding.EAGER_CACHE;
+import static io.peft4j.samples.gpt.GptGenerator.Decoding.GRAPH_CACHE;
+import static io.peft4j.samples.gpt.GptGenerator.Decoding.RECOMPUTE;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -9,6 +12,7 @@ import io.peft4j.agent.PeftAgent;
 import io.peft4j.annotations.LoRA;
 import io.peft4j.annotations.PrefixTuning;
 import io.peft4j.annotations.PromptTuning;
+import io.peft4j.runtime.AdapterScope;
 import io.peft4j.runtime.PeftModel;
 import io.peft4j.runtime.ProgressListener;
 import io.peft4j.runtime.SameDiffTrainer;
@@ -20,7 +24,10 @@ import io.peft4j.samples.BatchIterator;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.HashMap;
+import java.util.HashSet;
 import java.util.List;
+import java.util.Map;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -106,6 +113,43 @@ class GptDecoderTest {
     }
 
     @Test
+    void eagerDecodingMatchesTheGraphForTheBase() {
+        GptModel model = new GptModel(SameDiff.create(), TINY, 2);
+        assertEagerMatchesGraph(model, new DecoderSession("base", model), 0);
+    }
+
+    @Test
+    void eagerDecodingMatchesTheGraphWithLoraUnmergedAndMerged() {
+        GptModel model = new GptModel(SameDiff.create(), TINY, 3);
+        PeftModel peft = withRandomLora(model);
+        DecoderSession session = new DecoderSession("lora", model);
+        assertEagerMatchesGraph(model, session, 0);
+        float[] unmerged = new EagerDecoder(model).feed(TEXT);
+        peft.merge();
+        assertEagerMatchesGraph(model, session, 0);
+        assertTrue(maxDifference(unmerged, new EagerDecoder(model).feed(TEXT)) < 1e-4, "merged equals unmerged");
+        try (AdapterScope off = peft.disableAdapters()) {
+            peft.unmerge();
+            float[] base = new EagerDecoder(model).feed(TEXT);
+            assertTrue(maxDifference(base, unmerged) > 1e-3, "the LoRA branch is left out while adapters are disabled");
+        }
+    }
+
+    @Test
+    void eagerDecodingMatchesTheGraphWithPrefixTuning() {
+        GptModel model = new GptModel(SameDiff.create(), TINY, 4);
+        PeftModel peft = PeftModel.builder(model).only(PrefixTuning.class).attach();
+        assertEagerMatchesGraph(model, new DecoderSession("prefix", model), PrefixTuningAdapter.of(peft, "default").virtualTokens());
+    }
+
+    @Test
+    void eagerDecodingMatchesTheGraphWithPromptTuning() {
+        GptModel model = new GptModel(SameDiff.create(), TINY, 5);
+        PeftModel.builder(model).only(PromptTuning.class).attach();
+        assertEagerMatchesGraph(model, new DecoderSession("prompt", model), 16);
+    }
+
+    @Test
     void aSeedFixesTheTextAndSwitchingAdaptersAndBackGivesTheSameText() {
         GptGenerator generator = new GptGenerator(savedBase("base.safetensors", 6));
         generator.addAdapter("lora", saveRandomLora(generator.base(), dir.resolve("lora")), false);
@@ -116,17 +160,43 @@ class GptDecoderTest {
         generator.addAdapter("prefix", dir.resolve("prefix"), false);
 
         byte[] prompt = "Call me".getBytes(StandardCharsets.UTF_8);
-        String first = generate(generator, "lora", prompt, true);
-        assertEquals(first, generate(generator, "lora", prompt, true), "same seed, same text");
-        String other = generate(generator, "prefix", prompt, true);
-        String base = generate(generator, "base", prompt, true);
-        assertEquals(first, generate(generator, "lora", prompt, true), "A → B → base → A gives A's text again");
+        String first = generate(generator, "lora", prompt, EAGER_CACHE);
+        assertEquals(first, generate(generator, "lora", prompt, EAGER_CACHE), "same seed, same text");
+        String other = generate(generator, "prefix", prompt, EAGER_CACHE);
+        String base = generate(generator, "base", prompt, EAGER_CACHE);
+        assertEquals(first, generate(generator, "lora", prompt, EAGER_CACHE), "A → B → base → A gives A's text again");
         assertNotEquals(first, other);
         assertNotEquals(first, base);
-        assertEquals(first, generate(generator, "lora", prompt, false), "the cache changes nothing but speed");
-        assertEquals(first, generate(generator, "lora-merged", prompt, true), "nor does merging");
+        assertEquals(first, generate(generator, "lora", prompt, RECOMPUTE), "the cache changes nothing but speed");
+        assertEquals(first, generate(generator, "lora-merged", prompt, EAGER_CACHE), "nor does merging");
         assertEquals(List.of("lora", "lora-merged", "prefix"), generator.peft().adapterNames(), "one PeftModel serves every adapter");
-        assertEquals(first, generate(generator, "lora", prompt, true), "and merging one adapter for its requests leaves the others alone");
+        assertEquals(first, generate(generator, "lora", prompt, EAGER_CACHE), "and merging one adapter for its requests leaves the others alone");
+    }
+
+    @Test
+    void everyDecodingGeneratesTheSameTokensForTheBaseAndEveryKindOfAdapter() {
+        GptGenerator generator = new GptGenerator(savedBase("base.safetensors", 10));
+        generator.addAdapter("lora", saveRandomLora(generator.base(), dir.resolve("lora")), false);
+        generator.addAdapter("lora-merged", dir.resolve("lora"), true);
+        GptModel tuned = generator.base().newModel();
+        PeftModel.builder(tuned).only(PrefixTuning.class).attach().save(dir.resolve("prefix"),
+                CheckpointOptions.defaults().withBaseModel(generator.base().id()));
+        generator.addAdapter("prefix", dir.resolve("prefix"), false);
+        GptModel prompted = generator.base().newModel();
+        PeftModel.builder(prompted).only(PromptTuning.class).attach().save(dir.resolve("prompt"),
+                CheckpointOptions.defaults().withBaseModel(generator.base().id()));
+        generator.addAdapter("prompt", dir.resolve("prompt"), false);
+
+        byte[] prompt = "Call me".getBytes(StandardCharsets.UTF_8);
+        Map<String, String> texts = new HashMap<>();
+        for (String request : generator.requests()) {
+            String eager = generate(generator, request, prompt, EAGER_CACHE);
+            assertEquals(generate(generator, request, prompt, GRAPH_CACHE), eager, request + ": eager vs the step graph");
+            assertEquals(generate(generator, request, prompt, RECOMPUTE), eager, request + ": eager vs recomputing");
+            texts.put(request, eager);
+        }
+        assertEquals(texts.get("lora"), texts.remove("lora-merged"), "merged LoRA generates what unmerged LoRA does");
+        assertEquals(4, new HashSet<>(texts.values()).size(), "the base, LoRA, prefix and prompt each generate their own: " + texts);
     }
 
     @Test
@@ -144,10 +214,10 @@ class GptDecoderTest {
         assertTrue(misfit.getMessage().contains(unnamed.toString()) && misfit.getMessage().contains(other.base().id()), misfit.getMessage());
 
         IllegalArgumentException tooLong = assertThrows(IllegalArgumentException.class,
-                () -> other.generate("base", new byte[TINY.context()], 4, new Sampler(1, 0, 1, 1), true));
+                () -> other.generate("base", new byte[TINY.context()], 4, new Sampler(1, 0, 1, 1), GptGenerator.Decoding.EAGER_CACHE));
         assertTrue(tooLong.getMessage().contains("context window is " + TINY.context()), tooLong.getMessage());
 
-        GptGenerator.Generation fromNothing = other.generate("base", new byte[0], 5, new Sampler(1, 0, 1, 1), true);
+        GptGenerator.Generation fromNothing = other.generate("base", new byte[0], 5, new Sampler(1, 0, 1, 1), GptGenerator.Decoding.EAGER_CACHE);
         assertEquals(1, fromNothing.promptTokens(), "an empty prompt generates from the document start");
     }
 
@@ -193,6 +263,20 @@ class GptDecoderTest {
         assertTrue(worst < 1e-5, session.name() + ": cached vs full logits differ by " + worst);
     }
 
+    /**
+     * Eager decoding of {@link #TEXT} (its first four tokens as the prompt, then one at a time) gives the
+     * graph's full-pass logits at every position, and caches {@code frontPositions} in front.
+     */
+    private static void assertEagerMatchesGraph(GptModel model, DecoderSession graph, long frontPositions) {
+        EagerDecoder eager = new EagerDecoder(model);
+        double worst = maxDifference(eager.feed(Arrays.copyOf(TEXT, 4)), graph.fullLogits(Arrays.copyOf(TEXT, 4)));
+        for (int t = 5; t <= TEXT.length; t++) {
+            worst = Math.max(worst, maxDifference(eager.feed(TEXT[t - 1]), graph.fullLogits(Arrays.copyOf(TEXT, t))));
+        }
+        assertEquals(frontPositions + TEXT.length, eager.cachedPositions(), "prefixes and prompts are the first cached positions");
+        assertTrue(worst < 1e-5, graph.name() + ": eager vs graph logits differ by " + worst);
+    }
+
     private static PeftModel withRandomLora(GptModel model) {
         PeftModel peft = PeftModel.builder(model).only(LoRA.class).seed(11).attach();
         org.nd4j.linalg.api.rng.Random random = Nd4j.getRandomFactory().getNewRandomInstance(12);
@@ -213,8 +297,8 @@ class GptDecoderTest {
         return peft.save(to, CheckpointOptions.defaults().withBaseModel(base.id()));
     }
 
-    private static String generate(GptGenerator generator, String session, byte[] prompt, boolean cache) {
-        return generator.generate(session, prompt, 20, new Sampler(1.0, 20, 0.95, 3), cache).text().text();
+    private static String generate(GptGenerator generator, String session, byte[] prompt, GptGenerator.Decoding decoding) {
+        return Arrays.toString(generator.generate(session, prompt, 20, new Sampler(1.0, 20, 0.95, 3), decoding).generated());
     }
 
     private static double maxDifference(float[] a, float[] b) {

@@ -1,0 +1,84 @@
+package io.peft4j.samples.gpt;
+
+import java.util.ArrayList;
+import java.util.List;
+import org.nd4j.linalg.api.memory.MemoryWorkspace;
+import org.nd4j.linalg.api.memory.conf.WorkspaceConfiguration;
+import org.nd4j.linalg.api.memory.enums.AllocationPolicy;
+import org.nd4j.linalg.api.memory.enums.LearningPolicy;
+import org.nd4j.linalg.api.memory.enums.SpillPolicy;
+import org.nd4j.linalg.factory.Nd4j;
+
+/**
+ * Key/value-cached decoding of one sequence without a graph: each token runs the model's layers as
+ * eager ND4J ops ({@link GptModel#decode(org.nd4j.linalg.api.ndarray.INDArray,
+ * org.nd4j.linalg.api.ndarray.INDArray, List)}), so a step costs its ops and not SameDiff's per-op
+ * executor overhead, which made the graph step ({@link DecoderSession}) slower than recomputing.
+ *
+ * <p>The adapters apply as the {@code PeftModel} has them when a token is fed (the agent routes the
+ * eager forward calls as it does graph building): LoRA unmerged or merged, prefix and prompt tuning,
+ * bottleneck adapters. Switch adapters between sequences, not within one: the cache holds what the
+ * earlier tokens saw. The caches are arrays of {@code [n + prompt + context, d]} per layer, allocated
+ * once; each step's intermediate arrays come from one reused workspace, so the steps do not touch
+ * fresh memory (on the development machine, fresh pages cost more than the ops: BENCHMARKS.md).
+ */
+public final class EagerDecoder {
+    private static final WorkspaceConfiguration STEP_MEMORY = WorkspaceConfiguration.builder()
+            .initialSize(0)
+            .policyAllocation(AllocationPolicy.OVERALLOCATE)
+            .overallocationLimit(1.0)
+            .policyLearning(LearningPolicy.FIRST_LOOP)
+            .policySpill(SpillPolicy.REALLOCATE)
+            .build();
+
+    private final GptModel model;
+    private final String workspace = "peft4j-decode-" + Integer.toHexString(System.identityHashCode(this));
+    private final List<KeyValueBuffer> caches = new ArrayList<>();
+    private int positions;
+
+    /** A decoder with room for the model's context window after the prompt. */
+    public EagerDecoder(GptModel model) {
+        this.model = model;
+        for (int i = 0; i < model.config().layers(); i++) {
+            caches.add(new KeyValueBuffer(model.config().context()));
+        }
+    }
+
+    /**
+     * Feeds {@code tokens} (the prompt on the first call, then what follows) and returns the logits
+     * {@code [vocab]} of the position after the last of them.
+     */
+    public float[] feed(int... tokens) {
+        if (tokens.length == 0) {
+            throw new IllegalArgumentException("feed at least one token");
+        }
+        if (positions + tokens.length > model.config().context()) {
+            throw new IllegalArgumentException("the context window is " + model.config().context() + " positions; " + positions
+                    + " are fed and " + tokens.length + " more would not fit");
+        }
+        try (MemoryWorkspace step = Nd4j.getWorkspaceManager().getAndActivateWorkspace(STEP_MEMORY, workspace)) {
+            int[] at = new int[tokens.length];
+            for (int i = 0; i < at.length; i++) {
+                at[i] = positions + i;
+            }
+            float[] logits = model.decode(Nd4j.createFromArray(tokens), Nd4j.createFromArray(at), caches).toFloatVector();
+            positions += tokens.length;
+            return logits;
+        }
+    }
+
+    /** Token positions fed so far (prefixes and virtual tokens not counted). */
+    public int positions() {
+        return positions;
+    }
+
+    /** Cached positions per layer, prefixes and virtual tokens included. */
+    public long cachedPositions() {
+        return caches.get(0).length();
+    }
+
+    /** Frees the step memory of this decoder's thread (the caches go with the decoder). */
+    public void close() {
+        Nd4j.getWorkspaceManager().destroyWorkspace(Nd4j.getWorkspaceManager().getWorkspaceForCurrentThread(workspace));
+    }
+}
