@@ -170,11 +170,15 @@ final class LoraSite implements ForwardExtension {
         if (context.mixedBatch()) {
             throw new PeftException("Layer '" + path + "' computes eagerly (INDArray); mixed batches need a SameDiff graph");
         }
+        // Rows as they come when they are rows already: an eager decoding step is bound by per-op cost,
+        // and each reshape is a call into ND4J.
+        INDArray rows = x.rank() == 2 ? x : x.reshape(-1, in);
         INDArray result = y;
         for (LoraBranch branch : snapshot()) {
-            INDArray delta = branch.eagerDelta(x.reshape(-1, in));
+            INDArray delta = branch.eagerDelta(rows);
             if (delta != null) {
-                result = result == y ? y.add(delta.reshape(y.shape())) : result.addi(delta.reshape(y.shape()));
+                INDArray shaped = y.rank() == 2 ? delta : delta.reshape(y.shape());
+                result = result == y ? y.add(shaped) : result.addi(shaped);
             }
         }
         return result;
