@@ -32,7 +32,7 @@ public final class GenerationBenchmark {
     private enum Mode { EAGER_CACHE, GRAPH_CACHE, GRAPH_RECOMPUTE }
 
     public static void main(String[] args) throws IOException, InterruptedException {
-        boolean unchecked = ResidentMemoryCheck.disableUnlessSet();
+        boolean unchecked = ResidentMemoryCheck.disable();
         int threads = ComputeThreads.apply();
         GptConfig config = GptConfig.small();
         GptModel model = new GptModel(SameDiff.create(), config, 7);

@@ -35,7 +35,7 @@ public final class GptGenerate {
     }
 
     public static void main(String[] args) {
-        ResidentMemoryCheck.disableUnlessSet();
+        ResidentMemoryCheck.disable();
         ComputeThreads.apply();
         byte[] prompt = "Call me Ishmael. ".getBytes(StandardCharsets.UTF_8);
         int tokens = 200;

@@ -10,7 +10,9 @@ import org.bytedeco.javacpp.Pointer;
  * count of the bytes it allocated ({@code maxbytes}) still bounds native memory.
  *
  * <p>The property is read once, when JavaCPP loads: call this first in {@code main}, before anything
- * touches ND4J, or pass {@code -Dorg.bytedeco.javacpp.maxphysicalbytes=0} to the JVM.
+ * touches ND4J, or pass {@code -Dorg.bytedeco.javacpp.maxphysicalbytes=0} to the JVM. It replaces the
+ * limit the samples' launch sets for training ({@code sample.jvm.memory} in the pom), which a
+ * generating program, whose arrays are a few KB, does not need.
  */
 public final class ResidentMemoryCheck {
     static final String PROPERTY = "org.bytedeco.javacpp.maxphysicalbytes";
@@ -18,11 +20,9 @@ public final class ResidentMemoryCheck {
     private ResidentMemoryCheck() {
     }
 
-    /** Switches the check off unless the property is set; returns whether it is off now. */
-    public static boolean disableUnlessSet() {
-        if (System.getProperty(PROPERTY) == null) {
-            System.setProperty(PROPERTY, "0");
-        }
+    /** Switches the check off; returns whether it is off (false if JavaCPP had loaded already). */
+    public static boolean disable() {
+        System.setProperty(PROPERTY, "0");
         return Pointer.maxPhysicalBytes() == 0;
     }
 }
