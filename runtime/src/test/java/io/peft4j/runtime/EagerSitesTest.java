@@ -20,6 +20,8 @@ import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.autodiff.samediff.VariableType;
 import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.memory.MemoryWorkspace;
+import org.nd4j.linalg.api.memory.conf.WorkspaceConfiguration;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.rng.Random;
 import org.nd4j.linalg.factory.Nd4j;
@@ -141,6 +143,22 @@ class EagerSitesTest {
                 "modules of width 8 (b = 3) and 4 (b = 2) exist after one eager call");
         assertTrue(model.sd.hasVariable("hidden.adapters.default.adapter_down.weight"));
         assertClose(eager, model.forward(input), 0);
+    }
+
+    @Test
+    void aModuleCreatedByAnEagerCallInsideAWorkspaceOutlivesIt() {
+        AdapterTestModel model = new AdapterTestModel(DataType.DOUBLE, 10);
+        PeftModel.builder(model).only(Adapter.class).attach();
+        INDArray input = Nd4j.rand(DataType.DOUBLE, 2, AdapterTestModel.IN);
+        try (MemoryWorkspace step = Nd4j.getWorkspaceManager().getAndActivateWorkspace(WorkspaceConfiguration.builder().build(), "step")) {
+            model.forward(input);
+        }
+        SDVariable x = model.sd.placeHolder("x", DataType.DOUBLE, -1, AdapterTestModel.IN);
+        SDVariable output = model.forward(x);
+
+        INDArray graph = model.sd.output(Map.of("x", input), output.name()).get(output.name());
+
+        assertClose(graph, model.forward(input), 1e-12);
     }
 
     @Test

@@ -8,6 +8,7 @@ import java.util.List;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.memory.MemoryWorkspace;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.ops.impl.transforms.strict.GELU;
 import org.nd4j.linalg.api.ops.impl.transforms.strict.Swish;
@@ -101,6 +102,14 @@ final class BottleneckModule {
     }
 
     private void create(SameDiff graph, long width, DataType dtype) {
+        // An eager call may arrive inside a workspace (a decoder's per-step memory); the parameters must outlive it.
+        try (MemoryWorkspace outside = Nd4j.getWorkspaceManager().scopeOutOfWorkspaces()) {
+            createVariables(graph, width, dtype);
+        }
+        refresh();
+    }
+
+    private void createVariables(SameDiff graph, long width, DataType dtype) {
         DataType type = dtype.isFPType() ? dtype : DataType.FLOAT;
         int b = settings.bottleneck(width);
         String prefix = site.path() + ".adapters." + adapterName + ".";
@@ -113,7 +122,6 @@ final class BottleneckModule {
         this.upBias = graph.var(context.variableName(graph, prefix + "adapter_up.bias"), Nd4j.zeros(type, width));
         this.gate = new GraphScalar(graph, context.variableName(graph, prefix + "gate"), type, 0);
         this.rowGate = new GraphScalar(graph, context.variableName(graph, prefix + "row_gate"), type, 0);
-        refresh();
     }
 
     private SDVariable activate(SDVariable x) {
