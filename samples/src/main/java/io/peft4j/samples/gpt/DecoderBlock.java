@@ -1,5 +1,7 @@
 package io.peft4j.samples.gpt;
 
+import io.peft4j.annotations.Adapter;
+import io.peft4j.annotations.AdapterPreset;
 import io.peft4j.annotations.PrefixTuning;
 import io.peft4j.samples.transformer.FeedForward;
 import io.peft4j.samples.transformer.LayerNorm;
@@ -11,13 +13,15 @@ import org.nd4j.linalg.api.rng.Random;
 /**
  * A pre-LayerNorm (GPT-2 style) decoder block, {@code [batch, T, d] → [batch, T, d]}:
  * {@code h = x + attention(norm(x))}, {@code out = h + feedForward(norm(h))} with a GELU
- * feed-forward. Declares prefix tuning (16 key/value prefixes) on its attention.
+ * feed-forward. Declares prefix tuning (16 key/value prefixes) on its attention and a bottleneck
+ * adapter (Pfeiffer: after the feed-forward, b = d / 16, ReLU) on its feed-forward.
  */
 public final class DecoderBlock {
     final LayerNorm attentionNorm;
     @PrefixTuning(virtualTokens = 16)
     final CausalSelfAttention attention;
     final LayerNorm feedForwardNorm;
+    @Adapter(preset = AdapterPreset.PFEIFFER)
     final FeedForward feedForward;
 
     public DecoderBlock(SameDiff sd, String name, GptConfig config, Random random) {

@@ -1,10 +1,11 @@
 package io.peft4j.samples.gpt;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import io.peft4j.annotations.Adapter;
 import io.peft4j.annotations.LoRA;
 import io.peft4j.annotations.PrefixTuning;
 import io.peft4j.annotations.PromptTuning;
-import com.fasterxml.jackson.databind.SerializationFeature;
 import io.peft4j.runtime.ComputeThreads;
 import io.peft4j.runtime.PeftModel;
 import io.peft4j.runtime.ProgressListener;
@@ -25,15 +26,15 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.dataset.DataSet;
 
 /**
- * Adapts the Moby-Dick base to the State of the Union addresses with LoRA, prefix tuning, prompt
- * tuning and full fine-tuning, from the same base and on the same training windows, and reports
+ * Adapts the Moby-Dick base to the State of the Union addresses with LoRA, bottleneck adapters,
+ * prefix tuning, prompt tuning and full fine-tuning, from the same base and on the same training windows, and reports
  * held-out bits per byte on unseen addresses (and on held-out Moby-Dick chapters, to show what
  * each method forgets) with trainable parameters and training time. Writes
  * {@code target/gpt-adaptation/results.md} and {@code .json} and saves each adapter to
  * {@code .cache/gpt/adapters/sotu-<method>} for the generate command. Pretrains the base first if
  * there is none.
  *
- * <p>Arguments: method names to run (default {@code lora prefix prompt full}), {@code --steps N}
+ * <p>Arguments: method names to run (default {@code lora adapter prefix prompt full}), {@code --steps N}
  * (default 300), {@code --batch N} (16).
  */
 public final class GptAdapt {
@@ -63,13 +64,13 @@ public final class GptAdapt {
             switch (args[i]) {
                 case "--steps" -> steps = Integer.parseInt(args[++i]);
                 case "--batch" -> batch = Integer.parseInt(args[++i]);
-                case "lora", "prefix", "prompt", "full" -> methods.add(args[i]);
+                case "lora", "adapter", "prefix", "prompt", "full" -> methods.add(args[i]);
                 default -> throw new IllegalArgumentException("unknown argument '" + args[i]
-                        + "': use lora, prefix, prompt, full, --steps N, --batch N");
+                        + "': use lora, adapter, prefix, prompt, full, --steps N, --batch N");
             }
         }
         if (methods.isEmpty()) {
-            methods = List.of("lora", "prefix", "prompt", "full");
+            methods = List.of("lora", "adapter", "prefix", "prompt", "full");
         }
         if (!Files.exists(GptPretrain.defaultBase())) {
             GptPretrain.main(new String[0]);
@@ -106,6 +107,7 @@ public final class GptAdapt {
     private static Row adapt(GptBase base, String name, DataSet train, int batch, DataSet sotuHeldOut, DataSet mobyHeldOut) {
         Class<? extends Annotation> method = switch (name) {
             case "lora" -> LoRA.class;
+            case "adapter" -> Adapter.class;
             case "prefix" -> PrefixTuning.class;
             default -> PromptTuning.class;
         };
@@ -136,7 +138,7 @@ public final class GptAdapt {
 
     /** Prompt and prefix tuning train few parameters far from the loss and want larger steps, as in their papers. */
     private static double learningRate(Class<? extends Annotation> method) {
-        return method == LoRA.class ? 2e-3 : method == PrefixTuning.class ? 1e-2 : 3e-2;
+        return method == LoRA.class || method == Adapter.class ? 2e-3 : method == PrefixTuning.class ? 1e-2 : 3e-2;
     }
 
     private static void print(Row row) {

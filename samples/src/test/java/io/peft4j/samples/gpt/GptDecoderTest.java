@@ -9,6 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.peft4j.agent.PeftAgent;
+import io.peft4j.annotations.Adapter;
 import io.peft4j.annotations.LoRA;
 import io.peft4j.annotations.PrefixTuning;
 import io.peft4j.annotations.PromptTuning;
@@ -31,6 +32,7 @@ import java.util.Map;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
@@ -150,6 +152,13 @@ class GptDecoderTest {
     }
 
     @Test
+    void eagerDecodingMatchesTheGraphWithBottleneckAdapters() {
+        GptModel model = new GptModel(SameDiff.create(), TINY, 6);
+        withRandomBottleneck(model);
+        assertEagerMatchesGraph(model, new DecoderSession("adapter", model), 0);
+    }
+
+    @Test
     void aSeedFixesTheTextAndSwitchingAdaptersAndBackGivesTheSameText() {
         GptGenerator generator = new GptGenerator(savedBase("base.safetensors", 6));
         generator.addAdapter("lora", saveRandomLora(generator.base(), dir.resolve("lora")), false);
@@ -186,6 +195,7 @@ class GptDecoderTest {
         PeftModel.builder(prompted).only(PromptTuning.class).attach().save(dir.resolve("prompt"),
                 CheckpointOptions.defaults().withBaseModel(generator.base().id()));
         generator.addAdapter("prompt", dir.resolve("prompt"), false);
+        generator.addAdapter("adapter", saveRandomBottleneck(generator.base(), dir.resolve("adapter")), false);
 
         byte[] prompt = "Call me".getBytes(StandardCharsets.UTF_8);
         Map<String, String> texts = new HashMap<>();
@@ -196,7 +206,8 @@ class GptDecoderTest {
             texts.put(request, eager);
         }
         assertEquals(texts.get("lora"), texts.remove("lora-merged"), "merged LoRA generates what unmerged LoRA does");
-        assertEquals(4, new HashSet<>(texts.values()).size(), "the base, LoRA, prefix and prompt each generate their own: " + texts);
+        assertEquals(5, new HashSet<>(texts.values()).size(), "the base, LoRA, bottleneck, prefix and prompt each generate their own: "
+                + texts);
     }
 
     @Test
@@ -285,6 +296,24 @@ class GptDecoderTest {
             b.assign(Nd4j.randn(random, b.shape()).castTo(DataType.FLOAT).muli(0.5));
         }
         return peft;
+    }
+
+    /**
+     * Attaches bottleneck adapters to {@code model} and gives their up projections random values (they
+     * start at zero, the identity). The modules are created by the first forward call, here an eager one.
+     */
+    private static PeftModel withRandomBottleneck(GptModel model) {
+        PeftModel peft = PeftModel.builder(model).only(Adapter.class).seed(13).attach();
+        new EagerDecoder(model).feed(TEXT[0]);
+        org.nd4j.linalg.api.rng.Random random = Nd4j.getRandomFactory().getNewRandomInstance(14);
+        List<SDVariable> up = model.sameDiff().variables().stream().filter(variable -> variable.name().contains(".adapter_up.")).toList();
+        assertEquals(2 * TINY.layers(), up.size(), "a weight and a bias per block");
+        up.forEach(variable -> variable.getArr().assign(Nd4j.randn(random, variable.getArr().shape()).castTo(DataType.FLOAT).muli(0.5)));
+        return peft;
+    }
+
+    private static Path saveRandomBottleneck(GptBase base, Path to) {
+        return withRandomBottleneck(base.newModel()).save(to, CheckpointOptions.defaults().withBaseModel(base.id()));
     }
 
     private GptBase savedBase(String file, long seed) {
