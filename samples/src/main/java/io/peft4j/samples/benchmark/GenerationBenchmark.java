@@ -1,7 +1,11 @@
 package io.peft4j.samples.benchmark;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import io.peft4j.annotations.LoRA;
 import io.peft4j.runtime.ComputeThreads;
+import io.peft4j.runtime.PeftModel;
+import io.peft4j.runtime.lora.LoraAdapter;
+import io.peft4j.runtime.lora.LoraLayer;
 import io.peft4j.samples.gpt.DecoderSession;
 import io.peft4j.samples.gpt.EagerDecoder;
 import io.peft4j.samples.gpt.GptConfig;
@@ -14,12 +18,16 @@ import java.util.Locale;
 import java.util.Optional;
 import java.util.function.IntFunction;
 import org.nd4j.autodiff.samediff.SameDiff;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.api.rng.Random;
+import org.nd4j.linalg.factory.Nd4j;
 
 /**
  * Times generation with the byte-level GPT sample ({@link GptConfig#small()}, random weights, batch
  * 1): an 8-byte prompt extended greedily to 128 positions, with the key/value cache computed
  * eagerly ({@link EagerDecoder}) and by the SameDiff step graph ({@link DecoderSession.Cache}), and by
- * recomputing the whole sequence in the graph for every token. Prints tokens per second (median of 3
+ * recomputing the whole sequence in the graph for every token, and eagerly with LoRA unmerged and merged
+ * (no PyTorch counterpart). Prints tokens per second (median of 3
  * runs after one warm-up), the factor the cache gains against the factor its arithmetic predicts
  * (multiply-adds of the whole generation either way), and, when a Python with {@code torch} is found,
  * the same model in {@code benchmarks/pytorch_reference.py --model gpt}. Fails if the three ways
@@ -48,6 +56,11 @@ public final class GenerationBenchmark {
         double[] eager = tokensPerSecond(model, session, prompt, Mode.EAGER_CACHE, generated);
         double[] cached = tokensPerSecond(model, session, prompt, Mode.GRAPH_CACHE, generated);
         double[] recomputed = tokensPerSecond(model, session, prompt, Mode.GRAPH_RECOMPUTE, generated);
+        GptModel adapted = new GptModel(SameDiff.create(), config, 7);
+        PeftModel lora = withLora(adapted);
+        double[] unmerged = tokensPerSecond(adapted, null, prompt, Mode.EAGER_CACHE, generated);
+        lora.merge();
+        double[] merged = tokensPerSecond(adapted, null, prompt, Mode.EAGER_CACHE, generated);
         double predicted = flops(config, prompt.length, false) / flops(config, prompt.length, true);
         System.out.printf(Locale.ROOT, "%d native thread%s; GPT %s, batch 1, %d-byte prompt extended to %d positions (%d tokens), "
                 + "median of %d runs; JavaCPP's resident-memory check %s%n%n", threads, threads == 1 ? "" : "s", config, prompt.length, LENGTH,
@@ -58,6 +71,8 @@ public final class GenerationBenchmark {
         row("with the key/value cache, eager", eager, torch.map(t -> t.path("cached_tokens_per_s")));
         row("with the key/value cache, SameDiff step graph", cached, torch.map(t -> t.path("cached_tokens_per_s")));
         row("recomputing every position (SameDiff)", recomputed, torch.map(t -> t.path("recompute_tokens_per_s")));
+        row("with the key/value cache, eager, LoRA (r = 8, q and v) unmerged", unmerged, Optional.empty());
+        row("with the key/value cache, eager, LoRA merged", merged, Optional.empty());
         System.out.printf(Locale.ROOT, "%nThe cache gains %.1f× in peft4j (eager; %.1f× in the step graph)%s; its arithmetic predicts %.0f× "
                         + "(multiply-adds of the whole generation, recomputed over cached).%n", eager[1] / recomputed[1],
                 cached[1] / recomputed[1],
@@ -66,6 +81,17 @@ public final class GenerationBenchmark {
         if (torch.isEmpty()) {
             System.out.println("No Python with torch was found (apt-get install python3-torch); no PyTorch comparison.");
         }
+    }
+
+    /** LoRA on the GPT's query and value projections, with random B (zero at init would skip nothing). */
+    private static PeftModel withLora(GptModel model) {
+        PeftModel peft = PeftModel.builder(model).only(LoRA.class).seed(3).attach();
+        Random random = Nd4j.getRandomFactory().getNewRandomInstance(4);
+        for (LoraLayer layer : LoraAdapter.of(peft).layerViews()) {
+            INDArray b = layer.weights().b();
+            b.assign(Nd4j.randn(random, b.shape()).castTo(b.dataType()).muli(0.02));
+        }
+        return peft;
     }
 
     /** Min, median and max tokens per second over {@link #RUNS} runs after a warm-up. */
