@@ -31,8 +31,13 @@ public final class EagerDecoder {
             .policySpill(SpillPolicy.REALLOCATE)
             .build();
 
+    /**
+     * One workspace per thread, shared by every decoder that runs on it (a feed opens and closes it), so
+     * that a server creating a decoder per request does not accumulate step memory.
+     */
+    private static final String WORKSPACE = "peft4j-eager-decoding";
+
     private final GptModel model;
-    private final String workspace = "peft4j-decode-" + Integer.toHexString(System.identityHashCode(this));
     private final List<KeyValueBuffer> caches = new ArrayList<>();
     private int positions;
 
@@ -56,7 +61,7 @@ public final class EagerDecoder {
             throw new IllegalArgumentException("the context window is " + model.config().context() + " positions; " + positions
                     + " are fed and " + tokens.length + " more would not fit");
         }
-        try (MemoryWorkspace step = Nd4j.getWorkspaceManager().getAndActivateWorkspace(STEP_MEMORY, workspace)) {
+        try (MemoryWorkspace step = Nd4j.getWorkspaceManager().getAndActivateWorkspace(STEP_MEMORY, WORKSPACE)) {
             int[] at = new int[tokens.length];
             for (int i = 0; i < at.length; i++) {
                 at[i] = positions + i;
@@ -75,10 +80,5 @@ public final class EagerDecoder {
     /** Cached positions per layer, prefixes and virtual tokens included. */
     public long cachedPositions() {
         return caches.get(0).length();
-    }
-
-    /** Frees the step memory of this decoder's thread (the caches go with the decoder). */
-    public void close() {
-        Nd4j.getWorkspaceManager().destroyWorkspace(Nd4j.getWorkspaceManager().getWorkspaceForCurrentThread(workspace));
     }
 }

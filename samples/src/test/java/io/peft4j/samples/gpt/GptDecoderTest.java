@@ -159,6 +159,18 @@ class GptDecoderTest {
     }
 
     @Test
+    void decodersOfOneThreadShareTheirStepMemory() {
+        GptModel model = new GptModel(SameDiff.create(), TINY, 2);
+        new EagerDecoder(model).feed(TEXT);
+        int workspaces = Nd4j.getWorkspaceManager().getAllWorkspacesForCurrentThread().size();
+        for (int request = 0; request < 5; request++) {
+            new EagerDecoder(model).feed(TEXT);
+        }
+        assertEquals(workspaces, Nd4j.getWorkspaceManager().getAllWorkspacesForCurrentThread().size(),
+                "a decoder per request must not leave a workspace behind");
+    }
+
+    @Test
     void aSeedFixesTheTextAndSwitchingAdaptersAndBackGivesTheSameText() {
         GptGenerator generator = new GptGenerator(savedBase("base.safetensors", 6));
         generator.addAdapter("lora", saveRandomLora(generator.base(), dir.resolve("lora")), false);
