@@ -85,9 +85,7 @@ public final class CausalSelfAttention {
         }
         INDArray scores = Nd4j.matmul(byHead(query.forward(x)), byHead(cache.keys()), null, false, true, false)
                 .divi(Math.sqrt((double) size / heads));
-        if (length > 1) {
-            scores.addi(causalMask(length, cache.length()).broadcast(scores.shape()));
-        }
+        scores.addi(causalMask(length, cache.length()).broadcast(scores.shape()));
         INDArray weights = Nd4j.exec((CustomOp) new SoftMax(scores, scores, 2))[0];
         INDArray attended = Nd4j.matmul(weights, byHead(cache.values()), null, false, false, false);
         return output.forward(attended.permute(1, 0, 2).dup('c').reshape(length, size));

@@ -1,6 +1,5 @@
 package io.peft4j.samples.gpt;
 
-import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.memory.MemoryWorkspace;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
@@ -32,8 +31,8 @@ public final class KeyValueBuffer {
         if (keys == null) {
             long[] shape = {count + room, newKeys.size(1)};
             try (MemoryWorkspace outside = Nd4j.getWorkspaceManager().scopeOutOfWorkspaces()) {
-                keys = Nd4j.create(DataType.FLOAT, shape);
-                values = Nd4j.create(DataType.FLOAT, shape);
+                keys = Nd4j.create(newKeys.dataType(), shape);
+                values = Nd4j.create(newValues.dataType(), shape);
             }
         }
         if (length + count > keys.size(0)) {
