@@ -1,12 +1,9 @@
 package io.peft4j.samples.gpt;
 
+import io.peft4j.runtime.EagerInference;
 import java.util.ArrayList;
 import java.util.List;
-import org.nd4j.linalg.api.memory.MemoryWorkspace;
-import org.nd4j.linalg.api.memory.conf.WorkspaceConfiguration;
-import org.nd4j.linalg.api.memory.enums.AllocationPolicy;
-import org.nd4j.linalg.api.memory.enums.LearningPolicy;
-import org.nd4j.linalg.api.memory.enums.SpillPolicy;
+import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 
 /**
@@ -20,24 +17,9 @@ import org.nd4j.linalg.factory.Nd4j;
  * eager forward calls as it does graph building): LoRA unmerged or merged, prefix and prompt tuning,
  * bottleneck adapters. Switch adapters between sequences, not within one: the cache holds what the
  * earlier tokens saw. The caches are arrays of {@code [n + prompt + context, d]} per layer, allocated
- * once; each step's intermediate arrays come from one reused workspace (no faster than fresh
- * allocations on the development machine, but one block of memory however long the generation).
+ * once; each step runs in {@link EagerInference}'s reused memory.
  */
 public final class EagerDecoder {
-    private static final WorkspaceConfiguration STEP_MEMORY = WorkspaceConfiguration.builder()
-            .initialSize(0)
-            .policyAllocation(AllocationPolicy.OVERALLOCATE)
-            .overallocationLimit(1.0)
-            .policyLearning(LearningPolicy.FIRST_LOOP)
-            .policySpill(SpillPolicy.REALLOCATE)
-            .build();
-
-    /**
-     * One workspace per thread, shared by every decoder that runs on it (a feed opens and closes it), so
-     * that a server creating a decoder per request does not accumulate step memory.
-     */
-    private static final String WORKSPACE = "peft4j-eager-decoding";
-
     private final GptModel model;
     private final List<KeyValueBuffer> caches = new ArrayList<>();
     private int positions;
@@ -62,15 +44,13 @@ public final class EagerDecoder {
             throw new IllegalArgumentException("the context window is " + model.config().context() + " positions; " + positions
                     + " are fed and " + tokens.length + " more would not fit");
         }
-        try (MemoryWorkspace step = Nd4j.getWorkspaceManager().getAndActivateWorkspace(STEP_MEMORY, WORKSPACE)) {
-            int[] at = new int[tokens.length];
-            for (int i = 0; i < at.length; i++) {
-                at[i] = positions + i;
-            }
-            float[] logits = model.decode(Nd4j.createFromArray(tokens), Nd4j.createFromArray(at), caches).toFloatVector();
-            positions += tokens.length;
-            return logits;
+        int[] at = new int[tokens.length];
+        for (int i = 0; i < at.length; i++) {
+            at[i] = positions + i;
         }
+        INDArray logits = EagerInference.run(() -> model.decode(Nd4j.createFromArray(tokens), Nd4j.createFromArray(at), caches));
+        positions += tokens.length;
+        return logits.toFloatVector();
     }
 
     /** Token positions fed so far (prefixes and virtual tokens not counted). */
