@@ -109,7 +109,7 @@ final class MiniLmWorkload implements Workload {
             SDVariable logits = model.forward(ids, types, mask);
             sd.setLossVariables(sd.loss.sparseSoftmaxCrossEntropy(logits, labels).mean());
             return logits.name();
-        }, data -> Map.of(IDS, data.getFeatures(0), TYPES, data.getFeatures(1), MASK, data.getFeatures(2)), null);
+        }, data -> Map.of(IDS, data.getFeatures(0), TYPES, data.getFeatures(1), MASK, data.getFeatures(2)));
     }
 
     private static SDVariable placeholder(SameDiff sd, String name, long... shape) {

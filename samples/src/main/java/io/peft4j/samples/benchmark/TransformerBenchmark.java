@@ -1,12 +1,12 @@
 package io.peft4j.samples.benchmark;
 
+import io.peft4j.runtime.lora.LoraAdapter;
 import com.fasterxml.jackson.databind.JsonNode;
 import io.peft4j.runtime.ComputeThreads;
 import io.peft4j.runtime.OpenBlasKernels;
 import io.peft4j.runtime.ProgressListener;
 import io.peft4j.runtime.SameDiffTrainer;
 import io.peft4j.runtime.TrainingReport;
-import io.peft4j.runtime.lora.LoraAdapter;
 import io.peft4j.samples.PeakMemory;
 import io.peft4j.samples.benchmark.Workload.Method;
 import io.peft4j.samples.benchmark.Workload.Model;
@@ -22,7 +22,6 @@ import java.util.Optional;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.dataset.MultiDataSet;
 import org.nd4j.linalg.dataset.adapter.SingletonMultiDataSetIterator;
 import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.linalg.learning.GradientUpdater;
@@ -31,8 +30,7 @@ import org.nd4j.linalg.learning.GradientUpdater;
  * Times two workloads at fixed shapes: the sample transformer (batch 16, sequence 64) and the
  * pretrained all-MiniLM-L6-v2 (batch 16, sequence 128). For each: training steps with full fine-tuning,
  * LoRA (r = 8 on query and value) and a bottleneck adapter; forward passes of the base model, LoRA
- * unmerged and merged, and the adapter, and, where the model has one (the sample transformer), the base
- * model's eager forward, without a graph. It reports medians and ranges after warm-up, peak resident
+ * unmerged and merged, and the adapter. It reports medians and ranges after warm-up, peak resident
  * memory, the optimizer's state, and achieved GFLOP/s against a single-GEMM peak measured on the same
  * machine with the same number of threads. When a Python with {@code torch} is found, it runs
  * {@code benchmarks/pytorch_reference.py} on the same model, shapes and thread count and prints the
@@ -43,7 +41,6 @@ import org.nd4j.linalg.learning.GradientUpdater;
  * ({@link ComputeThreads}; set it with {@code -Dpeft4j.threads=N}).
  */
 public final class TransformerBenchmark {
-    private static final String EAGER_FORWARD = "forward: base model, eager (no graph)";
     private static final int WARMUP = 3;
     private static final int REPEATS = 20;
 
@@ -90,39 +87,23 @@ public final class TransformerBenchmark {
         rows.add(trainingStep(workload, "training step: LoRA (r = 8, q and v)", Method.LORA, profile));
         rows.add(trainingStep(workload, "training step: bottleneck adapter (Pfeiffer)", Method.ADAPTER, profile));
 
-        MultiDataSet batch = workload.batch();
         Model base = workload.create(Method.BASE);
-        String baseOutput = base.buildGraph();
-        Forward baseForward = new Forward("forward: base model", base, baseOutput, batch);
+        Forward baseForward = new Forward("forward: base model", base, base.buildGraph());
         Model lora = workload.create(Method.LORA);
         LoraAdapter.of(lora.peft()).layerViews().forEach(layer -> layer.weights().b().assign(0.01));
         String unmergedOutput = lora.buildGraph();
         lora.peft().merge();
         // The unmerged graph still runs its branches after merge() (with B = 0): same cost, other values.
-        Forward unmerged = new Forward("forward: LoRA unmerged", lora, unmergedOutput, batch);
-        Forward merged = new Forward("forward: LoRA merged", lora, lora.buildGraph(), batch);
+        Forward unmerged = new Forward("forward: LoRA unmerged", lora, unmergedOutput);
+        Forward merged = new Forward("forward: LoRA merged", lora, lora.buildGraph());
         Model adapter = workload.create(Method.ADAPTER);
-        Forward adapterForward = new Forward("forward: bottleneck adapter", adapter, adapter.buildGraph(), batch);
-        List<Forward> forwards = new ArrayList<>(List.of(baseForward, unmerged, merged, adapterForward));
-        if (base.eager() != null) {
-            MultiDataSet one = new MultiDataSet(new INDArray[] {batch.getFeatures(0).getRow(0, true)},
-                    new INDArray[] {batch.getLabels(0).getRow(0, true)});
-            forwards.add(new Forward(EAGER_FORWARD, base, null, batch));
-            forwards.add(new Forward("forward: one request (batch 1), graph", base, baseOutput, one));
-            forwards.add(new Forward("forward: one request (batch 1), eager", base, null, one));
-        }
-        rows.addAll(forwardsInTurn(forwards, workload.forwardFlops(), batch.getFeatures(0).size(0)));
+        Forward adapterForward = new Forward("forward: bottleneck adapter", adapter, adapter.buildGraph());
+        rows.addAll(forwardsInTurn(workload, List.of(baseForward, unmerged, merged, adapterForward)));
         return rows;
     }
 
-    /**
-     * A forward pass to time over {@code batch}: {@code output} of {@code model}'s SameDiff, or without an
-     * output the model's eager forward.
-     */
-    private record Forward(String what, Model model, String output, MultiDataSet batch) {
-        Object run(Map<String, INDArray> feed) {
-            return output == null ? model.eager().apply(batch) : model.sameDiff().output(feed, output);
-        }
+    /** A forward graph to time: {@code output} of {@code model}'s SameDiff. */
+    private record Forward(String what, Model model, String output) {
     }
 
     private static Row trainingStep(Workload workload, String what, Method method, boolean profile) {
@@ -163,13 +144,13 @@ public final class TransformerBenchmark {
      * (heap growth, caches, the machine) reaches every graph alike: timed one after another, the
      * merged graph, which is the base graph, measured from 5 % faster to 8 % slower than the base.
      */
-    private static List<Row> forwardsInTurn(List<Forward> forwards, double forwardFlops, long fullBatch) {
+    private static List<Row> forwardsInTurn(Workload workload, List<Forward> forwards) {
         List<Map<String, INDArray>> feeds = new ArrayList<>();
         for (Forward forward : forwards) {
-            Map<String, INDArray> feed = forward.model().features(forward.batch());
+            Map<String, INDArray> feed = forward.model().features(workload.batch());
             feeds.add(feed);
             for (int i = 0; i < WARMUP; i++) {
-                forward.run(feed);
+                forward.model().sameDiff().output(feed, forward.output());
             }
         }
         double[][] seconds = new double[forwards.size()][REPEATS];
@@ -177,14 +158,13 @@ public final class TransformerBenchmark {
             for (int i = 0; i < forwards.size(); i++) {
                 Forward forward = forwards.get(i);
                 long start = System.nanoTime();
-                forward.run(feeds.get(i));
+                forward.model().sameDiff().output(feeds.get(i), forward.output());
                 seconds[i][round] = (System.nanoTime() - start) / 1e9;
             }
         }
         List<Row> rows = new ArrayList<>();
         for (int i = 0; i < forwards.size(); i++) {
-            double flops = forwardFlops * forwards.get(i).batch().getFeatures(0).size(0) / fullBatch;
-            rows.add(row(forwards.get(i).what(), seconds[i], flops, 0, 0, null));
+            rows.add(row(forwards.get(i).what(), seconds[i], workload.forwardFlops(), 0, 0, null));
         }
         return rows;
     }
@@ -228,13 +208,9 @@ public final class TransformerBenchmark {
         table.append("| measurement | peft4j median (ms) | PyTorch median (ms) | PyTorch min – max (ms) | peft4j / PyTorch |\n");
         table.append("|---|---:|---:|---:|---:|\n");
         String[][] pairs = {{"training step: full fine-tuning", "full_step_ms"}, {"training step: LoRA (r = 8, q and v)", "lora_step_ms"},
-                {"forward: base model", "forward_ms"}, {EAGER_FORWARD, "forward_ms"}};
+                {"forward: base model", "forward_ms"}};
         for (String[] pair : pairs) {
-            Optional<Row> measured = rows.stream().filter(row -> row.what().equals(pair[0])).findFirst();
-            if (measured.isEmpty()) {
-                continue;
-            }
-            Row ours = measured.get();
+            Row ours = rows.stream().filter(row -> row.what().equals(pair[0])).findFirst().orElseThrow();
             JsonNode theirs = torch.path(pair[1]);
             table.append(String.format(Locale.ROOT, "| %s | %.1f | %.1f | %.1f – %.1f | %.2f |%n", pair[0], ours.median() * 1e3,
                     theirs.path("median").asDouble(), theirs.path("min").asDouble(), theirs.path("max").asDouble(),

@@ -47,11 +47,8 @@ interface Workload {
      *               name; called again after {@link PeftModel#merge()}, the new graph carries no LoRA
      *               branch
      * @param feeder the placeholders' values for a forward pass of a batch
-     * @param eager  the same forward pass without a graph (the model's {@code INDArray} forward), or
-     *               {@code null} where the model has none
      */
-    record Model(SameDiff sameDiff, PeftModel peft, Supplier<String> graph, Function<MultiDataSet, Map<String, INDArray>> feeder,
-                 Function<MultiDataSet, INDArray> eager) {
+    record Model(SameDiff sameDiff, PeftModel peft, Supplier<String> graph, Function<MultiDataSet, Map<String, INDArray>> feeder) {
 
         String buildGraph() {
             return graph.get();

@@ -4,7 +4,6 @@ import io.peft4j.annotations.Weight;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.linalg.api.buffer.DataType;
-import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.rng.Random;
 import org.nd4j.linalg.factory.Nd4j;
 
@@ -39,13 +38,5 @@ public final class Embedding {
         SameDiff sd = tokenIds.getSameDiff();
         SDVariable oneHot = sd.oneHot(null, tokenIds, vocabulary, -1, 1.0, 0.0, DataType.FLOAT).reshape(-1, vocabulary);
         return oneHot.mmul(tokens).reshape(-1, sequenceLength, size).add(positions);
-    }
-
-    /** Eager (inference without a graph): {@code [batch, T] → [batch, T, d]}, rows looked up (the same values). */
-    public INDArray forward(INDArray tokenIds) {
-        long batch = tokenIds.size(0);
-        INDArray rows = Nd4j.pullRows(tokens.getArr(), 1, tokenIds.reshape(-1).toIntVector());
-        return rows.reshape(batch, (long) sequenceLength * size).addiRowVector(positions.getArr().reshape(1, (long) sequenceLength * size))
-                .reshape(batch, sequenceLength, size);
     }
 }

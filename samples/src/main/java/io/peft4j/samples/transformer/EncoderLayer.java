@@ -5,7 +5,6 @@ import io.peft4j.annotations.AdapterPreset;
 import io.peft4j.annotations.PrefixTuning;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
-import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.rng.Random;
 
 /**
@@ -29,12 +28,6 @@ public final class EncoderLayer {
 
     public SDVariable forward(SDVariable x) {
         SDVariable h = attentionNorm.forward(x.add(attention.forward(x)));
-        return outputNorm.forward(h.add(feedForward.forward(h)));
-    }
-
-    /** Eager (inference without a graph), the same block. */
-    public INDArray forward(INDArray x) {
-        INDArray h = attentionNorm.forward(x.add(attention.forward(x)));
         return outputNorm.forward(h.add(feedForward.forward(h)));
     }
 }

@@ -3,11 +3,7 @@ package io.peft4j.samples.transformer;
 import io.peft4j.annotations.LoRA;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
-import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.api.ops.CustomOp;
-import org.nd4j.linalg.api.ops.impl.transforms.custom.SoftMax;
 import org.nd4j.linalg.api.rng.Random;
-import org.nd4j.linalg.factory.Nd4j;
 
 /**
  * Multi-head scaled dot-product self-attention.
@@ -54,20 +50,6 @@ public final class SelfAttention {
         SDVariable v = value.forward(x);
         SDVariable merged = Boolean.getBoolean(FUSED_PROPERTY) ? fusedAttention(q, k, v) : attention(q, k, v);
         return output.forward(x.getSameDiff().reshape(merged, x.shape()));
-    }
-
-    /** Eager (inference without a graph): {@code [batch, T, d] → [batch, T, d]}, the ops of {@link #attention}. */
-    public INDArray forward(INDArray x) {
-        INDArray scores = Nd4j.matmul(splitHeads(query.forward(x)), splitHeads(key.forward(x)), null, false, true, false)
-                .divi(Math.sqrt((double) size / heads));
-        INDArray weights = Nd4j.exec((CustomOp) new SoftMax(scores, scores, 3))[0];
-        INDArray attended = Nd4j.matmul(weights, splitHeads(value.forward(x)), null, false, false, false);
-        return output.forward(attended.permute(0, 2, 1, 3).dup('c').reshape(x.shape()));
-    }
-
-    /** {@code [batch, T, d] → [batch, heads, T, d/heads]}. */
-    private INDArray splitHeads(INDArray sequence) {
-        return sequence.reshape(sequence.size(0), sequence.size(1), heads, size / heads).permute(0, 2, 1, 3);
     }
 
     /** Projected {@code q [batch, T, d]}, {@code k, v [batch, T', d]} → {@code [batch, T, heads, d/heads]}, op by op. */

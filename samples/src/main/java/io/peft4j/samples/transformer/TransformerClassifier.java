@@ -61,27 +61,6 @@ public final class TransformerClassifier {
         return classifier.forward(h);
     }
 
-    /**
-     * Eager {@link #forward(SDVariable)} (inference without a graph): {@code tokens [batch, T]} (INT32)
-     * to {@code logits [batch, classes]}, with the adapters that are on at the call.
-     */
-    public INDArray forward(INDArray tokens) {
-        return classifier.forward(encode(tokens).mean(1));
-    }
-
-    /** Eager {@link #tokenLogits(SDVariable)}: {@code [batch, T] → [batch, T', classes]}. */
-    public INDArray tokenLogits(INDArray tokens) {
-        return classifier.forward(encode(tokens));
-    }
-
-    private INDArray encode(INDArray tokens) {
-        INDArray h = embedding.forward(tokens);
-        for (EncoderLayer layer : layers) {
-            h = layer.forward(h);
-        }
-        return h;
-    }
-
     public SameDiff sameDiff() {
         return sd;
     }
