@@ -161,6 +161,14 @@ public final class ProgressListener extends BaseListener {
         }
     }
 
+    /** Notes what the simplification of the training graph did, when it did anything. */
+    public void graphSimplified(GraphSimplification simplification) {
+        if (out != null && simplification.changedAnything()) {
+            out.printf(Locale.ROOT, "[peft4j] training graph simplified: %s; -D%s=false turns this off%n", simplification.describe(),
+                    SameDiffTrainer.SIMPLIFY_GRAPHS);
+        }
+    }
+
     /** The run so far: every step's loss and the seconds since the first epoch started. */
     public TrainingReport report() {
         double seconds = startNanos == 0 ? 0 : (System.nanoTime() - startNanos) / 1e9;

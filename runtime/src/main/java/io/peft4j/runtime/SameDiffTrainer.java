@@ -2,6 +2,7 @@ package io.peft4j.runtime;
 
 import io.peft4j.runtime.internal.CheckpointListener;
 import io.peft4j.runtime.internal.ElementwiseGradientPruner;
+import io.peft4j.runtime.internal.GradientGraphSimplifier;
 import io.peft4j.runtime.internal.LoraPlus;
 import io.peft4j.runtime.internal.MatMulGradientPruner;
 import io.peft4j.runtime.internal.Nd4jOutput;
@@ -33,7 +34,9 @@ import org.nd4j.linalg.factory.Nd4j;
  * and inputs with nothing trainable upstream, cost no gradient GEMMs; a broadcast sum or product with
  * a frozen bias or scale skips that parameter's gradient ({@link ElementwiseGradientPruner}, which
  * takes activation shapes from one forward pass over the first batch, when the data can be reset).
- * The number of
+ * Then the gradient graph is simplified ({@link GradientGraphSimplifier}, reported as a
+ * {@link GraphSimplification} to the progress listener), so that a step skips shape ops, identities
+ * and sums with zeros whose results it already has. The number of
  * native threads is set first ({@link ComputeThreads}). For AdamW, use {@code Adam} with
  * {@code TrainingConfig.Builder.weightDecay(coefficient, true)}: ND4J's {@code WeightDecay} is
  * decoupled from the gradient, as in AdamW.
@@ -45,6 +48,14 @@ public final class SameDiffTrainer {
      * matrix product, sum and product computes both operand gradients), to measure what the pruning saves.
      */
     public static final String COMPUTE_UNUSED_GRADIENTS = "peft4j.computeUnusedGradients";
+
+    /**
+     * Set this system property to {@code false} to train on the gradient graph as SameDiff and the
+     * pruning leave it, without {@link GraphSimplification}'s rewrites (duplicate shape ops merged,
+     * identities and sums with zeros bypassed, reshape chains shortened), to measure what they save or
+     * to rule them out.
+     */
+    public static final String SIMPLIFY_GRAPHS = "peft4j.simplifyGraphs";
 
     /** Progress lines go here every this many steps by default. */
     public static final int DEFAULT_PROGRESS_INTERVAL = 25;
@@ -110,6 +121,9 @@ public final class SameDiffTrainer {
                 ElementwiseGradientPruner.prune(sameDiff, () -> firstBatch(config, data));
             }
         }
+        if (simplifyGraphs()) {
+            progress.graphSimplified(GradientGraphSimplifier.simplify(sameDiff));
+        }
         TrainingCheckpoints.createUpdaters(sameDiff);
         if (resumed != null) {
             TrainingCheckpoints.restoreOptimizer(sameDiff, resumed);
@@ -139,6 +153,10 @@ public final class SameDiffTrainer {
             sameDiff.fit(data, remaining, all);
         }
         return progress.report();
+    }
+
+    static boolean simplifyGraphs() {
+        return !"false".equalsIgnoreCase(System.getProperty(SIMPLIFY_GRAPHS, "true"));
     }
 
     /** The first batch's features and labels by placeholder name; leaves {@code data} reset. */

@@ -1,6 +1,7 @@
 package io.peft4j.runtime;
 
 import io.peft4j.runtime.internal.ElementwiseGradientPruner;
+import io.peft4j.runtime.internal.GradientGraphSimplifier;
 import io.peft4j.runtime.internal.MatMulGradientPruner;
 import io.peft4j.runtime.internal.Nd4jOutput;
 import io.peft4j.runtime.internal.TrainingCheckpoints;
@@ -114,6 +115,9 @@ public final class TrainingMode implements AutoCloseable {
                 ElementwiseGradientPruner.prune(sameDiff, () -> first);
                 return null;
             });
+        }
+        if (SameDiffTrainer.simplifyGraphs()) {
+            Nd4jOutput.quiet(() -> GradientGraphSimplifier.simplify(sameDiff));
         }
         TrainingCheckpoints.createUpdaters(sameDiff);
         sameDiff.getUpdaterMap().forEach((name, updater) -> ((GradientCapture.Capturing) updater).capture(name));

@@ -49,6 +49,11 @@ final class GradientGraph {
         return gradients;
     }
 
+    /** The variables a training step asks for: the losses and the trainable variables' gradients. */
+    Set<String> requiredOutputs() {
+        return Set.copyOf(required);
+    }
+
     /** A snapshot of the ops, safe to iterate while {@link #replace} edits the graph. */
     List<SameDiffOp> ops() {
         return new ArrayList<>(gradients.getOps().values());

@@ -1,0 +1,49 @@
+package io.peft4j.runtime;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+
+/**
+ * What peft4j's simplification of a training graph did before the first step (see
+ * {@link SameDiffTrainer#SIMPLIFY_GRAPHS}). Every rewrite leaves the values computed unchanged; it
+ * only lets a step skip ops whose result another op already computes.
+ *
+ * @param opsBefore              ops one training step ran before
+ * @param opsAfter               ops one training step runs now
+ * @param duplicatesMerged       shape ops ({@code shape_of}, {@code reshape}, {@code zeroslike}, ...) that
+ *                               repeated another with the same inputs and arguments, whose readers now read the first
+ * @param identitiesBypassed     {@code identity} ops whose readers now read the identity's input
+ * @param zeroSumsBypassed       gradient sums {@code g + zeroslike(x)} (SameDiff's zero gradient for an input
+ *                               of a shape op) whose readers now read {@code g}
+ * @param reshapeChainsShortened reshapes of a reshape that now reshape the original input
+ */
+public record GraphSimplification(int opsBefore, int opsAfter, int duplicatesMerged, int identitiesBypassed,
+                                  int zeroSumsBypassed, int reshapeChainsShortened) {
+
+    /** No rewrite, for a graph of {@code ops} ops per step. */
+    public static GraphSimplification none(int ops) {
+        return new GraphSimplification(ops, ops, 0, 0, 0, 0);
+    }
+
+    public boolean changedAnything() {
+        return duplicatesMerged + identitiesBypassed + zeroSumsBypassed + reshapeChainsShortened > 0;
+    }
+
+    /** One line for people: the op counts and each kind of rewrite that happened. */
+    public String describe() {
+        List<String> rewrites = new ArrayList<>();
+        count(rewrites, duplicatesMerged, "duplicate op", "duplicate ops", "merged");
+        count(rewrites, identitiesBypassed, "identity", "identities", "bypassed");
+        count(rewrites, zeroSumsBypassed, "sum with zeros", "sums with zeros", "bypassed");
+        count(rewrites, reshapeChainsShortened, "reshape of a reshape", "reshapes of a reshape", "shortened");
+        return String.format(Locale.ROOT, "%d -> %d ops per training step (%s)", opsBefore, opsAfter,
+                rewrites.isEmpty() ? "nothing to simplify" : String.join(", ", rewrites));
+    }
+
+    private static void count(List<String> rewrites, int count, String one, String many, String verb) {
+        if (count > 0) {
+            rewrites.add(verb + " " + count + " " + (count == 1 ? one : many));
+        }
+    }
+}
