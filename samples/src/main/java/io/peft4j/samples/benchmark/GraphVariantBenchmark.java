@@ -17,27 +17,29 @@ import org.nd4j.linalg.dataset.adapter.SingletonMultiDataSetIterator;
 
 /**
  * Compares two builds of the same graph in one process: the sample transformer (the benchmark's
- * shapes) with one of the samples' switches off and on ({@code fusedLayerNorm}: ND4J's
- * {@code layer_norm}; {@code fusedAttention}: its {@code dot_product_attention}). Both models train
+ * shapes) with one switch off and on: the samples' {@code fusedLayerNorm} (ND4J's {@code layer_norm})
+ * and {@code fusedAttention} (its {@code dot_product_attention}), or the runtime's
+ * {@code simplifyGraphs} ({@link SameDiffTrainer#SIMPLIFY_GRAPHS}). Both models train
  * from the same weights on the same batch, one step of each in turn, and then run forward passes in
  * turn, so that the drift this machine shows between and within runs reaches both alike; a
  * comparison of two separate runs could not tell a 5 % change from noise. Prints medians, minimums,
  * the ratio, and how far the two models' logits are apart after the same steps (the variants must
  * compute the same function).
  *
- * <p>Arguments: the switches to compare (default: both), {@code --lora} to train LoRA instead of
+ * <p>Arguments: the switches to compare (default: all three), {@code --lora} to train LoRA instead of
  * full fine-tuning.
  */
 public final class GraphVariantBenchmark {
     private static final int WARMUP = 3;
     private static final int ROUNDS = 20;
+    private static final List<String> DEFAULT_SWITCHES = List.of("fusedLayerNorm", "fusedAttention", "simplifyGraphs");
 
     public static void main(String[] args) {
         int threads = ComputeThreads.apply();
         boolean lora = Arrays.asList(args).contains("--lora");
         List<String> switches = Arrays.stream(args).filter(arg -> !arg.startsWith("--")).toList();
         if (switches.isEmpty()) {
-            switches = List.of("fusedLayerNorm", "fusedAttention");
+            switches = DEFAULT_SWITCHES;
         }
         System.out.printf(Locale.ROOT, "%d native thread%s; %s training steps and forward passes in turn, %d rounds after %d warm-up%n%n",
                 threads, threads == 1 ? "" : "s", lora ? "LoRA" : "full fine-tuning", ROUNDS, WARMUP);
@@ -52,7 +54,9 @@ public final class GraphVariantBenchmark {
         return switch (name) {
             case "fusedLayerNorm" -> LayerNorm.FUSED_PROPERTY;
             case "fusedAttention" -> SelfAttention.FUSED_PROPERTY;
-            default -> throw new IllegalArgumentException("Unknown switch '" + name + "': use fusedLayerNorm or fusedAttention");
+            case "simplifyGraphs" -> SameDiffTrainer.SIMPLIFY_GRAPHS;
+            default -> throw new IllegalArgumentException("Unknown switch '" + name
+                    + "': use fusedLayerNorm, fusedAttention or simplifyGraphs");
         };
     }
 
@@ -77,7 +81,13 @@ public final class GraphVariantBenchmark {
             for (int i = 0; i < 2; i++) {
                 Model model = models.get(i);
                 long start = System.nanoTime();
-                trainOneStep(model, workload);
+                // the runtime's switches take effect when training is set up, the samples' when the graph is built
+                System.setProperty(property, Boolean.toString(i == 1));
+                try {
+                    trainOneStep(model, workload);
+                } finally {
+                    System.clearProperty(property);
+                }
                 long trained = System.nanoTime();
                 model.sameDiff().output(features, outputs.get(i));
                 long forwarded = System.nanoTime();
