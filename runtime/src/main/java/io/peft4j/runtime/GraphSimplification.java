@@ -6,8 +6,9 @@ import java.util.Locale;
 
 /**
  * What peft4j's simplification of a training graph did before the first step (see
- * {@link SameDiffTrainer#SIMPLIFY_GRAPHS}). Every rewrite leaves the values computed unchanged; it
- * only lets a step skip ops whose result another op already computes.
+ * {@link SameDiffTrainer#SIMPLIFY_GRAPHS}). Every rewrite leaves the values computed unchanged (the
+ * GELU rewrite to rounding); it lets a step skip ops whose result another op already computes, or
+ * one of two transcendental kernels.
  *
  * @param opsBefore              ops one training step ran before
  * @param opsAfter               ops one training step runs now
@@ -17,17 +18,19 @@ import java.util.Locale;
  * @param zeroSumsBypassed       gradient sums {@code g + zeroslike(x)} (SameDiff's zero gradient for an input
  *                               of a shape op) whose readers now read {@code g}
  * @param reshapeChainsShortened reshapes of a reshape that now reshape the original input
+ * @param gelusFromOneSigmoid    ND4J {@code gelu} ops whose value and derivative now come from one sigmoid
+ *                               (CPU only: one transcendental kernel instead of two; equal to rounding)
  */
 public record GraphSimplification(int opsBefore, int opsAfter, int duplicatesMerged, int identitiesBypassed,
-                                  int zeroSumsBypassed, int reshapeChainsShortened) {
+                                  int zeroSumsBypassed, int reshapeChainsShortened, int gelusFromOneSigmoid) {
 
     /** No rewrite, for a graph of {@code ops} ops per step. */
     public static GraphSimplification none(int ops) {
-        return new GraphSimplification(ops, ops, 0, 0, 0, 0);
+        return new GraphSimplification(ops, ops, 0, 0, 0, 0, 0);
     }
 
     public boolean changedAnything() {
-        return duplicatesMerged + identitiesBypassed + zeroSumsBypassed + reshapeChainsShortened > 0;
+        return duplicatesMerged + identitiesBypassed + zeroSumsBypassed + reshapeChainsShortened + gelusFromOneSigmoid > 0;
     }
 
     /** One line for people: the op counts and each kind of rewrite that happened. */
@@ -37,6 +40,9 @@ public record GraphSimplification(int opsBefore, int opsAfter, int duplicatesMer
         count(rewrites, identitiesBypassed, "identity", "identities", "bypassed");
         count(rewrites, zeroSumsBypassed, "sum with zeros", "sums with zeros", "bypassed");
         count(rewrites, reshapeChainsShortened, "reshape of a reshape", "reshapes of a reshape", "shortened");
+        if (gelusFromOneSigmoid > 0) {
+            rewrites.add("computed " + gelusFromOneSigmoid + (gelusFromOneSigmoid == 1 ? " GELU" : " GELUs") + " and derivatives from one sigmoid each");
+        }
         return String.format(Locale.ROOT, "%d -> %d ops per training step (%s)", opsBefore, opsAfter,
                 rewrites.isEmpty() ? "nothing to simplify" : String.join(", ", rewrites));
     }

@@ -30,10 +30,11 @@ import org.nd4j.linalg.api.ops.impl.shape.Transpose;
 import org.nd4j.linalg.api.ops.impl.shape.ZerosLike;
 import org.nd4j.linalg.api.ops.impl.transforms.pairwise.arithmetic.AddOp;
 import org.nd4j.linalg.api.ops.impl.transforms.same.Identity;
+import org.nd4j.linalg.factory.Nd4j;
 
 /**
- * Simplifies a SameDiff gradient function in place so that a training step runs fewer ops, with
- * every value it computes unchanged.
+ * Simplifies a SameDiff gradient function in place so that a training step runs fewer or cheaper
+ * ops, with every value it computes unchanged (to rounding, for the GELU rewrite).
  *
  * <p>Graphs written the ordinary way carry ops whose results another op already has. A layer that
  * flattens {@code [batch, sequence, d]} for a product and restores the shape afterwards asks for
@@ -50,7 +51,8 @@ import org.nd4j.linalg.api.ops.impl.transforms.same.Identity;
  *       gradient (so {@code g} has {@code x}'s shape): its readers read {@code g};</li>
  *   <li>a {@code reshape} of a {@code reshape} in the same order: it reshapes the first one's input.</li>
  * </ul>
- * Nothing is deleted ({@link GraphWiring}): SameDiff runs only the ops that a step's outputs need, so
+ * On the CPU, ND4J's {@code gelu} and its derivative are first rewritten to share one sigmoid
+ * ({@link SigmoidGelu}), which removes a transcendental kernel per GELU. Nothing is deleted ({@link GraphWiring}): SameDiff runs only the ops that a step's outputs need, so
  * an op nobody reads any more is skipped. Graphs with loops or conditionals (SameDiff's frame ops)
  * are left alone. Random ops are never merged: only the listed shape ops are.
  */
@@ -88,10 +90,11 @@ public final class GradientGraphSimplifier {
         if (graph.getOps().values().stream().anyMatch(op -> op.getOp() instanceof BaseCompatOp)) {
             return GraphSimplification.none(before);
         }
+        int gelus = Nd4j.getEnvironment().isCPU() ? SigmoidGelu.rewrite(graph, wiring) : 0;
         for (int round = 0; round < MAX_ROUNDS && simplifyOnce(); round++) {
             // every round can expose more: merged inputs make their readers duplicates, bypassed identities make reshape chains
         }
-        return new GraphSimplification(before, opsPerStep(), duplicates, identities, zeroSums, reshapeChains);
+        return new GraphSimplification(before, opsPerStep(), duplicates, identities, zeroSums, reshapeChains, gelus);
     }
 
     /** One sweep of every rewrite over the graph; true if anything changed. */

@@ -18,8 +18,11 @@ import org.nd4j.autodiff.samediff.SDIndex;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.autodiff.samediff.TrainingConfig;
+import org.nd4j.autodiff.samediff.internal.SameDiffOp;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.api.ops.impl.transforms.strict.GELU;
+import org.nd4j.linalg.api.ops.impl.transforms.strict.GELUDerivative;
 import org.nd4j.linalg.api.ops.random.impl.BernoulliDistribution;
 import org.nd4j.linalg.dataset.MultiDataSet;
 import org.nd4j.linalg.dataset.adapter.SingletonMultiDataSetIterator;
@@ -30,7 +33,8 @@ import org.nd4j.linalg.learning.config.Adam;
  * A simplified gradient function computes exactly what SameDiff's own does, on a graph written the
  * long way: layers that flatten {@code [batch, sequence, d]} for a product and restore the shape from
  * {@code shape_of}, each asking for the shape itself, a reshape of a reshape, a residual sum that a
- * shape op also reads, an identity, and a LayerNorm composed from primitives.
+ * shape op also reads, an identity, and a LayerNorm composed from primitives; and ND4J's {@code gelu},
+ * whose value and derivative the CPU rewrite computes from one sigmoid.
  */
 class GradientGraphSimplifierTest {
     private static final int SEQUENCE = 3;
@@ -60,6 +64,32 @@ class GradientGraphSimplifierTest {
         assertTrue(report.zeroSumsBypassed() > 0, report.describe());
         assertTrue(report.reshapeChainsShortened() > 0, report.describe());
         assertTrue(report.opsAfter() < report.opsBefore(), report.describe());
+    }
+
+    @Test
+    void geluAndItsDerivativeComeFromOneSigmoid() {
+        SameDiff original = geluGraph();
+        Map<String, INDArray> expected = original.calculateGradients(Map.of("x", FEATURES), "w1", "w2");
+        INDArray expectedLoss = original.output(Map.of("x", FEATURES), "loss").get("loss");
+
+        SameDiff rewritten = geluGraph();
+        GraphSimplification report = GradientGraphSimplifier.simplify(rewritten);
+        Map<String, INDArray> actual = rewritten.calculateGradients(Map.of("x", FEATURES), "w1", "w2");
+
+        assertEquals(1, report.gelusFromOneSigmoid(), report.describe());
+        for (String name : expected.keySet()) {
+            double scale = expected.get(name).amaxNumber().doubleValue();
+            assertEquals(0.0, expected.get(name).sub(actual.get(name)).amaxNumber().doubleValue(), 1e-7 * scale, name);
+        }
+        SameDiff gradients = rewritten.getFunction("grad");
+        for (SameDiffOp op : gradients.getOps().values()) {
+            if (op.getOp() instanceof GELU || op.getOp() instanceof GELUDerivative) {
+                assertTrue(gradients.getVariables().get(op.getOutputsOfOp().get(0)).getInputsForOp().isEmpty(),
+                        op.getOp().opName() + " is still read: the step would compute two transcendental kernels");
+            }
+        }
+        assertEquals(expectedLoss.getDouble(0), rewritten.output(Map.of("x", FEATURES), "loss").get("loss").getDouble(0), 0.0,
+                "the forward graph is the user's and stays as built");
     }
 
     @Test
@@ -102,6 +132,18 @@ class GradientGraphSimplifierTest {
                 .filter(op -> !gradients.getVariables().get(op.getOutputsOfOp().get(0)).getInputsForOp().isEmpty())
                 .count();
         assertEquals(2, masksRead, "two masks drawn alike are two draws");
+    }
+
+    /** {@code loss = Σ (gelu(x · w1) · w2)²} over {@code x [batch, d]}. */
+    private static SameDiff geluGraph() {
+        Nd4j.getRandom().setSeed(23);
+        SameDiff sd = SameDiff.create();
+        SDVariable x = sd.placeHolder("x", DataType.DOUBLE, -1, SEQUENCE, WIDTH);
+        SDVariable flat = sd.reshape(x, -1, WIDTH);
+        SDVariable hidden = sd.nn.gelu(flat.mmul(sd.var("w1", Nd4j.rand(DataType.DOUBLE, WIDTH, WIDTH).subi(0.5).muli(6))));
+        sd.math.square(hidden.mmul(sd.var("w2", Nd4j.rand(DataType.DOUBLE, WIDTH, 2)))).sum().rename("loss");
+        sd.setLossVariables("loss");
+        return sd;
     }
 
     /**
