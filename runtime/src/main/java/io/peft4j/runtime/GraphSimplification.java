@@ -8,7 +8,7 @@ import java.util.Locale;
  * What peft4j's simplification of a training graph did before the first step (see
  * {@link SameDiffTrainer#SIMPLIFY_GRAPHS}). Every rewrite leaves the values computed unchanged (the
  * GELU rewrite to rounding); it lets a step skip ops whose result another op already computes, or
- * one of two transcendental kernels.
+ * recomputing a softmax or a sigmoid that the forward pass has.
  *
  * @param opsBefore              ops one training step ran before
  * @param opsAfter               ops one training step runs now
@@ -20,17 +20,21 @@ import java.util.Locale;
  * @param reshapeChainsShortened reshapes of a reshape that now reshape the original input
  * @param gelusFromOneSigmoid    ND4J {@code gelu} ops whose value and derivative now come from one sigmoid
  *                               (CPU only: one transcendental kernel instead of two; equal to rounding)
+ * @param softmaxGradientsFromOutput {@code softmax_bp} ops replaced by products and a sum over the softmax's
+ *                               output, which the forward part already computed
  */
 public record GraphSimplification(int opsBefore, int opsAfter, int duplicatesMerged, int identitiesBypassed,
-                                  int zeroSumsBypassed, int reshapeChainsShortened, int gelusFromOneSigmoid) {
+                                  int zeroSumsBypassed, int reshapeChainsShortened, int gelusFromOneSigmoid,
+                                  int softmaxGradientsFromOutput) {
 
     /** No rewrite, for a graph of {@code ops} ops per step. */
     public static GraphSimplification none(int ops) {
-        return new GraphSimplification(ops, ops, 0, 0, 0, 0, 0);
+        return new GraphSimplification(ops, ops, 0, 0, 0, 0, 0, 0);
     }
 
     public boolean changedAnything() {
-        return duplicatesMerged + identitiesBypassed + zeroSumsBypassed + reshapeChainsShortened + gelusFromOneSigmoid > 0;
+        return duplicatesMerged + identitiesBypassed + zeroSumsBypassed + reshapeChainsShortened + gelusFromOneSigmoid
+                + softmaxGradientsFromOutput > 0;
     }
 
     /** One line for people: the op counts and each kind of rewrite that happened. */
@@ -42,6 +46,10 @@ public record GraphSimplification(int opsBefore, int opsAfter, int duplicatesMer
         count(rewrites, reshapeChainsShortened, "reshape of a reshape", "reshapes of a reshape", "shortened");
         if (gelusFromOneSigmoid > 0) {
             rewrites.add("computed " + gelusFromOneSigmoid + (gelusFromOneSigmoid == 1 ? " GELU" : " GELUs") + " and derivatives from one sigmoid each");
+        }
+        if (softmaxGradientsFromOutput > 0) {
+            rewrites.add("took " + softmaxGradientsFromOutput + (softmaxGradientsFromOutput == 1 ? " softmax gradient" : " softmax gradients")
+                    + " from the softmax's output");
         }
         return String.format(Locale.ROOT, "%d -> %d ops per training step (%s)", opsBefore, opsAfter,
                 rewrites.isEmpty() ? "nothing to simplify" : String.join(", ", rewrites));

@@ -51,8 +51,9 @@ import org.nd4j.linalg.factory.Nd4j;
  *       gradient (so {@code g} has {@code x}'s shape): its readers read {@code g};</li>
  *   <li>a {@code reshape} of a {@code reshape} in the same order: it reshapes the first one's input.</li>
  * </ul>
- * On the CPU, ND4J's {@code gelu} and its derivative are first rewritten to share one sigmoid
- * ({@link SigmoidGelu}), which removes a transcendental kernel per GELU. Nothing is deleted ({@link GraphWiring}): SameDiff runs only the ops that a step's outputs need, so
+ * Two rewrites come first: softmax gradients are formed from the softmax's output instead of
+ * recomputing it ({@link SoftmaxGradientFromOutput}), and, on the CPU, ND4J's {@code gelu} and its
+ * derivative share one sigmoid ({@link SigmoidGelu}), one transcendental kernel fewer per GELU. Nothing is deleted ({@link GraphWiring}): SameDiff runs only the ops that a step's outputs need, so
  * an op nobody reads any more is skipped. Graphs with loops or conditionals (SameDiff's frame ops)
  * are left alone. Random ops are never merged: only the listed shape ops are.
  */
@@ -91,10 +92,11 @@ public final class GradientGraphSimplifier {
             return GraphSimplification.none(before);
         }
         int gelus = Nd4j.getEnvironment().isCPU() ? SigmoidGelu.rewrite(graph, wiring) : 0;
+        int softmaxes = SoftmaxGradientFromOutput.rewrite(graph, wiring);
         for (int round = 0; round < MAX_ROUNDS && simplifyOnce(); round++) {
             // every round can expose more: merged inputs make their readers duplicates, bypassed identities make reshape chains
         }
-        return new GraphSimplification(before, opsPerStep(), duplicates, identities, zeroSums, reshapeChains, gelus);
+        return new GraphSimplification(before, opsPerStep(), duplicates, identities, zeroSums, reshapeChains, gelus, softmaxes);
     }
 
     /** One sweep of every rewrite over the graph; true if anything changed. */

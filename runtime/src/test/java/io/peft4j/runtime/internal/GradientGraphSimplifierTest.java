@@ -21,6 +21,7 @@ import org.nd4j.autodiff.samediff.TrainingConfig;
 import org.nd4j.autodiff.samediff.internal.SameDiffOp;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.api.ops.impl.transforms.gradient.SoftmaxBp;
 import org.nd4j.linalg.api.ops.impl.transforms.strict.GELU;
 import org.nd4j.linalg.api.ops.impl.transforms.strict.GELUDerivative;
 import org.nd4j.linalg.api.ops.random.impl.BernoulliDistribution;
@@ -33,8 +34,9 @@ import org.nd4j.linalg.learning.config.Adam;
  * A simplified gradient function computes exactly what SameDiff's own does, on a graph written the
  * long way: layers that flatten {@code [batch, sequence, d]} for a product and restore the shape from
  * {@code shape_of}, each asking for the shape itself, a reshape of a reshape, a residual sum that a
- * shape op also reads, an identity, and a LayerNorm composed from primitives; and ND4J's {@code gelu},
- * whose value and derivative the CPU rewrite computes from one sigmoid.
+ * shape op also reads, an identity, and a LayerNorm composed from primitives; ND4J's {@code gelu},
+ * whose value and derivative the CPU rewrite computes from one sigmoid; and a softmax, whose gradient
+ * comes from its output.
  */
 class GradientGraphSimplifierTest {
     private static final int SEQUENCE = 3;
@@ -93,6 +95,40 @@ class GradientGraphSimplifierTest {
     }
 
     @Test
+    void softmaxGradientsComeFromTheSoftmaxOutput() {
+        SameDiff original = softmaxGraph(1);
+        Map<String, INDArray> expected = original.calculateGradients(Map.of("x", FEATURES), "w1", "w2");
+
+        SameDiff rewritten = softmaxGraph(1);
+        GraphSimplification report = GradientGraphSimplifier.simplify(rewritten);
+        Map<String, INDArray> actual = rewritten.calculateGradients(Map.of("x", FEATURES), "w1", "w2");
+
+        assertEquals(1, report.softmaxGradientsFromOutput(), report.describe());
+        for (String name : expected.keySet()) {
+            double scale = expected.get(name).amaxNumber().doubleValue();
+            assertEquals(0.0, expected.get(name).sub(actual.get(name)).amaxNumber().doubleValue(), 1e-12 * scale, name);
+        }
+        SameDiff gradients = rewritten.getFunction("grad");
+        for (SameDiffOp op : gradients.getOps().values()) {
+            if (op.getOp() instanceof SoftmaxBp) {
+                assertTrue(gradients.getVariables().get(op.getOutputsOfOp().get(0)).getInputsForOp().isEmpty(),
+                        "softmax_bp is still read: the step would compute the softmax twice");
+            }
+        }
+    }
+
+    @Test
+    void leavesASoftmaxAlongANegativeAxisAlone() {
+        SameDiff original = softmaxGraph(-1);
+        Map<String, INDArray> expected = original.calculateGradients(Map.of("x", FEATURES), "w1");
+
+        SameDiff untouched = softmaxGraph(-1);
+        assertEquals(0, GradientGraphSimplifier.simplify(untouched).softmaxGradientsFromOutput());
+        assertEquals(0.0, expected.get("w1").sub(untouched.calculateGradients(Map.of("x", FEATURES), "w1").get("w1"))
+                .amaxNumber().doubleValue(), 0.0);
+    }
+
+    @Test
     void aSecondCallFindsNothing() {
         SameDiff sd = longWayGraph();
         GraphSimplification first = GradientGraphSimplifier.simplify(sd);
@@ -132,6 +168,20 @@ class GradientGraphSimplifierTest {
                 .filter(op -> !gradients.getVariables().get(op.getOutputsOfOp().get(0)).getInputsForOp().isEmpty())
                 .count();
         assertEquals(2, masksRead, "two masks drawn alike are two draws");
+    }
+
+    /** {@code loss = Σ (softmax(x · w1, axis) ⊙ (x · w2))²} over {@code x [batch, sequence, d]} (axis 1: across positions). */
+    private static SameDiff softmaxGraph(int axis) {
+        Nd4j.getRandom().setSeed(29);
+        SameDiff sd = SameDiff.create();
+        SDVariable x = sd.placeHolder("x", DataType.DOUBLE, -1, SEQUENCE, WIDTH);
+        SDVariable w1 = sd.var("w1", Nd4j.rand(DataType.DOUBLE, WIDTH, WIDTH).subi(0.5).muli(4));
+        SDVariable w2 = sd.var("w2", Nd4j.rand(DataType.DOUBLE, WIDTH, WIDTH).subi(0.5));
+        SDVariable flat = sd.reshape(x, -1, WIDTH);
+        SDVariable weights = sd.nn.softmax(sd.reshape(flat.mmul(w1), -1, SEQUENCE, WIDTH), axis);
+        sd.math.square(weights.mul(sd.reshape(flat.mmul(w2), -1, SEQUENCE, WIDTH))).sum().rename("loss");
+        sd.setLossVariables("loss");
+        return sd;
     }
 
     /** {@code loss = Σ (gelu(x · w1) · w2)²} over {@code x [batch, d]}. */
