@@ -18,8 +18,9 @@ import org.nd4j.linalg.api.ops.impl.transforms.gradient.SoftmaxBp;
  * against 11.8 for {@code softmax_bp}, with the same values (bit for bit in that measurement).
  *
  * <p>Shapes: any; {@code dx} has {@code x}'s shape. Matched only where the forward {@code softmax} of
- * the same {@code x} along the same, non-negative axis is in the graph (a negative axis is left alone:
- * SameDiff M2.1's reductions with kept dimensions mishandle negative axes in training).
+ * the same {@code x} along the same, non-negative axis is in the graph. A negative axis is left alone:
+ * in SameDiff M2.1 a graph's {@code mean(true, -1)} over {@code [batch, T, d]} computed wrong values
+ * where {@code mean(true, 2)} was right, so the sum this rewrite adds keeps to axes it can state.
  */
 final class SoftmaxGradientFromOutput {
 
