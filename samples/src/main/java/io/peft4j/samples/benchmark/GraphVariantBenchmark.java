@@ -27,7 +27,8 @@ import org.nd4j.linalg.dataset.adapter.SingletonMultiDataSetIterator;
  * compute the same function).
  *
  * <p>Arguments: the switches to compare (default: all three), {@code --lora} to train LoRA instead of
- * full fine-tuning.
+ * full fine-tuning, {@code --minilm} for all-MiniLM-L6-v2 at the benchmark's shapes instead of the
+ * sample transformer (only {@code simplifyGraphs} applies to it).
  */
 public final class GraphVariantBenchmark {
     private static final int WARMUP = 3;
@@ -37,16 +38,18 @@ public final class GraphVariantBenchmark {
     public static void main(String[] args) {
         int threads = ComputeThreads.apply();
         boolean lora = Arrays.asList(args).contains("--lora");
+        boolean minilm = Arrays.asList(args).contains("--minilm");
         List<String> switches = Arrays.stream(args).filter(arg -> !arg.startsWith("--")).toList();
         if (switches.isEmpty()) {
             switches = DEFAULT_SWITCHES;
         }
-        System.out.printf(Locale.ROOT, "%d native thread%s; %s training steps and forward passes in turn, %d rounds after %d warm-up%n%n",
-                threads, threads == 1 ? "" : "s", lora ? "LoRA" : "full fine-tuning", ROUNDS, WARMUP);
+        Workload workload = minilm ? new MiniLmWorkload() : new SampleTransformerWorkload();
+        System.out.printf(Locale.ROOT, "%s; %d native thread%s; %s training steps and forward passes in turn, %d rounds after %d warm-up%n%n",
+                workload.description(), threads, threads == 1 ? "" : "s", lora ? "LoRA" : "full fine-tuning", ROUNDS, WARMUP);
         System.out.println("| switch | measurement | off: median (min) ms | on: median (min) ms | on / off | max |logit difference| |");
         System.out.println("|---|---|---:|---:|---:|---:|");
         for (String name : switches) {
-            compare(name, property(name), lora ? Method.LORA : Method.FULL);
+            compare(workload, name, property(name), lora ? Method.LORA : Method.FULL);
         }
     }
 
@@ -60,8 +63,7 @@ public final class GraphVariantBenchmark {
         };
     }
 
-    private static void compare(String name, String property, Method method) {
-        SampleTransformerWorkload workload = new SampleTransformerWorkload();
+    private static void compare(Workload workload, String name, String property, Method method) {
         List<Model> models = new ArrayList<>();
         List<String> outputs = new ArrayList<>();
         for (boolean on : new boolean[] {false, true}) {
@@ -105,7 +107,7 @@ public final class GraphVariantBenchmark {
     }
 
     /** The first call sets training up as peft4j does (freezing, pruning, updaters); later ones are single steps of the same graph. */
-    private static void trainOneStep(Model model, SampleTransformerWorkload workload) {
+    private static void trainOneStep(Model model, Workload workload) {
         SingletonMultiDataSetIterator data = new SingletonMultiDataSetIterator(workload.batch());
         if (model.sameDiff().getTrainingConfig() == null) {
             ProgressListener silent = new ProgressListener(null, 1);
