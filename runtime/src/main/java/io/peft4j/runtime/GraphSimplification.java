@@ -7,7 +7,7 @@ import java.util.Locale;
 /**
  * What peft4j's simplification of a training graph did before the first step (see
  * {@link SameDiffTrainer#SIMPLIFY_GRAPHS}). The structural rewrites leave every value bit for bit as
- * it was; the softmax and GELU rewrites compute the same functions and agree to rounding; it lets a step skip ops whose result another op already computes, or
+ * it was; the softmax rewrite measured bit for bit too, and the GELU rewrite agrees to rounding; it lets a step skip ops whose result another op already computes, or
  * recomputing a softmax or a sigmoid that the forward pass has.
  *
  * @param opsBefore              ops one training step ran before

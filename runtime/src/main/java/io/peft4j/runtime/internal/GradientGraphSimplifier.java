@@ -34,7 +34,7 @@ import org.nd4j.linalg.factory.Nd4j;
 
 /**
  * Simplifies a SameDiff gradient function in place so that a training step runs fewer or cheaper
- * ops, with every value it computes unchanged (to rounding, for the softmax and GELU rewrites).
+ * ops, with every value it computes unchanged (to rounding, for the GELU rewrite).
  *
  * <p>Graphs written the ordinary way carry ops whose results another op already has. A layer that
  * flattens {@code [batch, sequence, d]} for a product and restores the shape afterwards asks for

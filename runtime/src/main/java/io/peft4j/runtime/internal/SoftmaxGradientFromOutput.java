@@ -15,9 +15,9 @@ import org.nd4j.linalg.api.ops.impl.transforms.gradient.SoftmaxBp;
  * {@code dx = y ⊙ (g − Σ_a g ⊙ y)}. The forward part of the gradient function already has {@code y},
  * so this rewrite forms {@code dx} from it with a product, a sum along {@code a}, a difference and a
  * product. On attention weights {@code [16, 12, 128, 128]} (fp32, 2 threads) that took 4.7 to 5.0 ms
- * against 11.8 for {@code softmax_bp}, with the same values (bit for bit in that measurement; in other
- * shapes the sum may round differently from {@code softmax_bp}'s, which over many Adam steps lets
- * training drift apart as any rounding difference does).
+ * against 11.8 for {@code softmax_bp}, with the same values bit for bit (there, and in MiniLM's logits
+ * after 23 training steps with and without the rewrite; not proven for every shape, where the sum
+ * could round differently from {@code softmax_bp}'s).
  *
  * <p>Shapes: any; {@code dx} has {@code x}'s shape. Matched only where the forward {@code softmax} of
  * the same {@code x} along the same, non-negative axis is in the graph. A negative axis is left alone:
