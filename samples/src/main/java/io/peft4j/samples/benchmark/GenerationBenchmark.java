@@ -25,19 +25,20 @@ import org.nd4j.linalg.factory.Nd4j;
 /**
  * Times generation with the byte-level GPT sample ({@link GptConfig#small()}, random weights, batch
  * 1): an 8-byte prompt extended greedily to 128 positions, with the key/value cache computed
- * eagerly ({@link EagerDecoder}) and by the SameDiff step graph ({@link DecoderSession.Cache}), and by
+ * eagerly ({@link EagerDecoder}, in an {@code EagerSession} and with plain op calls) and by the
+ * SameDiff step graph ({@link DecoderSession.Cache}), and by
  * recomputing the whole sequence in the graph for every token, and eagerly with LoRA unmerged and merged
  * (no PyTorch counterpart). Prints tokens per second (median of 3
  * runs after one warm-up), the factor the cache gains against the factor its arithmetic predicts
  * (multiply-adds of the whole generation either way), and, when a Python with {@code torch} is found,
- * the same model in {@code benchmarks/pytorch_reference.py --model gpt}. Fails if the three ways
+ * the same model in {@code benchmarks/pytorch_reference.py --model gpt}. Fails if the four ways
  * generate different tokens.
  */
 public final class GenerationBenchmark {
     private static final int LENGTH = 128;
     private static final int RUNS = 3;
 
-    private enum Mode { EAGER_CACHE, GRAPH_CACHE, GRAPH_RECOMPUTE }
+    private enum Mode { EAGER_CACHE, EAGER_CACHE_PLAIN_CALLS, GRAPH_CACHE, GRAPH_RECOMPUTE }
 
     public static void main(String[] args) throws IOException, InterruptedException {
         boolean unchecked = ResidentMemoryCheck.disable();
@@ -54,6 +55,7 @@ public final class GenerationBenchmark {
             }
         }
         double[] eager = tokensPerSecond(model, session, prompt, Mode.EAGER_CACHE, generated);
+        double[] plainCalls = tokensPerSecond(model, session, prompt, Mode.EAGER_CACHE_PLAIN_CALLS, generated);
         double[] cached = tokensPerSecond(model, session, prompt, Mode.GRAPH_CACHE, generated);
         double[] recomputed = tokensPerSecond(model, session, prompt, Mode.GRAPH_RECOMPUTE, generated);
         GptModel adapted = new GptModel(SameDiff.create(), config, 7);
@@ -69,6 +71,7 @@ public final class GenerationBenchmark {
         System.out.println("|---|---:|---:|---:|");
         Optional<JsonNode> torch = PyTorchReference.run("gpt", threads);
         row("with the key/value cache, eager", eager, torch.map(t -> t.path("cached_tokens_per_s")));
+        row("with the key/value cache, eager, plain op calls (no session)", plainCalls, torch.map(t -> t.path("cached_tokens_per_s")));
         row("with the key/value cache, SameDiff step graph", cached, torch.map(t -> t.path("cached_tokens_per_s")));
         row("recomputing every position (SameDiff)", recomputed, torch.map(t -> t.path("recompute_tokens_per_s")));
         row("with the key/value cache, eager, LoRA (r = 8, q and v) unmerged", unmerged, Optional.empty());
@@ -111,10 +114,14 @@ public final class GenerationBenchmark {
 
     private static int[] generate(GptModel model, DecoderSession session, int[] prompt, Mode mode) {
         int[] tokens = Arrays.copyOf(prompt, LENGTH);
-        EagerDecoder eager = mode == Mode.EAGER_CACHE ? new EagerDecoder(model) : null;
+        EagerDecoder eager = switch (mode) {
+            case EAGER_CACHE -> new EagerDecoder(model);
+            case EAGER_CACHE_PLAIN_CALLS -> EagerDecoder.withPlainOpCalls(model);
+            default -> null;
+        };
         DecoderSession.Cache cache = mode == Mode.GRAPH_CACHE ? session.newCache() : null;
         IntFunction<float[]> next = length -> switch (mode) {
-            case EAGER_CACHE -> length == prompt.length ? eager.feed(prompt) : eager.feed(tokens[length - 1]);
+            case EAGER_CACHE, EAGER_CACHE_PLAIN_CALLS -> length == prompt.length ? eager.feed(prompt) : eager.feed(tokens[length - 1]);
             case GRAPH_CACHE -> length == prompt.length ? cache.feed(prompt) : cache.feed(tokens[length - 1]);
             case GRAPH_RECOMPUTE -> session.fullLogits(Arrays.copyOf(tokens, length));
         };

@@ -1,8 +1,10 @@
 package io.peft4j.samples.gpt;
 
 import io.peft4j.annotations.LoRA;
+import io.peft4j.runtime.EagerSession;
 import io.peft4j.samples.transformer.Linear;
 import io.peft4j.samples.transformer.Shapes;
+import java.util.function.Supplier;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.linalg.api.ndarray.INDArray;
@@ -95,11 +97,18 @@ public final class CausalSelfAttention {
      * One query {@code [1, d]} over every cached key, by ND4J's fused {@code dot_product_attention}
      * (heads as its batch, {@code [heads, d/heads, positions]}): one op for the scores, softmax and
      * weighted values, which measured faster than three in a decoding step (BENCHMARKS.md). A single
-     * query needs no causal mask, which the op could not take.
+     * query needs no causal mask, which the op could not take. In an {@link EagerSession} the op reuses
+     * its native context.
      */
     private INDArray attendOne(INDArray query, KeyValueBuffer cache) {
-        INDArray attended = Nd4j.exec((CustomOp) new DotProductAttention(query.reshape(heads, size / heads, 1),
-                byHeadAndFeature(cache.keys()), byHeadAndFeature(cache.values()), null, true, false))[0];
+        INDArray queries = query.reshape(heads, size / heads, 1);
+        INDArray keys = byHeadAndFeature(cache.keys());
+        INDArray values = byHeadAndFeature(cache.values());
+        Supplier<CustomOp> op = () -> new DotProductAttention(queries, keys, values, null, true, false);
+        INDArray attended = EagerSession.current()
+                .map(session -> session.exec(this, "dot_product_attention", op, Nd4j.createUninitialized(query.dataType(), heads, size / heads, 1),
+                        queries, keys, values))
+                .orElseGet(() -> Nd4j.exec(op.get())[0]);
         return attended.reshape(1, size);
     }
 

@@ -1,8 +1,10 @@
 package io.peft4j.samples.gpt;
 
 import io.peft4j.runtime.EagerInference;
+import io.peft4j.runtime.EagerSession;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.function.Supplier;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 
@@ -18,15 +20,34 @@ import org.nd4j.linalg.factory.Nd4j;
  * bottleneck adapters. Switch adapters between sequences, not within one: the cache holds what the
  * earlier tokens saw. The caches are arrays of {@code [n + prompt + context, d]} per layer, allocated
  * once; each step runs in {@link EagerInference}'s reused memory.
+ *
+ * <p>A decoder is one sequence's {@link EagerSession}: its layers' ops reuse their native contexts from
+ * step to step and its projections read their weights transposed, derived at the first step. So the
+ * weights and adapters a decoder sees are those of its first step: switch adapters or merge between
+ * sequences and start a new decoder.
  */
 public final class EagerDecoder {
     private final GptModel model;
     private final List<KeyValueBuffer> caches = new ArrayList<>();
+    private final EagerSession session;
     private int positions;
 
     /** A decoder with room for the model's context window after the prompt. */
     public EagerDecoder(GptModel model) {
+        this(model, new EagerSession());
+    }
+
+    /**
+     * A decoder whose ops are called the plain way, each building its native context anew (what every
+     * step did before sessions; for comparison).
+     */
+    public static EagerDecoder withPlainOpCalls(GptModel model) {
+        return new EagerDecoder(model, null);
+    }
+
+    private EagerDecoder(GptModel model, EagerSession session) {
         this.model = model;
+        this.session = session;
         for (int i = 0; i < model.config().layers(); i++) {
             caches.add(new KeyValueBuffer(model.config().context()));
         }
@@ -48,7 +69,8 @@ public final class EagerDecoder {
         for (int i = 0; i < at.length; i++) {
             at[i] = positions + i;
         }
-        INDArray logits = EagerInference.run(() -> model.decode(Nd4j.createFromArray(tokens), Nd4j.createFromArray(at), caches));
+        Supplier<INDArray> step = () -> model.decode(Nd4j.createFromArray(tokens), Nd4j.createFromArray(at), caches);
+        INDArray logits = session != null ? session.run(step) : EagerInference.run(step);
         positions += tokens.length;
         return logits.toFloatVector();
     }

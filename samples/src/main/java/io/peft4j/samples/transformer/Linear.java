@@ -1,11 +1,13 @@
 package io.peft4j.samples.transformer;
 
 import io.peft4j.annotations.Weight;
+import io.peft4j.runtime.EagerSession;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.ops.CustomOp;
+import org.nd4j.linalg.api.ops.DynamicCustomOp;
 import org.nd4j.linalg.api.ops.impl.transforms.custom.XwPlusB;
 import org.nd4j.linalg.api.rng.Random;
 import org.nd4j.linalg.factory.Nd4j;
@@ -44,16 +46,27 @@ public final class Linear {
 
     /**
      * Eager (inference without a graph): {@code [..., in] → [..., out]} with the weights' current values,
-     * by ND4J's {@code xw_plus_b} (one op where the graph has two: eager decoding is op-bound).
+     * by ND4J's {@code xw_plus_b} (one op where the graph has two: eager decoding is op-bound). In an
+     * {@link EagerSession} the op reuses its native context and reads the weight transposed,
+     * {@code [out, in]}, derived once per session: one-row products ran faster in that layout
+     * (BENCHMARKS.md).
      */
     public INDArray forward(INDArray x) {
         INDArray rows = x.rank() == 2 ? x : x.reshape(-1, in);
-        INDArray y = Nd4j.exec((CustomOp) new XwPlusB(new INDArray[] {rows, weight.getArr(), bias.getArr()}, null))[0];
+        INDArray y = EagerSession.current().map(session -> byOutputRows(session, rows))
+                .orElseGet(() -> Nd4j.exec((CustomOp) new XwPlusB(new INDArray[] {rows, weight.getArr(), bias.getArr()}, null))[0]);
         if (x.rank() == 2) {
             return y;
         }
         long[] shape = x.shape().clone();
         shape[shape.length - 1] = out;
         return y.reshape(shape);
+    }
+
+    private INDArray byOutputRows(EagerSession session, INDArray rows) {
+        INDArray transposed = session.derived(this, "weight [out, in]", () -> weight.getArr().transpose().dup('c'));
+        INDArray y = Nd4j.createUninitialized(rows.dataType(), rows.size(0), out);
+        return session.exec(this, "xw_plus_b, weight [out, in]", () -> DynamicCustomOp.builder("xw_plus_b").addIntegerArguments(1L).build(), y,
+                rows, transposed, bias.getArr());
     }
 }

@@ -159,6 +159,19 @@ class GptDecoderTest {
     }
 
     @Test
+    void aDecoderInASessionGivesThePlainOpCallsLogitsAtEveryStep() {
+        GptModel model = new GptModel(SameDiff.create(), TINY, 7);
+        withRandomLora(model);
+        EagerDecoder session = new EagerDecoder(model);
+        EagerDecoder plain = EagerDecoder.withPlainOpCalls(model);
+        double worst = maxDifference(session.feed(Arrays.copyOf(TEXT, 4)), plain.feed(Arrays.copyOf(TEXT, 4)));
+        for (int t = 4; t < TEXT.length; t++) {
+            worst = Math.max(worst, maxDifference(session.feed(TEXT[t]), plain.feed(TEXT[t])));
+        }
+        assertTrue(worst < 1e-6, "session vs plain op calls: logits differ by " + worst);
+    }
+
+    @Test
     void decodersOfOneThreadShareTheirStepMemory() {
         GptModel model = new GptModel(SameDiff.create(), TINY, 2);
         new EagerDecoder(model).feed(TEXT);
