@@ -1,10 +1,14 @@
 package io.peft4j.runtime;
 
+import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
 import java.util.function.Supplier;
+import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.memory.MemoryWorkspace;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.ops.CustomOp;
@@ -12,33 +16,34 @@ import org.nd4j.linalg.api.ops.OpContext;
 import org.nd4j.linalg.factory.Nd4j;
 
 /**
- * The state that a run of eager forward passes over one sequence keeps between its passes (a
- * decoder feeding one token at a time): arrays that layers derive from their weights once instead of
- * every pass, and native op contexts that their ND4J ops reuse instead of building one per call.
+ * Native op contexts and output arrays that the eager forward passes of one sequence (a decoder
+ * feeding one token at a time) reuse from pass to pass instead of building and allocating them per op
+ * call.
  *
  * <p>Why: a decoding step of a small model is a hundred or so ND4J calls on {@code [1, d]} rows, and
  * a custom op called the plain way ({@code Nd4j.exec(op)}) computes its output shape natively, creates
- * a native context, copies its arguments into it and frees it again on every call; reusing the
- * context leaves the call itself. A layer can also keep its weight in the layout its one-row products
- * run fastest in (for ND4J's {@code xw_plus_b}, {@code [out, in]}), which it cannot keep in the
- * weight itself. BENCHMARKS.md has the measurements.
+ * a native context, copies its arguments into it and leaves it to ND4J's deallocator on every call;
+ * with a reused context only the arrays are swapped (BENCHMARKS.md has the measurements).
  *
- * <p>A layer's eager forward asks for {@link #current()}; where there is none (a plain call), it runs
- * its ops the plain way, so the same forward serves both. Passes run through {@link #run(Supplier)},
- * which makes the session current on the calling thread and runs the pass in
- * {@link EagerInference}'s reused memory.
+ * <p>A layer's eager forward calls its ops through {@link #call}: in the {@link #current()} session
+ * they reuse their contexts, and where there is none (a plain call) they run the plain way, so the
+ * same forward serves both. Passes run through {@link #run(Supplier)}, which makes the session current
+ * on the calling thread and runs the pass in {@link EagerInference}'s reused memory.
  *
- * <p>Contract: derived arrays are computed from the weights as they are at a layer's first pass in
- * the session, so change weights (training, merging, loading) and switch adapters between sessions,
- * not within one (a key/value cache requires that anyway). One thread at a time: a session belongs to
- * one sequence; decode several sequences at once with one session each. Nothing here is
- * CPU-specific: op contexts are ND4J's, on every backend.
+ * <p>It also keeps the layers' output arrays ({@link #outputFor}), allocated once and reused by later
+ * passes: allocating an op's output cost about as much as the op on {@code [1, d]} rows.
+ *
+ * <p>A context holds an op's arguments (axes, flags), not its arrays, so weights and adapters may
+ * change between passes. One thread at a time: a session belongs to one sequence; decode several
+ * sequences at once with one session each. Nothing here is CPU-specific: op contexts are ND4J's, on
+ * every backend.
  */
 public final class EagerSession implements AutoCloseable {
     private static final ThreadLocal<EagerSession> CURRENT = new ThreadLocal<>();
 
-    private final Map<Key, INDArray> derived = new HashMap<>();
     private final Map<Key, ReusedOp> ops = new HashMap<>();
+    private final Map<OutputKey, List<INDArray>> outputs = new HashMap<>();
+    private final Map<OutputKey, Integer> handedOut = new HashMap<>();
     private boolean closed;
 
     private record Key(Object owner, String name) {
@@ -55,6 +60,9 @@ public final class EagerSession implements AutoCloseable {
     }
 
     private record ReusedOp(CustomOp op, OpContext context) {
+    }
+
+    private record OutputKey(Key site, DataType type, List<Long> shape) {
     }
 
     /** An empty session, for one sequence. */
@@ -78,6 +86,7 @@ public final class EagerSession implements AutoCloseable {
             throw new IllegalStateException("an eager session is already running a pass on this thread: passes do not nest");
         }
         CURRENT.set(this);
+        handedOut.clear();
         try {
             return EagerInference.run(forward);
         } finally {
@@ -86,20 +95,31 @@ public final class EagerSession implements AutoCloseable {
     }
 
     /**
-     * The array {@code owner} derives under {@code name} (a weight's transpose, say), computed by
-     * {@code compute} on the first request in this session and kept, outside any workspace, until the
-     * session ends.
+     * An array of {@code type} and {@code shape} for {@code owner}'s result {@code name} in this pass,
+     * allocated once (outside any workspace) and handed out again in later passes: fresh memory for an
+     * op's output cost about as much as a small op itself (BENCHMARKS.md). Like any array a pass
+     * allocates, it holds its value until the next pass; a site asking twice in one pass gets two
+     * arrays. Its contents are undefined until written.
      */
-    public INDArray derived(Object owner, String name, Supplier<INDArray> compute) {
-        Key key = new Key(Objects.requireNonNull(owner, "owner"), name);
-        INDArray array = derived.get(key);
-        if (array == null) {
+    public INDArray output(Object owner, String name, DataType type, long... shape) {
+        OutputKey key = new OutputKey(new Key(Objects.requireNonNull(owner, "owner"), name), type, Arrays.stream(shape).boxed().toList());
+        int index = handedOut.merge(key, 1, Integer::sum) - 1;
+        List<INDArray> arrays = outputs.computeIfAbsent(key, k -> new ArrayList<>());
+        if (index == arrays.size()) {
             try (MemoryWorkspace outside = Nd4j.getWorkspaceManager().scopeOutOfWorkspaces()) {
-                array = compute.get();
+                arrays.add(Nd4j.createUninitialized(type, shape));
             }
-            derived.put(key, array);
         }
-        return array;
+        return arrays.get(index);
+    }
+
+    /**
+     * {@link #output} of the {@link #current()} session, or, without one, a new array (in the pass's
+     * memory, if any).
+     */
+    public static INDArray outputFor(Object owner, String name, DataType type, long... shape) {
+        EagerSession session = CURRENT.get();
+        return session != null ? session.output(owner, name, type, shape) : Nd4j.createUninitialized(type, shape);
     }
 
     /**
@@ -119,6 +139,20 @@ public final class EagerSession implements AutoCloseable {
         return output;
     }
 
+    /**
+     * Runs {@code op} in the {@link #current()} session if there is one (see {@link #exec}), else the
+     * plain way: {@code op} builds the op with these very arrays, {@code output} among them, and ND4J
+     * runs it once. For eager forwards that serve both.
+     */
+    public static INDArray call(Object owner, String name, Supplier<? extends CustomOp> op, INDArray output, INDArray... inputs) {
+        EagerSession session = CURRENT.get();
+        if (session != null) {
+            return session.exec(owner, name, op, output, inputs);
+        }
+        Nd4j.exec(op.get());
+        return output;
+    }
+
     private static ReusedOp prepare(CustomOp op) {
         OpContext context = Nd4j.getExecutioner().buildContext();
         context.setIArguments(op.iArgs());
@@ -128,13 +162,13 @@ public final class EagerSession implements AutoCloseable {
         return new ReusedOp(op, context);
     }
 
-    /** Derived arrays and op contexts held now (what the session reuses). */
+    /** Op contexts and output arrays held now: one context per owner and name, outputs per owner, name and shape. */
     public int reusedCount() {
-        return derived.size() + ops.size();
+        return ops.size() + outputs.values().stream().mapToInt(List::size).sum();
     }
 
     /**
-     * Ends the session: drops its derived arrays and op contexts. (ND4J frees a context's native
+     * Ends the session: drops its op contexts and output arrays. (ND4J frees a context's native
      * memory when the context is collected; closing one explicitly is a no-op in 1.0.0-M2.1, and
      * freeing it here as well could free it twice.)
      */
@@ -142,6 +176,6 @@ public final class EagerSession implements AutoCloseable {
     public void close() {
         closed = true;
         ops.clear();
-        derived.clear();
+        outputs.clear();
     }
 }

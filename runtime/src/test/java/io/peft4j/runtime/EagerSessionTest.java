@@ -1,12 +1,10 @@
 package io.peft4j.runtime;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.Test;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
@@ -14,7 +12,7 @@ import org.nd4j.linalg.api.ops.CustomOp;
 import org.nd4j.linalg.api.ops.DynamicCustomOp;
 import org.nd4j.linalg.factory.Nd4j;
 
-/** Reused op contexts give each call's own result; derived arrays are computed once and outlive the passes. */
+/** Reused op contexts give each call's own result, one context per layer and name, only while a session runs. */
 class EagerSessionTest {
     private static final Object LAYER = new Object();
 
@@ -47,41 +45,37 @@ class EagerSessionTest {
     void equalOwnersAreStillTwoLayers() {
         record Layer(String name) {
         }
-        Layer first = new Layer("same");
-        Layer second = new Layer("same");
+        INDArray w = Nd4j.eye(2).castTo(DataType.FLOAT);
+        INDArray b = Nd4j.zeros(DataType.FLOAT, 2);
         INDArray x = Nd4j.ones(DataType.FLOAT, 1, 2);
         try (EagerSession session = new EagerSession()) {
-            session.run(() -> {
-                session.derived(first, "weight", () -> Nd4j.ones(DataType.FLOAT, 2, 2));
-                session.derived(second, "weight", () -> Nd4j.zeros(DataType.FLOAT, 2, 2));
-                return x;
-            });
-            assertEquals(2, session.reusedCount());
-            assertEquals(4.0, session.derived(first, "weight", () -> Nd4j.zeros(DataType.FLOAT, 2, 2)).sumNumber().doubleValue());
+            session.run(() -> product(session, new Layer("same"), x, w, b));
+            session.run(() -> product(session, new Layer("same"), x, w, b));
+            assertEquals(2, session.reusedCount(), "a context per layer instance");
         }
     }
 
     @Test
-    void aDerivedArrayIsComputedOnceAndOutlivesThePasses() {
-        AtomicInteger computed = new AtomicInteger();
-        INDArray weight = Nd4j.linspace(DataType.FLOAT, 1, 6, 1).reshape(2, 3);
+    void callRunsTheOpTheWayTheThreadIsIn() {
+        INDArray w = Nd4j.createFromArray(new float[][] {{1, 2}, {3, 4}});
+        INDArray b = Nd4j.createFromArray(10f, 20f);
+        INDArray x = Nd4j.createFromArray(new float[][] {{1, 1}});
+        INDArray expected = Nd4j.createFromArray(new float[][] {{13, 27}});
+        INDArray plainOutput = Nd4j.create(DataType.FLOAT, 1, 2);
+        assertSame(plainOutput, EagerSession.call(LAYER, "xw_plus_b", () -> transposedProduct(x, w, b, plainOutput), plainOutput, x, w, b));
+        assertEquals(expected, plainOutput, "no session: the op as built, with its own arrays");
         try (EagerSession session = new EagerSession()) {
-            INDArray[] seen = new INDArray[3];
-            for (int pass = 0; pass < 3; pass++) {
-                int at = pass;
-                session.run(() -> {
-                    seen[at] = session.derived(LAYER, "transposed", () -> {
-                        computed.incrementAndGet();
-                        return weight.transpose().dup('c');
-                    });
-                    return Nd4j.ones(DataType.FLOAT, 64, 64).mul(at);
-                });
-            }
-            assertEquals(1, computed.get());
-            assertSame(seen[0], seen[2]);
-            assertFalse(seen[0].isAttached(), "kept outside the passes' reused memory");
-            assertEquals(weight.transpose(), seen[0]);
+            INDArray inSession = session.run(() -> {
+                INDArray output = Nd4j.createUninitialized(DataType.FLOAT, 1, 2);
+                return EagerSession.call(LAYER, "xw_plus_b", () -> transposedProduct(x, w, b, output), output, x, w, b);
+            });
+            assertEquals(expected, inSession);
+            assertEquals(1, session.reusedCount(), "in a session the context is kept");
         }
+    }
+
+    private static DynamicCustomOp transposedProduct(INDArray x, INDArray byOutput, INDArray bias, INDArray output) {
+        return DynamicCustomOp.builder("xw_plus_b").addInputs(x, byOutput, bias).addOutputs(output).addIntegerArguments(1L).build();
     }
 
     @Test

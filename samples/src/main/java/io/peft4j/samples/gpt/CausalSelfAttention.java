@@ -98,17 +98,19 @@ public final class CausalSelfAttention {
      * (heads as its batch, {@code [heads, d/heads, positions]}): one op for the scores, softmax and
      * weighted values, which measured faster than three in a decoding step (BENCHMARKS.md). A single
      * query needs no causal mask, which the op could not take. In an {@link EagerSession} the op reuses
-     * its native context.
+     * its native context and output.
      */
     private INDArray attendOne(INDArray query, KeyValueBuffer cache) {
         INDArray queries = query.reshape(heads, size / heads, 1);
         INDArray keys = byHeadAndFeature(cache.keys());
         INDArray values = byHeadAndFeature(cache.values());
-        Supplier<CustomOp> op = () -> new DotProductAttention(queries, keys, values, null, true, false);
-        INDArray attended = EagerSession.current()
-                .map(session -> session.exec(this, "dot_product_attention", op, Nd4j.createUninitialized(query.dataType(), heads, size / heads, 1),
-                        queries, keys, values))
-                .orElseGet(() -> Nd4j.exec(op.get())[0]);
+        INDArray attended = EagerSession.outputFor(this, "attended", query.dataType(), heads, size / heads, 1);
+        Supplier<CustomOp> op = () -> {
+            DotProductAttention attention = new DotProductAttention(queries, keys, values, null, true, false);
+            attention.addOutputArgument(attended);
+            return attention;
+        };
+        EagerSession.call(this, "dot_product_attention", op, attended, queries, keys, values);
         return attended.reshape(1, size);
     }
 

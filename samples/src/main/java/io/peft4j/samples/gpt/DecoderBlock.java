@@ -47,7 +47,7 @@ public final class DecoderBlock {
      * keys and values to {@code cache}.
      */
     public INDArray decode(INDArray x, KeyValueBuffer cache) {
-        INDArray h = x.add(attention.attend(attentionNorm.forward(x), cache));
+        INDArray h = attention.attend(attentionNorm.forward(x), cache).addi(x);
         return h.addi(feedForward.forward(feedForwardNorm.forward(h)));
     }
 }

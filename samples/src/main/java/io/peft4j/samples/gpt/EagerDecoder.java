@@ -22,9 +22,7 @@ import org.nd4j.linalg.factory.Nd4j;
  * once; each step runs in {@link EagerInference}'s reused memory.
  *
  * <p>A decoder is one sequence's {@link EagerSession}: its layers' ops reuse their native contexts from
- * step to step and its projections read their weights transposed, derived at the first step. So the
- * weights and adapters a decoder sees are those of its first step: switch adapters or merge between
- * sequences and start a new decoder.
+ * step to step.
  */
 public final class EagerDecoder {
     private final GptModel model;

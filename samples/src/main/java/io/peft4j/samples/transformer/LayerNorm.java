@@ -52,16 +52,15 @@ public final class LayerNorm {
      * {@code layer_norm} op wherever the epsilon allows it (see above), else the ops of
      * {@link #composed}. Unlike in a graph, where the fused op's backward made training slower, one op
      * instead of nine is what an eager decoding step needs: it is bound by per-op cost (BENCHMARKS.md).
-     * In an {@link EagerSession} the op reuses its native context.
+     * In an {@link EagerSession} the op reuses its native context and output.
      */
     public INDArray forward(INDArray x) {
         if (epsilon <= FUSABLE_EPSILON) {
-            INDArray normalised = Nd4j.createUninitialized(x.dataType(), x.shape());
+            INDArray normalised = EagerSession.outputFor(this, "normalised", x.dataType(), x.shape());
             int axis = x.rank() - 1;
             Supplier<CustomOp> op = () -> new org.nd4j.linalg.api.ops.impl.transforms.custom.LayerNorm(x, gain.getArr(), bias.getArr(), normalised,
                     false, axis);
-            return EagerSession.current().map(session -> session.exec(this, "layer_norm over axis " + axis, op, normalised, x, gain.getArr(),
-                    bias.getArr())).orElseGet(() -> Nd4j.exec(op.get())[0]);
+            return EagerSession.call(this, "layer_norm over axis " + axis, op, normalised, x, gain.getArr(), bias.getArr());
         }
         INDArray rows = x.reshape(-1, x.size(x.rank() - 1));
         INDArray centred = rows.subColumnVector(rows.mean(true, 1));

@@ -4,11 +4,13 @@ import io.peft4j.annotations.Weight;
 import io.peft4j.runtime.EagerSession;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
+import org.nd4j.linalg.api.blas.params.MMulTranspose;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.ops.CustomOp;
-import org.nd4j.linalg.api.ops.DynamicCustomOp;
+import org.nd4j.linalg.api.ops.impl.reduce.Mmul;
 import org.nd4j.linalg.api.ops.impl.transforms.custom.XwPlusB;
+import org.nd4j.linalg.api.ops.impl.transforms.pairwise.arithmetic.AddOp;
 import org.nd4j.linalg.api.rng.Random;
 import org.nd4j.linalg.factory.Nd4j;
 
@@ -20,6 +22,9 @@ import org.nd4j.linalg.factory.Nd4j;
  * annotated itself: the fields that hold a Linear decide whether it is adapted.
  */
 public final class Linear {
+    /** {@code weightᵀ · x}: the weight {@code [in, out]} read by columns, as gemv's transposed form. */
+    private static final MMulTranspose BY_COLUMNS = MMulTranspose.builder().transposeA(true).build();
+
     @Weight
     final SDVariable weight;
     final SDVariable bias;
@@ -45,28 +50,30 @@ public final class Linear {
     }
 
     /**
-     * Eager (inference without a graph): {@code [..., in] → [..., out]} with the weights' current values,
-     * by ND4J's {@code xw_plus_b} (one op where the graph has two: eager decoding is op-bound). In an
-     * {@link EagerSession} the op reuses its native context and reads the weight transposed,
-     * {@code [out, in]}, derived once per session: one-row products ran faster in that layout
-     * (BENCHMARKS.md).
+     * Eager (inference without a graph): {@code [..., in] → [..., out]} with the weights' current values.
+     * Several rows by ND4J's {@code xw_plus_b} (one op where the graph has two: eager decoding is
+     * op-bound); one row (a decoding step) as a matrix-vector product on rank-1 operands, which ND4J
+     * hands to BLAS's gemv: several times as fast as its matrix-matrix product of a {@code [1, in]}
+     * row (BENCHMARKS.md). In an {@link EagerSession} the ops reuse their native contexts and output.
      */
     public INDArray forward(INDArray x) {
         INDArray rows = x.rank() == 2 ? x : x.reshape(-1, in);
-        INDArray y = EagerSession.current().map(session -> byOutputRows(session, rows))
-                .orElseGet(() -> Nd4j.exec((CustomOp) new XwPlusB(new INDArray[] {rows, weight.getArr(), bias.getArr()}, null))[0]);
+        INDArray y = EagerSession.outputFor(this, "y", rows.dataType(), rows.size(0), out);
+        if (rows.size(0) == 1) {
+            INDArray vector = rows.reshape(in);
+            INDArray product = y.reshape(out);
+            EagerSession.call(this, "matmul, one row", () -> new Mmul(weight.getArr(), vector, product, 1.0, 0.0, BY_COLUMNS), product,
+                    weight.getArr(), vector);
+            EagerSession.call(this, "bias, one row", () -> new AddOp(product, bias.getArr(), product), product, product, bias.getArr());
+        } else {
+            EagerSession.call(this, "xw_plus_b", () -> new XwPlusB(new INDArray[] {rows, weight.getArr(), bias.getArr()}, y), y, rows,
+                    weight.getArr(), bias.getArr());
+        }
         if (x.rank() == 2) {
             return y;
         }
         long[] shape = x.shape().clone();
         shape[shape.length - 1] = out;
         return y.reshape(shape);
-    }
-
-    private INDArray byOutputRows(EagerSession session, INDArray rows) {
-        INDArray transposed = session.derived(this, "weight [out, in]", () -> weight.getArr().transpose().dup('c'));
-        INDArray y = Nd4j.createUninitialized(rows.dataType(), rows.size(0), out);
-        return session.exec(this, "xw_plus_b, weight [out, in]", () -> DynamicCustomOp.builder("xw_plus_b").addIntegerArguments(1L).build(), y,
-                rows, transposed, bias.getArr());
     }
 }
