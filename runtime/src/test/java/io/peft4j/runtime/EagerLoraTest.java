@@ -46,4 +46,24 @@ class EagerLoraTest {
         // 7·9 base + 3·(9 + 7) LoRA
         assertEquals(new ParameterCount(48, 111), peft.parameterCount());
     }
+
+    @Test
+    void oneRowGivesItsRowOfTheManyRowsResultInAndOutOfASession() {
+        Model model = new Model();
+        PeftModel peft = PeftModel.attach(model);
+        LoraAdapter.of(peft).layer("projection").weights().b().assign(Nd4j.rand(DataType.FLOAT, 3, 7).subi(0.5));
+        INDArray x = Nd4j.rand(DataType.FLOAT, 4, 9);
+        INDArray rows = model.projection.forward(x).dup();
+        try (EagerSession session = new EagerSession()) {
+            for (int i = 0; i < 4; i++) {
+                INDArray row = x.getRow(i, true).dup();
+                INDArray expected = rows.getRow(i, true);
+                INDArray plain = model.projection.forward(row).dup();
+                INDArray inSession = session.run(() -> model.projection.forward(row));
+                assertTrue(LoraGraphTest.maxRelativeDifference(expected, plain) < 1e-5, "row " + i + " without a session: " + plain);
+                assertTrue(LoraGraphTest.maxRelativeDifference(expected, inSession) < 1e-5, "row " + i + " in a session: " + inSession);
+            }
+            assertEquals(6, session.reusedCount(), "the contexts of two products and a sum and their three outputs, reused from row to row");
+        }
+    }
 }

@@ -1,6 +1,9 @@
 package io.peft4j.runtime;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotSame;
 import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -12,7 +15,7 @@ import org.nd4j.linalg.api.ops.CustomOp;
 import org.nd4j.linalg.api.ops.DynamicCustomOp;
 import org.nd4j.linalg.factory.Nd4j;
 
-/** Reused op contexts give each call's own result, one context per layer and name, only while a session runs. */
+/** Reused op contexts give each call's own result, one context per layer and name, only while a session runs; outputs are reused pass to pass. */
 class EagerSessionTest {
     private static final Object LAYER = new Object();
 
@@ -76,6 +79,31 @@ class EagerSessionTest {
 
     private static DynamicCustomOp transposedProduct(INDArray x, INDArray byOutput, INDArray bias, INDArray output) {
         return DynamicCustomOp.builder("xw_plus_b").addInputs(x, byOutput, bias).addOutputs(output).addIntegerArguments(1L).build();
+    }
+
+    @Test
+    void outputsAreReusedAcrossPassesButNeverTwiceInOnePass() {
+        try (EagerSession session = new EagerSession()) {
+            INDArray[][] seen = new INDArray[2][];
+            for (int pass = 0; pass < 2; pass++) {
+                int at = pass;
+                session.run(() -> {
+                    INDArray first = EagerSession.outputFor(LAYER, "y", DataType.FLOAT, 1, 4);
+                    INDArray second = EagerSession.outputFor(LAYER, "y", DataType.FLOAT, 1, 4);
+                    INDArray otherShape = EagerSession.outputFor(LAYER, "y", DataType.FLOAT, 2, 4);
+                    seen[at] = new INDArray[] {first, second, otherShape};
+                    return first.assign(at);
+                });
+            }
+            assertNotSame(seen[0][0], seen[0][1], "a second request in one pass gets its own array");
+            assertSame(seen[0][0], seen[1][0], "the next pass gets the same array again");
+            assertSame(seen[0][1], seen[1][1]);
+            assertArrayEquals(new long[] {2, 4}, seen[1][2].shape());
+            assertFalse(seen[0][0].isAttached(), "kept outside the passes' reused memory");
+            assertEquals(3, session.reusedCount());
+        }
+        assertNotSame(EagerSession.outputFor(LAYER, "y", DataType.FLOAT, 1, 4), EagerSession.outputFor(LAYER, "y", DataType.FLOAT, 1, 4),
+                "without a session every request is a new array");
     }
 
     @Test
