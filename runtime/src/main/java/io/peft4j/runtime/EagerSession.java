@@ -3,6 +3,7 @@ package io.peft4j.runtime;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
+import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
@@ -44,6 +45,8 @@ public final class EagerSession implements AutoCloseable {
     private final Map<Key, ReusedOp> ops = new HashMap<>();
     private final Map<OutputKey, List<INDArray>> outputs = new HashMap<>();
     private final Map<OutputKey, Integer> handedOut = new HashMap<>();
+    // Views of the arrays above (and of those views), by the array they view: the same objects every pass.
+    private final Map<INDArray, Map<List<Long>, INDArray>> views = new IdentityHashMap<>();
     private boolean closed;
 
     private record Key(Object owner, String name) {
@@ -107,7 +110,9 @@ public final class EagerSession implements AutoCloseable {
         List<INDArray> arrays = outputs.computeIfAbsent(key, k -> new ArrayList<>());
         if (index == arrays.size()) {
             try (MemoryWorkspace outside = Nd4j.getWorkspaceManager().scopeOutOfWorkspaces()) {
-                arrays.add(Nd4j.createUninitialized(type, shape));
+                INDArray array = Nd4j.createUninitialized(type, shape);
+                arrays.add(array);
+                views.put(array, new HashMap<>());
             }
         }
         return arrays.get(index);
@@ -120,6 +125,33 @@ public final class EagerSession implements AutoCloseable {
     public static INDArray outputFor(Object owner, String name, DataType type, long... shape) {
         EagerSession session = CURRENT.get();
         return session != null ? session.output(owner, name, type, shape) : Nd4j.createUninitialized(type, shape);
+    }
+
+    /**
+     * {@code array.reshape(shape)}, the same view object every pass where {@code array} is one of this
+     * session's {@link #output} arrays or such a view: a new view costs ND4J a shape buffer and a data
+     * buffer wrapper, each registered with its deallocator, and a decoding step makes dozens. Other
+     * arrays are reshaped the plain way.
+     */
+    public INDArray reshaped(INDArray array, long... shape) {
+        Map<List<Long>, INDArray> ofArray = views.get(array);
+        if (ofArray == null) {
+            return array.reshape(shape);
+        }
+        List<Long> key = Arrays.stream(shape).boxed().toList();
+        INDArray view = ofArray.get(key);
+        if (view == null) {
+            view = array.reshape(shape);
+            ofArray.put(key, view);
+            views.putIfAbsent(view, new HashMap<>());
+        }
+        return view;
+    }
+
+    /** {@link #reshaped} in the {@link #current()} session, or {@code array.reshape(shape)} without one. */
+    public static INDArray reshape(INDArray array, long... shape) {
+        EagerSession session = CURRENT.get();
+        return session != null ? session.reshaped(array, shape) : array.reshape(shape);
     }
 
     /**
@@ -177,5 +209,6 @@ public final class EagerSession implements AutoCloseable {
         closed = true;
         ops.clear();
         outputs.clear();
+        views.clear();
     }
 }

@@ -163,12 +163,12 @@ final class LoraBranch {
     private INDArray oneRowDelta(INDArray row) {
         INDArray a = factorA();
         INDArray b = factorB();
-        INDArray vector = row.reshape(row.length());
+        INDArray vector = EagerSession.reshape(row, row.length());
         INDArray down = EagerSession.outputFor(this, "A^T x", row.dataType(), a.size(1));
         EagerSession.call(this, "A^T x", () -> new Mmul(a, vector, down, 1.0, 0.0, BY_COLUMNS), down, a, vector);
         down.muli(settings.scaling());
         INDArray delta = EagerSession.outputFor(this, "B^T A^T x", row.dataType(), 1, b.size(1));
-        INDArray flat = delta.reshape(b.size(1));
+        INDArray flat = EagerSession.reshape(delta, b.size(1));
         EagerSession.call(this, "B^T A^T x", () -> new Mmul(b, down, flat, 1.0, 0.0, BY_COLUMNS), flat, b, down);
         return delta;
     }

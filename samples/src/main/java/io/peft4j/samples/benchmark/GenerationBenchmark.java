@@ -29,7 +29,7 @@ import org.nd4j.linalg.factory.Nd4j;
  * SameDiff step graph ({@link DecoderSession.Cache}), and by
  * recomputing the whole sequence in the graph for every token, and eagerly with LoRA unmerged and merged
  * (no PyTorch counterpart). Prints tokens per second (median of 7
- * runs after one warm-up; the two eager decoders' runs take turns), the factor the cache gains against the factor its arithmetic predicts
+ * runs after 3 warm-up runs, 20 for the eager decoders; the two eager decoders' runs take turns), the factor the cache gains against the factor its arithmetic predicts
  * (multiply-adds of the whole generation either way), and, when a Python with {@code torch} is found,
  * the same model in {@code benchmarks/pytorch_reference.py --model gpt}. Fails if the four ways
  * generate different tokens.
@@ -37,6 +37,10 @@ import org.nd4j.linalg.factory.Nd4j;
 public final class GenerationBenchmark {
     private static final int LENGTH = 128;
     private static final int RUNS = 7;
+    private static final int WARM_UP_RUNS = 3;
+    // Eager decoding kept getting faster for a dozen or more generations (the JIT, ND4J's caches), and
+    // a generation takes a fraction of a second: the eager rows warm up longer, to measure the steady state.
+    private static final int EAGER_WARM_UP_RUNS = 20;
 
     private enum Mode { EAGER_CACHE, EAGER_CACHE_PLAIN_CALLS, GRAPH_CACHE, GRAPH_RECOMPUTE }
 
@@ -54,20 +58,21 @@ public final class GenerationBenchmark {
                 throw new IllegalStateException(mode + " generated other tokens than " + Mode.GRAPH_RECOMPUTE);
             }
         }
-        double[][] eagerWays = tokensPerSecond(model, session, prompt, generated, Mode.EAGER_CACHE, Mode.EAGER_CACHE_PLAIN_CALLS);
+        double[][] eagerWays = tokensPerSecond(model, session, prompt, generated, EAGER_WARM_UP_RUNS, Mode.EAGER_CACHE,
+                Mode.EAGER_CACHE_PLAIN_CALLS);
         double[] eager = eagerWays[0];
         double[] plainCalls = eagerWays[1];
         double[] cached = tokensPerSecond(model, session, prompt, Mode.GRAPH_CACHE, generated);
         double[] recomputed = tokensPerSecond(model, session, prompt, Mode.GRAPH_RECOMPUTE, generated);
         GptModel adapted = new GptModel(SameDiff.create(), config, 7);
         PeftModel lora = withLora(adapted);
-        double[] unmerged = tokensPerSecond(adapted, null, prompt, Mode.EAGER_CACHE, generated);
+        double[] unmerged = tokensPerSecond(adapted, null, prompt, generated, EAGER_WARM_UP_RUNS, Mode.EAGER_CACHE)[0];
         lora.merge();
-        double[] merged = tokensPerSecond(adapted, null, prompt, Mode.EAGER_CACHE, generated);
+        double[] merged = tokensPerSecond(adapted, null, prompt, generated, EAGER_WARM_UP_RUNS, Mode.EAGER_CACHE)[0];
         double predicted = flops(config, prompt.length, false) / flops(config, prompt.length, true);
         System.out.printf(Locale.ROOT, "%d native thread%s; GPT %s, batch 1, %d-byte prompt extended to %d positions (%d tokens), "
-                + "median of %d runs; JavaCPP's resident-memory check %s%n%n", threads, threads == 1 ? "" : "s", config, prompt.length, LENGTH,
-                generated, RUNS, unchecked ? "off" : "on");
+                + "median of %d runs after %d warm-up runs (eager: %d); JavaCPP's resident-memory check %s%n%n", threads, threads == 1 ? "" : "s", config, prompt.length, LENGTH,
+                generated, RUNS, WARM_UP_RUNS, EAGER_WARM_UP_RUNS, unchecked ? "off" : "on");
         System.out.println("| measurement | peft4j tokens/s (min – max) | PyTorch tokens/s (min – max) | peft4j / PyTorch |");
         System.out.println("|---|---:|---:|---:|");
         Optional<JsonNode> torch = PyTorchReference.run("gpt", threads);
@@ -98,18 +103,18 @@ public final class GenerationBenchmark {
         return peft;
     }
 
-    /** Min, median and max tokens per second over {@link #RUNS} runs after a warm-up. */
+    /** Min, median and max tokens per second over {@link #RUNS} runs after {@link #WARM_UP_RUNS} warm-up runs. */
     private static double[] tokensPerSecond(GptModel model, DecoderSession session, int[] prompt, Mode mode, int generated) {
-        return tokensPerSecond(model, session, prompt, generated, mode)[0];
+        return tokensPerSecond(model, session, prompt, generated, WARM_UP_RUNS, mode)[0];
     }
 
     /**
      * As {@link #tokensPerSecond(GptModel, DecoderSession, int[], Mode, int)} for each of {@code modes},
-     * their runs taking turns, so that the machine's slow and fast phases fall on all of them alike.
+     * after {@code warmUpRuns} of each, their runs taking turns, so that the machine's slow and fast phases fall on all of them alike.
      */
-    private static double[][] tokensPerSecond(GptModel model, DecoderSession session, int[] prompt, int generated, Mode... modes) {
+    private static double[][] tokensPerSecond(GptModel model, DecoderSession session, int[] prompt, int generated, int warmUpRuns, Mode... modes) {
         double[][] rates = new double[modes.length][RUNS];
-        for (int run = -1; run < RUNS; run++) {
+        for (int run = -warmUpRuns; run < RUNS; run++) {
             for (int m = 0; m < modes.length; m++) {
                 long start = System.nanoTime();
                 generate(model, session, prompt, modes[m]);

@@ -101,7 +101,7 @@ public final class CausalSelfAttention {
      * its native context and output.
      */
     private INDArray attendOne(INDArray query, KeyValueBuffer cache) {
-        INDArray queries = query.reshape(heads, size / heads, 1);
+        INDArray queries = EagerSession.reshape(query, heads, size / heads, 1);
         INDArray keys = byHeadAndFeature(cache.keys());
         INDArray values = byHeadAndFeature(cache.values());
         INDArray attended = EagerSession.outputFor(this, "attended", query.dataType(), heads, size / heads, 1);
@@ -111,7 +111,7 @@ public final class CausalSelfAttention {
             return attention;
         };
         EagerSession.call(this, "dot_product_attention", op, attended, queries, keys, values);
-        return attended.reshape(1, size);
+        return EagerSession.reshape(attended, 1, size);
     }
 
     /** {@code [P, d] → [heads, d/heads, P]}. */

@@ -62,8 +62,8 @@ public final class TokenEmbedding {
             return Nd4j.gemm(hidden, tokens.getArr(), false, true);
         }
         INDArray logits = EagerSession.outputFor(this, "logits", hidden.dataType(), 1, vocabulary);
-        INDArray vector = hidden.reshape(size);
-        INDArray product = logits.reshape(vocabulary);
+        INDArray vector = EagerSession.reshape(hidden, size);
+        INDArray product = EagerSession.reshape(logits, vocabulary);
         EagerSession.call(this, "logits, one row", () -> new Mmul(tokens.getArr(), vector, product, 1.0, 0.0, MMulTranspose.allFalse()), product,
                 tokens.getArr(), vector);
         return logits;

@@ -60,8 +60,8 @@ public final class Linear {
         INDArray rows = x.rank() == 2 ? x : x.reshape(-1, in);
         INDArray y = EagerSession.outputFor(this, "y", rows.dataType(), rows.size(0), out);
         if (rows.size(0) == 1) {
-            INDArray vector = rows.reshape(in);
-            INDArray product = y.reshape(out);
+            INDArray vector = EagerSession.reshape(rows, in);
+            INDArray product = EagerSession.reshape(y, out);
             EagerSession.call(this, "matmul, one row", () -> new Mmul(weight.getArr(), vector, product, 1.0, 0.0, BY_COLUMNS), product,
                     weight.getArr(), vector);
             EagerSession.call(this, "bias, one row", () -> new AddOp(product, bias.getArr(), product), product, product, bias.getArr());
