@@ -107,6 +107,27 @@ class EagerSessionTest {
     }
 
     @Test
+    void viewsOfSessionOutputsAreKeptButOtherArraysReshapedAnew() {
+        INDArray foreign = Nd4j.ones(DataType.FLOAT, 1, 4);
+        try (EagerSession session = new EagerSession()) {
+            INDArray[][] seen = new INDArray[2][];
+            for (int pass = 0; pass < 2; pass++) {
+                int at = pass;
+                session.run(() -> {
+                    INDArray output = EagerSession.outputFor(LAYER, "y", DataType.FLOAT, 1, 4).assign(at);
+                    INDArray flat = EagerSession.reshape(output, 4);
+                    seen[at] = new INDArray[] {flat, EagerSession.reshape(flat, 2, 2), EagerSession.reshape(foreign, 4)};
+                    return output;
+                });
+            }
+            assertSame(seen[0][0], seen[1][0], "a view of an output is the same object every pass");
+            assertSame(seen[0][1], seen[1][1], "and so is a view of that view");
+            assertNotSame(seen[0][2], seen[1][2], "an array the session did not hand out is reshaped anew");
+            assertEquals(Nd4j.valueArrayOf(new long[] {2, 2}, 1f), seen[1][1], "views show the output's current values");
+        }
+    }
+
+    @Test
     void theSessionIsCurrentOnlyWhileItRunsAPass() {
         try (EagerSession session = new EagerSession()) {
             assertTrue(EagerSession.current().isEmpty());
