@@ -14,6 +14,7 @@ import org.nd4j.linalg.api.memory.MemoryWorkspace;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.ops.CustomOp;
 import org.nd4j.linalg.api.ops.OpContext;
+import org.nd4j.linalg.api.ops.impl.transforms.pairwise.arithmetic.AddOp;
 import org.nd4j.linalg.factory.Nd4j;
 
 /**
@@ -152,6 +153,15 @@ public final class EagerSession implements AutoCloseable {
     public static INDArray reshape(INDArray array, long... shape) {
         EagerSession session = CURRENT.get();
         return session != null ? session.reshaped(array, shape) : array.reshape(shape);
+    }
+
+    /**
+     * {@code a + b} (same shapes) in a new {@link #outputFor} array of {@code owner} and {@code name}:
+     * an adapter adding its contribution to a layer's output leaves that output as the layer returned it.
+     */
+    public static INDArray sum(Object owner, String name, INDArray a, INDArray b) {
+        INDArray total = outputFor(owner, name, a.dataType(), a.shape());
+        return call(owner, name, () -> new AddOp(a, b, total), total, a, b);
     }
 
     /**

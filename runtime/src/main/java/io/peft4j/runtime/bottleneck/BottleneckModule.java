@@ -1,6 +1,8 @@
 package io.peft4j.runtime.bottleneck;
 
+import io.peft4j.runtime.EagerSession;
 import io.peft4j.runtime.PeftException;
+import io.peft4j.runtime.RowProduct;
 import io.peft4j.runtime.method.AttachContext;
 import io.peft4j.runtime.method.GraphScalar;
 import java.util.Arrays;
@@ -82,6 +84,11 @@ final class BottleneckModule {
         }
         long width = h.size(h.rank() - 1);
         ensureCreated(site.graph(), width, h.dataType());
+        if (h.length() == width) {
+            // One row (a decoding step): matrix-vector products, reused in an EagerSession.
+            INDArray bottleneck = activateInPlace(RowProduct.timesPlus(this, "h down", h, down.getArr(), downBias.getArr()));
+            return EagerSession.reshape(RowProduct.timesPlus(this, "h down up", bottleneck, up.getArr(), upBias.getArr()), h.shape());
+        }
         INDArray rows = h.reshape(-1, width);
         INDArray bottleneck = activateInPlace(rows.mmul(down.getArr()).addiRowVector(downBias.getArr()));
         return bottleneck.mmul(up.getArr()).addiRowVector(upBias.getArr()).reshape(h.shape());

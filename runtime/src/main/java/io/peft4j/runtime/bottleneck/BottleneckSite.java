@@ -1,5 +1,6 @@
 package io.peft4j.runtime.bottleneck;
 
+import io.peft4j.runtime.EagerSession;
 import io.peft4j.runtime.PeftException;
 import io.peft4j.runtime.bridge.ForwardDispatcher;
 import io.peft4j.runtime.bridge.ForwardExtension;
@@ -133,7 +134,7 @@ final class BottleneckSite implements ForwardExtension {
         for (BottleneckModule module : snapshot()) {
             INDArray delta = module.eagerDelta(result);
             if (delta != null) {
-                result = result == h ? h.add(delta) : result.addi(delta);
+                result = result == h ? EagerSession.sum(this, "h + delta", h, delta) : result.addi(delta);
             }
         }
         return result;

@@ -1,16 +1,15 @@
 package io.peft4j.runtime.lora;
 
 import io.peft4j.runtime.EagerSession;
+import io.peft4j.runtime.RowProduct;
 import io.peft4j.runtime.method.AttachContext;
 import io.peft4j.runtime.method.GraphScalar;
 import io.peft4j.runtime.spi.LoraMerge;
 import io.peft4j.runtime.spi.LoraWeights;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
-import org.nd4j.linalg.api.blas.params.MMulTranspose;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.api.ops.impl.reduce.Mmul;
 import org.nd4j.linalg.api.ops.random.custom.DistributionUniform;
 
 /**
@@ -29,9 +28,6 @@ import org.nd4j.linalg.api.ops.random.custom.DistributionUniform;
  * and costs one more {@code x·W} per row plus {@code A·B} and its norms once per call.
  */
 final class LoraBranch {
-    /** A factor {@code [rows, columns]} applied to a vector as {@code factorᵀ · v}. */
-    private static final MMulTranspose BY_COLUMNS = MMulTranspose.builder().transposeA(true).build();
-
 
     private final LoraSite site;
     private final String adapterName;
@@ -155,22 +151,13 @@ final class LoraBranch {
     }
 
     /**
-     * {@link #eagerDelta} of one row (a decoding step) as two matrix-vector products on rank-1 operands,
-     * which ND4J hands to BLAS's gemv (several times as fast as its product of a {@code [1, in]} row),
-     * in the current {@link EagerSession}'s reused contexts and outputs if there is one. Returns
-     * {@code [1, out]}.
+     * {@link #eagerDelta} of one row (a decoding step) by {@link RowProduct}: two matrix-vector
+     * products, in the current {@link EagerSession}'s reused contexts and outputs if there is one.
+     * Returns {@code [1, out]}.
      */
     private INDArray oneRowDelta(INDArray row) {
-        INDArray a = factorA();
-        INDArray b = factorB();
-        INDArray vector = EagerSession.reshape(row, row.length());
-        INDArray down = EagerSession.outputFor(this, "A^T x", row.dataType(), a.size(1));
-        EagerSession.call(this, "A^T x", () -> new Mmul(a, vector, down, 1.0, 0.0, BY_COLUMNS), down, a, vector);
-        down.muli(settings.scaling());
-        INDArray delta = EagerSession.outputFor(this, "B^T A^T x", row.dataType(), 1, b.size(1));
-        INDArray flat = EagerSession.reshape(delta, b.size(1));
-        EagerSession.call(this, "B^T A^T x", () -> new Mmul(b, down, flat, 1.0, 0.0, BY_COLUMNS), flat, b, down);
-        return delta;
+        INDArray down = RowProduct.times(this, "x A", row, factorA()).muli(settings.scaling());
+        return RowProduct.times(this, "x A s B", down, factorB());
     }
 
     private void refresh() {

@@ -14,7 +14,6 @@ import java.util.Arrays;
 import java.util.List;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.api.ops.impl.transforms.pairwise.arithmetic.AddOp;
 
 /**
  * Every LoRA branch of one {@code PeftModel} on one layer instance: what the layer's forward call
@@ -180,17 +179,12 @@ final class LoraSite implements ForwardExtension {
             INDArray delta = branch.eagerDelta(rows);
             if (delta != null) {
                 INDArray shaped = y.rank() == 2 ? delta : delta.reshape(y.shape());
-                result = result == y ? sum(y, shaped) : result.addi(shaped);
+                result = result == y ? EagerSession.sum(this, "y + delta", y, shaped) : result.addi(shaped);
             }
         }
         return result;
     }
 
-    /** {@code y + delta} in a new array (the layer's output is left as it returned it), reused by an {@link EagerSession}. */
-    private INDArray sum(INDArray y, INDArray delta) {
-        INDArray total = EagerSession.outputFor(this, "y + delta", y.dataType(), y.shape());
-        return EagerSession.call(this, "y + delta", () -> new AddOp(y, delta, total), total, y, delta);
-    }
 
     private static long[] staticShape(SDVariable variable) {
         try {

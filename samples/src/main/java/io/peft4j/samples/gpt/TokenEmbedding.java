@@ -1,14 +1,12 @@
 package io.peft4j.samples.gpt;
 
 import io.peft4j.annotations.Weight;
-import io.peft4j.runtime.EagerSession;
+import io.peft4j.runtime.RowProduct;
 import io.peft4j.samples.transformer.Shapes;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
-import org.nd4j.linalg.api.blas.params.MMulTranspose;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.api.ops.impl.reduce.Mmul;
 import org.nd4j.linalg.api.rng.Random;
 import org.nd4j.linalg.factory.Nd4j;
 
@@ -54,19 +52,14 @@ public final class TokenEmbedding {
     }
 
     /**
-     * Eager {@link #logits(SDVariable)}: {@code [T, d] → [T, vocab]}. One row (a decoding step) as a
-     * matrix-vector product, as {@link io.peft4j.samples.transformer.Linear#forward(INDArray)} does.
+     * Eager {@link #logits(SDVariable)}: {@code [T, d] → [T, vocab]}; one row (a decoding step) by
+     * {@link RowProduct}.
      */
     public INDArray logits(INDArray hidden) {
         if (hidden.size(0) != 1) {
             return Nd4j.gemm(hidden, tokens.getArr(), false, true);
         }
-        INDArray logits = EagerSession.outputFor(this, "logits", hidden.dataType(), 1, vocabulary);
-        INDArray vector = EagerSession.reshape(hidden, size);
-        INDArray product = EagerSession.reshape(logits, vocabulary);
-        EagerSession.call(this, "logits, one row", () -> new Mmul(tokens.getArr(), vector, product, 1.0, 0.0, MMulTranspose.allFalse()), product,
-                tokens.getArr(), vector);
-        return logits;
+        return RowProduct.timesTransposed(this, "logits", hidden, tokens.getArr());
     }
 
     /** The tied output projection: hidden states {@code [batch, T, d]} to logits {@code [batch, T, vocab]}. */

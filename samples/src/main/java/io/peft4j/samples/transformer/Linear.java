@@ -2,15 +2,13 @@ package io.peft4j.samples.transformer;
 
 import io.peft4j.annotations.Weight;
 import io.peft4j.runtime.EagerSession;
+import io.peft4j.runtime.RowProduct;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
-import org.nd4j.linalg.api.blas.params.MMulTranspose;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.ops.CustomOp;
-import org.nd4j.linalg.api.ops.impl.reduce.Mmul;
 import org.nd4j.linalg.api.ops.impl.transforms.custom.XwPlusB;
-import org.nd4j.linalg.api.ops.impl.transforms.pairwise.arithmetic.AddOp;
 import org.nd4j.linalg.api.rng.Random;
 import org.nd4j.linalg.factory.Nd4j;
 
@@ -22,9 +20,6 @@ import org.nd4j.linalg.factory.Nd4j;
  * annotated itself: the fields that hold a Linear decide whether it is adapted.
  */
 public final class Linear {
-    /** {@code weightᵀ · x}: the weight {@code [in, out]} read by columns, as gemv's transposed form. */
-    private static final MMulTranspose BY_COLUMNS = MMulTranspose.builder().transposeA(true).build();
-
     @Weight
     final SDVariable weight;
     final SDVariable bias;
@@ -52,22 +47,18 @@ public final class Linear {
     /**
      * Eager (inference without a graph): {@code [..., in] → [..., out]} with the weights' current values.
      * Several rows by ND4J's {@code xw_plus_b} (one op where the graph has two: eager decoding is
-     * op-bound); one row (a decoding step) as a matrix-vector product on rank-1 operands, which ND4J
-     * hands to BLAS's gemv: several times as fast as its matrix-matrix product of a {@code [1, in]}
-     * row (BENCHMARKS.md). In an {@link EagerSession} the ops reuse their native contexts and output.
+     * op-bound); one row (a decoding step) by {@link RowProduct}, BLAS's gemv. In an
+     * {@link EagerSession} the ops reuse their native contexts and outputs.
      */
     public INDArray forward(INDArray x) {
         INDArray rows = x.rank() == 2 ? x : x.reshape(-1, in);
-        INDArray y = EagerSession.outputFor(this, "y", rows.dataType(), rows.size(0), out);
+        INDArray y;
         if (rows.size(0) == 1) {
-            INDArray vector = EagerSession.reshape(rows, in);
-            INDArray product = EagerSession.reshape(y, out);
-            EagerSession.call(this, "matmul, one row", () -> new Mmul(weight.getArr(), vector, product, 1.0, 0.0, BY_COLUMNS), product,
-                    weight.getArr(), vector);
-            EagerSession.call(this, "bias, one row", () -> new AddOp(product, bias.getArr(), product), product, product, bias.getArr());
+            y = RowProduct.timesPlus(this, "x W + b", rows, weight.getArr(), bias.getArr());
         } else {
-            EagerSession.call(this, "xw_plus_b", () -> new XwPlusB(new INDArray[] {rows, weight.getArr(), bias.getArr()}, y), y, rows,
-                    weight.getArr(), bias.getArr());
+            INDArray output = EagerSession.outputFor(this, "x W + b", rows.dataType(), rows.size(0), out);
+            y = EagerSession.call(this, "xw_plus_b", () -> new XwPlusB(new INDArray[] {rows, weight.getArr(), bias.getArr()}, output), output,
+                    rows, weight.getArr(), bias.getArr());
         }
         if (x.rank() == 2) {
             return y;
