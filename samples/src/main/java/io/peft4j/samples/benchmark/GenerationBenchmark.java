@@ -29,7 +29,7 @@ import org.nd4j.linalg.factory.Nd4j;
  * SameDiff step graph ({@link DecoderSession.Cache}), and by
  * recomputing the whole sequence in the graph for every token, and eagerly with LoRA unmerged and merged
  * (no PyTorch counterpart). Prints tokens per second (median of 7
- * runs after 3 warm-up runs, 20 for the eager decoders; the two eager decoders' runs take turns), the factor the cache gains against the factor its arithmetic predicts
+ * runs after 3 warm-up runs, 20 for the eager decoders, which run last and take turns), the factor the cache gains against the factor its arithmetic predicts
  * (multiply-adds of the whole generation either way), and, when a Python with {@code torch} is found,
  * the same model in {@code benchmarks/pytorch_reference.py --model gpt}. Fails if the four ways
  * generate different tokens.
@@ -38,8 +38,8 @@ public final class GenerationBenchmark {
     private static final int LENGTH = 128;
     private static final int RUNS = 7;
     private static final int WARM_UP_RUNS = 3;
-    // Eager decoding kept getting faster for a dozen or more generations (the JIT, ND4J's caches), and
-    // a generation takes a fraction of a second: the eager rows warm up longer, to measure the steady state.
+    // A generation takes a fraction of a second and eager decoding kept getting faster for a dozen or
+    // more of them: the eager rows warm up longer, to measure the steady state.
     private static final int EAGER_WARM_UP_RUNS = 20;
 
     private enum Mode { EAGER_CACHE, EAGER_CACHE_PLAIN_CALLS, GRAPH_CACHE, GRAPH_RECOMPUTE }
@@ -58,17 +58,19 @@ public final class GenerationBenchmark {
                 throw new IllegalStateException(mode + " generated other tokens than " + Mode.GRAPH_RECOMPUTE);
             }
         }
-        double[][] eagerWays = tokensPerSecond(model, session, prompt, generated, EAGER_WARM_UP_RUNS, Mode.EAGER_CACHE,
-                Mode.EAGER_CACHE_PLAIN_CALLS);
-        double[] eager = eagerWays[0];
-        double[] plainCalls = eagerWays[1];
         double[] cached = tokensPerSecond(model, session, prompt, Mode.GRAPH_CACHE, generated);
         double[] recomputed = tokensPerSecond(model, session, prompt, Mode.GRAPH_RECOMPUTE, generated);
         GptModel adapted = new GptModel(SameDiff.create(), config, 7);
         PeftModel lora = withLora(adapted);
-        double[] unmerged = tokensPerSecond(adapted, null, prompt, generated, EAGER_WARM_UP_RUNS, Mode.EAGER_CACHE)[0];
+        // Eager decoding kept getting faster for the first tens of seconds of a process, so the eager rows
+        // come after the graph rows and take turns: base in a session, base with plain calls, LoRA unmerged.
+        double[][] eagerWays = tokensPerSecond(generated, EAGER_WARM_UP_RUNS, () -> generate(model, session, prompt, Mode.EAGER_CACHE),
+                () -> generate(model, session, prompt, Mode.EAGER_CACHE_PLAIN_CALLS), () -> generate(adapted, null, prompt, Mode.EAGER_CACHE));
+        double[] eager = eagerWays[0];
+        double[] plainCalls = eagerWays[1];
+        double[] unmerged = eagerWays[2];
         lora.merge();
-        double[] merged = tokensPerSecond(adapted, null, prompt, generated, EAGER_WARM_UP_RUNS, Mode.EAGER_CACHE)[0];
+        double[] merged = tokensPerSecond(generated, EAGER_WARM_UP_RUNS, () -> generate(adapted, null, prompt, Mode.EAGER_CACHE))[0];
         double predicted = flops(config, prompt.length, false) / flops(config, prompt.length, true);
         System.out.printf(Locale.ROOT, "%d native thread%s; GPT %s, batch 1, %d-byte prompt extended to %d positions (%d tokens), "
                 + "median of %d runs after %d warm-up runs (eager: %d); JavaCPP's resident-memory check %s%n%n", threads, threads == 1 ? "" : "s", config, prompt.length, LENGTH,
@@ -105,29 +107,30 @@ public final class GenerationBenchmark {
 
     /** Min, median and max tokens per second over {@link #RUNS} runs after {@link #WARM_UP_RUNS} warm-up runs. */
     private static double[] tokensPerSecond(GptModel model, DecoderSession session, int[] prompt, Mode mode, int generated) {
-        return tokensPerSecond(model, session, prompt, generated, WARM_UP_RUNS, mode)[0];
+        return tokensPerSecond(generated, WARM_UP_RUNS, () -> generate(model, session, prompt, mode))[0];
     }
 
     /**
-     * As {@link #tokensPerSecond(GptModel, DecoderSession, int[], Mode, int)} for each of {@code modes},
-     * after {@code warmUpRuns} of each, their runs taking turns, so that the machine's slow and fast phases fall on all of them alike.
+     * Min, median and max tokens per second of each of {@code generations} over {@link #RUNS} runs after
+     * {@code warmUpRuns}, their runs taking turns, so that the machine's slow and fast phases fall on
+     * all of them alike.
      */
-    private static double[][] tokensPerSecond(GptModel model, DecoderSession session, int[] prompt, int generated, int warmUpRuns, Mode... modes) {
-        double[][] rates = new double[modes.length][RUNS];
+    private static double[][] tokensPerSecond(int generated, int warmUpRuns, Runnable... generations) {
+        double[][] rates = new double[generations.length][RUNS];
         for (int run = -warmUpRuns; run < RUNS; run++) {
-            for (int m = 0; m < modes.length; m++) {
+            for (int g = 0; g < generations.length; g++) {
                 long start = System.nanoTime();
-                generate(model, session, prompt, modes[m]);
+                generations[g].run();
                 double seconds = (System.nanoTime() - start) / 1e9;
                 if (run >= 0) {
-                    rates[m][run] = generated / seconds;
+                    rates[g][run] = generated / seconds;
                 }
             }
         }
-        double[][] summary = new double[modes.length][];
-        for (int m = 0; m < modes.length; m++) {
-            Arrays.sort(rates[m]);
-            summary[m] = new double[] {rates[m][0], rates[m][RUNS / 2], rates[m][RUNS - 1]};
+        double[][] summary = new double[generations.length][];
+        for (int g = 0; g < generations.length; g++) {
+            Arrays.sort(rates[g]);
+            summary[g] = new double[] {rates[g][0], rates[g][RUNS / 2], rates[g][RUNS - 1]};
         }
         return summary;
     }
