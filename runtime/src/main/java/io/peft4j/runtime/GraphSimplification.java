@@ -7,8 +7,9 @@ import java.util.Locale;
 /**
  * What peft4j's simplification of a training graph did before the first step (see
  * {@link SameDiffTrainer#SIMPLIFY_GRAPHS}). The structural rewrites leave every value bit for bit as
- * it was; the softmax rewrite measured bit for bit too, and the GELU rewrite agrees to rounding; it lets a step skip ops whose result another op already computes, or
- * recomputing a softmax or a sigmoid that the forward pass has.
+ * it was; the softmax rewrite measured bit for bit too, and the GELU and division rewrites agree to
+ * rounding. They let a step skip ops whose result another op already computes, or recompute from
+ * what the forward pass has (a softmax, a sigmoid, a quotient) instead of from scratch.
  *
  * @param opsBefore              ops one training step ran before
  * @param opsAfter               ops one training step runs now
@@ -22,19 +23,22 @@ import java.util.Locale;
  *                               (CPU only: one transcendental kernel instead of two; equal to rounding)
  * @param softmaxGradientsFromOutput {@code softmax_bp} ops replaced by products and a sum over the softmax's
  *                               output, which the forward part already computed
+ * @param divisionGradientsFromOutput {@code divide_bp} ops of a broadcast division (a LayerNorm's by its
+ *                               standard deviation) replaced by a division, a product, a sum and a negation
+ *                               over the forward quotient (equal to rounding; needs the first batch's shapes)
  */
 public record GraphSimplification(int opsBefore, int opsAfter, int duplicatesMerged, int identitiesBypassed,
                                   int zeroSumsBypassed, int reshapeChainsShortened, int gelusFromOneSigmoid,
-                                  int softmaxGradientsFromOutput) {
+                                  int softmaxGradientsFromOutput, int divisionGradientsFromOutput) {
 
     /** No rewrite, for a graph of {@code ops} ops per step. */
     public static GraphSimplification none(int ops) {
-        return new GraphSimplification(ops, ops, 0, 0, 0, 0, 0, 0);
+        return new GraphSimplification(ops, ops, 0, 0, 0, 0, 0, 0, 0);
     }
 
     public boolean changedAnything() {
         return duplicatesMerged + identitiesBypassed + zeroSumsBypassed + reshapeChainsShortened + gelusFromOneSigmoid
-                + softmaxGradientsFromOutput > 0;
+                + softmaxGradientsFromOutput + divisionGradientsFromOutput > 0;
     }
 
     /** One line for people: the op counts and each kind of rewrite that happened. */
@@ -50,6 +54,10 @@ public record GraphSimplification(int opsBefore, int opsAfter, int duplicatesMer
         if (softmaxGradientsFromOutput > 0) {
             rewrites.add("took " + softmaxGradientsFromOutput + (softmaxGradientsFromOutput == 1 ? " softmax gradient" : " softmax gradients")
                     + " from the softmax's output");
+        }
+        if (divisionGradientsFromOutput > 0) {
+            rewrites.add("took " + divisionGradientsFromOutput + (divisionGradientsFromOutput == 1 ? " division gradient" : " division gradients")
+                    + " from the quotient");
         }
         return String.format(Locale.ROOT, "%d -> %d ops per training step (%s)", opsBefore, opsAfter,
                 rewrites.isEmpty() ? "nothing to simplify" : String.join(", ", rewrites));

@@ -7,13 +7,14 @@ import io.peft4j.runtime.internal.LoraPlus;
 import io.peft4j.runtime.internal.MatMulGradientPruner;
 import io.peft4j.runtime.internal.Nd4jOutput;
 import io.peft4j.runtime.internal.NonFiniteGuard;
+import io.peft4j.runtime.internal.Placeholders;
 import io.peft4j.runtime.internal.SkippingIterator;
 import io.peft4j.runtime.internal.TrainableVariables;
 import io.peft4j.runtime.internal.TrainingCheckpoints;
 import java.util.ArrayList;
-import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.Supplier;
 import org.nd4j.autodiff.listeners.Listener;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.autodiff.samediff.TrainingConfig;
@@ -115,14 +116,15 @@ public final class SameDiffTrainer {
             progress.resumedAt(resumed.position().iterationCount(), resumed.directory());
         }
         sameDiff.setTrainingConfig(config);
+        Supplier<Map<String, INDArray>> firstBatch = data.resetSupported() ? new FirstBatch(config, data) : null;
         if (!Boolean.getBoolean(COMPUTE_UNUSED_GRADIENTS)) {
             MatMulGradientPruner.prune(sameDiff);
-            if (data.resetSupported()) {
-                ElementwiseGradientPruner.prune(sameDiff, () -> firstBatch(config, data));
+            if (firstBatch != null) {
+                ElementwiseGradientPruner.prune(sameDiff, firstBatch);
             }
         }
         if (simplifyGraphs()) {
-            progress.graphSimplified(GradientGraphSimplifier.simplify(sameDiff));
+            progress.graphSimplified(GradientGraphSimplifier.simplify(sameDiff, firstBatch));
         }
         TrainingCheckpoints.createUpdaters(sameDiff);
         if (resumed != null) {
@@ -159,27 +161,29 @@ public final class SameDiffTrainer {
         return !"false".equalsIgnoreCase(System.getProperty(SIMPLIFY_GRAPHS, "true"));
     }
 
-    /** The first batch's features and labels by placeholder name; leaves {@code data} reset. */
-    private static Map<String, INDArray> firstBatch(TrainingConfig config, MultiDataSetIterator data) {
-        data.reset();
-        MultiDataSet batch = data.next();
-        data.reset();
-        Map<String, INDArray> byName = new HashMap<>();
-        putAll(byName, config.getDataSetFeatureMapping(), batch.getFeatures());
-        putAll(byName, config.getDataSetLabelMapping(), batch.getLabels());
-        putAll(byName, config.getDataSetFeatureMaskMapping(), batch.getFeaturesMaskArrays());
-        putAll(byName, config.getDataSetLabelMaskMapping(), batch.getLabelsMaskArrays());
-        return byName;
-    }
+    /**
+     * The first batch's features and labels by placeholder name, read once (when first asked for; the
+     * gradient rewrites that need activation shapes share it) and leaving the data reset.
+     */
+    private static final class FirstBatch implements Supplier<Map<String, INDArray>> {
+        private final TrainingConfig config;
+        private final MultiDataSetIterator data;
+        private Map<String, INDArray> byName;
 
-    private static void putAll(Map<String, INDArray> byName, List<String> names, INDArray[] arrays) {
-        if (names == null || arrays == null) {
-            return;
+        FirstBatch(TrainingConfig config, MultiDataSetIterator data) {
+            this.config = config;
+            this.data = data;
         }
-        for (int i = 0; i < names.size() && i < arrays.length; i++) {
-            if (arrays[i] != null) {
-                byName.put(names.get(i), arrays[i]);
+
+        @Override
+        public Map<String, INDArray> get() {
+            if (byName == null) {
+                data.reset();
+                MultiDataSet batch = data.next();
+                data.reset();
+                byName = Placeholders.of(config, batch);
             }
+            return byName;
         }
     }
 

@@ -1,7 +1,6 @@
 package io.peft4j.runtime.internal;
 
 import java.util.Arrays;
-import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
@@ -9,9 +8,7 @@ import java.util.Map;
 import java.util.Set;
 import java.util.function.Supplier;
 import org.nd4j.autodiff.functions.DifferentialFunction;
-import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
-import org.nd4j.autodiff.samediff.VariableType;
 import org.nd4j.autodiff.samediff.internal.SameDiffOp;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.ops.impl.transforms.pairwise.arithmetic.MulOp;
@@ -43,8 +40,6 @@ import org.nd4j.linalg.api.shape.Shape;
  * placeholder the batch does not feed), nothing is rewritten.
  */
 public final class ElementwiseGradientPruner {
-    private static final System.Logger LOG = System.getLogger(ElementwiseGradientPruner.class.getName());
-
     private ElementwiseGradientPruner() {
     }
 
@@ -67,7 +62,9 @@ public final class ElementwiseGradientPruner {
         if (candidates.isEmpty()) {
             return 0;
         }
-        Map<String, long[]> shapes = shapes(sameDiff, candidates.keySet(), batch.get());
+        Set<String> operands = new LinkedHashSet<>();
+        candidates.keySet().forEach(op -> operands.addAll(op.getInputsToOp().subList(0, 2)));
+        Map<String, long[]> shapes = ActivationShapes.of(sameDiff, operands, batch.get());
         int rewritten = 0;
         for (Map.Entry<SameDiffOp, Integer> candidate : candidates.entrySet()) {
             if (rewrite(gradients, candidate.getKey(), candidate.getValue(), shapes)) {
@@ -93,38 +90,6 @@ public final class ElementwiseGradientPruner {
             return -1;
         }
         return firstUsed ? 0 : 1;
-    }
-
-    /** The shapes of the candidates' operands: parameters' from their arrays, the rest from one forward pass. */
-    private static Map<String, long[]> shapes(SameDiff sameDiff, Set<SameDiffOp> candidates, Map<String, INDArray> batch) {
-        Map<String, long[]> shapes = new HashMap<>();
-        Set<String> computed = new LinkedHashSet<>();
-        for (SameDiffOp op : candidates) {
-            for (String operand : op.getInputsToOp().subList(0, 2)) {
-                SDVariable variable = sameDiff.hasVariable(operand) ? sameDiff.getVariable(operand) : null;
-                if (variable == null) {
-                    continue;
-                }
-                VariableType kind = variable.getVariableType();
-                if (kind == VariableType.VARIABLE || kind == VariableType.CONSTANT) {
-                    shapes.put(operand, variable.getArr().shape());
-                } else if (kind == VariableType.PLACEHOLDER && batch.containsKey(operand)) {
-                    shapes.put(operand, batch.get(operand).shape());
-                } else if (kind == VariableType.ARRAY) {
-                    computed.add(operand);
-                }
-            }
-        }
-        if (!computed.isEmpty()) {
-            try {
-                sameDiff.output(batch, computed.toArray(String[]::new)).forEach((name, array) -> shapes.put(name, array.shape()));
-            } catch (RuntimeException e) {
-                // Without shapes nothing is rewritten: training stays correct, only slower.
-                LOG.log(System.Logger.Level.DEBUG, "No activation shapes from the first batch ({0}); frozen operands'"
-                        + " gradients of sums and products are computed", e.getMessage());
-            }
-        }
-        return shapes;
     }
 
     private static boolean rewrite(GradientGraph gradients, SameDiffOp op, int used, Map<String, long[]> shapes) {

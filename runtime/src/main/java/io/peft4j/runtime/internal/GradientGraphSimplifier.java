@@ -9,11 +9,13 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.function.Supplier;
 import org.nd4j.autodiff.functions.DifferentialFunction;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.autodiff.samediff.internal.SameDiffOp;
 import org.nd4j.autodiff.samediff.internal.Variable;
+import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.ops.DynamicCustomOp;
 import org.nd4j.linalg.api.ops.impl.controlflow.compat.BaseCompatOp;
 import org.nd4j.linalg.api.ops.impl.shape.ExpandDims;
@@ -52,7 +54,8 @@ import org.nd4j.linalg.factory.Nd4j;
  *   <li>a {@code reshape} of a {@code reshape} in the same order: it reshapes the first one's input.</li>
  * </ul>
  * Two rewrites come first: softmax gradients are formed from the softmax's output instead of
- * recomputing it ({@link SoftmaxGradientFromOutput}), and, on the CPU, ND4J's {@code gelu} and its
+ * recomputing it ({@link SoftmaxGradientFromOutput}), a broadcast division's from its quotient when
+ * the first batch is given ({@link DivisionGradientFromOutput}), and, on the CPU, ND4J's {@code gelu} and its
  * derivative share one sigmoid ({@link SigmoidGelu}), one transcendental kernel fewer per GELU. Nothing is deleted ({@link GraphWiring}): SameDiff runs only the ops that a step's outputs need, so
  * an op nobody reads any more is skipped. Graphs with loops or conditionals (SameDiff's frame ops)
  * are left alone. Random ops are never merged: only the listed shape ops are.
@@ -64,6 +67,8 @@ public final class GradientGraphSimplifier {
             Permute.class, Transpose.class, StridedSlice.class, ExpandDims.class, Squeeze.class, Size.class, SizeAt.class,
             Rank.class);
 
+    private final SameDiff forward;
+    private final GradientGraph gradients;
     private final SameDiff graph;
     private final GraphWiring wiring;
     private final Set<String> required;
@@ -72,7 +77,9 @@ public final class GradientGraphSimplifier {
     private int zeroSums;
     private int reshapeChains;
 
-    private GradientGraphSimplifier(GradientGraph gradients) {
+    private GradientGraphSimplifier(SameDiff forward, GradientGraph gradients) {
+        this.forward = forward;
+        this.gradients = gradients;
         this.graph = gradients.sameDiff();
         this.wiring = new GraphWiring(graph);
         this.required = gradients.requiredOutputs();
@@ -83,20 +90,30 @@ public final class GradientGraphSimplifier {
      * a second call finds nothing to do. Call it after freezing, before training.
      */
     public static GraphSimplification simplify(SameDiff sameDiff) {
-        return new GradientGraphSimplifier(GradientGraph.of(sameDiff)).run();
+        return simplify(sameDiff, null);
     }
 
-    private GraphSimplification run() {
+    /**
+     * As {@link #simplify(SameDiff)}, and with {@code firstBatch} (placeholder name to array; asked for
+     * only when a rewrite needs activation shapes) the division gradients too
+     * ({@link DivisionGradientFromOutput}). {@code null} leaves divisions alone.
+     */
+    public static GraphSimplification simplify(SameDiff sameDiff, Supplier<Map<String, INDArray>> firstBatch) {
+        return new GradientGraphSimplifier(sameDiff, GradientGraph.of(sameDiff)).run(firstBatch);
+    }
+
+    private GraphSimplification run(Supplier<Map<String, INDArray>> firstBatch) {
         int before = opsPerStep();
         if (graph.getOps().values().stream().anyMatch(op -> op.getOp() instanceof BaseCompatOp)) {
             return GraphSimplification.none(before);
         }
         int gelus = Nd4j.getEnvironment().isCPU() ? SigmoidGelu.rewrite(graph, wiring) : 0;
         int softmaxes = SoftmaxGradientFromOutput.rewrite(graph, wiring);
+        int divisions = firstBatch == null ? 0 : DivisionGradientFromOutput.rewrite(gradients, wiring, forward, firstBatch);
         for (int round = 0; round < MAX_ROUNDS && simplifyOnce(); round++) {
             // every round can expose more: merged inputs make their readers duplicates, bypassed identities make reshape chains
         }
-        return new GraphSimplification(before, opsPerStep(), duplicates, identities, zeroSums, reshapeChains, gelus, softmaxes);
+        return new GraphSimplification(before, opsPerStep(), duplicates, identities, zeroSums, reshapeChains, gelus, softmaxes, divisions);
     }
 
     /** One sweep of every rewrite over the graph; true if anything changed. */

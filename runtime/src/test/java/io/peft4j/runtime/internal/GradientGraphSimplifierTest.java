@@ -146,8 +146,10 @@ class GradientGraphSimplifierTest {
         Run asSameDiffBuiltIt = train("false");
         Run simplified = train(null);
 
-        assertArrayEquals(asSameDiffBuiltIt.report().losses(), simplified.report().losses(), 0.0);
-        assertEquals(0.0, asSameDiffBuiltIt.weights().sub(simplified.weights()).amaxNumber().doubleValue(), 0.0);
+        // the LayerNorm's division gradient (first batch given) agrees to rounding, the rest bit for bit
+        assertArrayEquals(asSameDiffBuiltIt.report().losses(), simplified.report().losses(), 1e-12);
+        assertEquals(0.0, asSameDiffBuiltIt.weights().sub(simplified.weights()).amaxNumber().doubleValue(), 1e-12);
+        assertTrue(simplified.output().contains("1 division gradient from the quotient"), simplified.output());
         assertTrue(simplified.output().contains("[peft4j] training graph simplified: "), simplified.output());
         assertTrue(simplified.output().contains("-D" + SameDiffTrainer.SIMPLIFY_GRAPHS + "=false turns this off"), simplified.output());
         assertFalse(asSameDiffBuiltIt.output().contains("simplified"), asSameDiffBuiltIt.output());
