@@ -8,6 +8,7 @@ import io.peft4j.runtime.internal.MatMulGradientPruner;
 import io.peft4j.runtime.internal.Nd4jOutput;
 import io.peft4j.runtime.internal.NonFiniteGuard;
 import io.peft4j.runtime.internal.Placeholders;
+import io.peft4j.runtime.internal.RecordedTraining;
 import io.peft4j.runtime.internal.SkippingIterator;
 import io.peft4j.runtime.internal.TrainableVariables;
 import io.peft4j.runtime.internal.TrainingCheckpoints;
@@ -37,8 +38,9 @@ import org.nd4j.linalg.factory.Nd4j;
  * takes activation shapes from one forward pass over the first batch, when the data can be reset).
  * Then the gradient graph is simplified ({@link GradientGraphSimplifier}, reported as a
  * {@link GraphSimplification} to the progress listener), so that a step skips shape ops, identities
- * and sums with zeros whose results it already has. The number of
- * native threads is set first ({@link ComputeThreads}). For AdamW, use {@code Adam} with
+ * and sums with zeros whose results it already has. Steps then run in SameDiff's own loop, each
+ * step after the first of its batch shape replayed from a recording of that first one
+ * ({@link #RECORDED_STEPS}). The number of native threads is set first ({@link ComputeThreads}). For AdamW, use {@code Adam} with
  * {@code TrainingConfig.Builder.weightDecay(coefficient, true)}: ND4J's {@code WeightDecay} is
  * decoupled from the gradient, as in AdamW.
  */
@@ -57,6 +59,15 @@ public final class SameDiffTrainer {
      * to rule them out.
      */
     public static final String SIMPLIFY_GRAPHS = "peft4j.simplifyGraphs";
+
+    /**
+     * Set this system property to {@code false} to run every training step in SameDiff's executor.
+     * By default the first step of each batch shape runs there and is recorded op by op, and later
+     * steps of that shape replay the recorded ops with native contexts and buffers allocated once,
+     * without SameDiff's per-op scheduling and allocation ({@link RecordedTraining}); values, updates
+     * and listener calls are SameDiff's. Graphs with random ops or control flow always run in SameDiff.
+     */
+    public static final String RECORDED_STEPS = "peft4j.recordedSteps";
 
     /** Progress lines go here every this many steps by default. */
     public static final int DEFAULT_PROGRESS_INTERVAL = 25;
@@ -144,7 +155,7 @@ public final class SameDiffTrainer {
             // the rest of the interrupted epoch, then whole epochs
             SkippingIterator rest = new SkippingIterator(data, startBatch);
             if (rest.hasNext()) {
-                sameDiff.fit(rest, 1, all);
+                fitEpochs(sameDiff, rest, 1, all);
             } else {
                 config.incrementEpochCount();
             }
@@ -152,9 +163,22 @@ public final class SameDiffTrainer {
             data.reset();
         }
         if (remaining > 0) {
-            sameDiff.fit(data, remaining, all);
+            fitEpochs(sameDiff, data, remaining, all);
         }
         return progress.report();
+    }
+
+    /** SameDiff's own loop, or the same loop with recorded steps replayed (unless {@link #RECORDED_STEPS} is false). */
+    private static void fitEpochs(SameDiff sameDiff, MultiDataSetIterator data, int epochs, Listener[] listeners) {
+        if (recordedSteps()) {
+            RecordedTraining.fit(sameDiff, data, epochs, listeners);
+        } else {
+            sameDiff.fit(data, epochs, listeners);
+        }
+    }
+
+    static boolean recordedSteps() {
+        return !"false".equalsIgnoreCase(System.getProperty(RECORDED_STEPS, "true"));
     }
 
     static boolean simplifyGraphs() {

@@ -1,0 +1,374 @@
+package io.peft4j.runtime.internal;
+
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Deque;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import org.nd4j.autodiff.functions.DifferentialFunction;
+import org.nd4j.autodiff.listeners.At;
+import org.nd4j.autodiff.listeners.BaseListener;
+import org.nd4j.autodiff.listeners.Listener;
+import org.nd4j.autodiff.listeners.Loss;
+import org.nd4j.autodiff.listeners.Operation;
+import org.nd4j.autodiff.samediff.SDVariable;
+import org.nd4j.autodiff.samediff.SameDiff;
+import org.nd4j.autodiff.samediff.TrainingConfig;
+import org.nd4j.autodiff.samediff.VariableType;
+import org.nd4j.autodiff.samediff.internal.SameDiffOp;
+import org.nd4j.autodiff.samediff.internal.Variable;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.api.ops.CustomOp;
+import org.nd4j.linalg.api.ops.Op;
+import org.nd4j.linalg.api.ops.OpContext;
+import org.nd4j.linalg.api.ops.RandomOp;
+import org.nd4j.linalg.api.ops.impl.controlflow.compat.BaseCompatOp;
+import org.nd4j.linalg.dataset.api.MultiDataSet;
+import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.linalg.learning.GradientUpdater;
+import org.nd4j.linalg.learning.regularization.Regularization;
+
+/**
+ * One training step of a SameDiff gradient function, recorded op by op while SameDiff ran it, and
+ * run again as a fixed list of op calls into buffers allocated once.
+ *
+ * <p>SameDiff's executor works out, for every op of every step, which ops are ready, fetches and
+ * releases arrays through its memory manager and builds a native op context; on the sample
+ * transformer's LoRA step that is 50–140 ms of Java and allocation between 700 ops that compute
+ * for about 170 ms (BENCHMARKS.md). While the placeholders keep their shapes, the ops, their order,
+ * their arguments and every array's shape are the same from step to step, so the second step can
+ * be replayed: one native context per op, built once, reading the parameters' own arrays and
+ * writing into buffers that are reused as soon as their last reader has run (the lifetimes of the
+ * recorded order). Parameters are updated where SameDiff updates them: right after the op that
+ * computes their gradient, with the same regularisation, updater and listener calls, so a replayed
+ * step computes what SameDiff's would, op for op.
+ *
+ * <p>{@link #build} refuses (returns {@code null}) what it cannot replay faithfully: control flow,
+ * random ops (each step must draw anew), values that did not come from a recorded op, a placeholder,
+ * a parameter or a constant, and outputs that are views or empty. {@link #accepts} refuses a batch
+ * whose placeholders differ in shape or type (the last, shorter batch of an epoch) and a step after
+ * anything replaced a parameter's array; SameDiff runs those.
+ */
+final class RecordedStep {
+    private final SameDiff gradients;
+    private final List<Call> calls;
+    private final Map<String, INDArray> placeholderBuffers;
+    private final Map<String, INDArray> parameters;
+    private final Map<String, String> variableOfGradient;
+    private final Map<String, Integer> lossIndex;
+    private final List<String> lossVariables;
+
+    /** What SameDiff ran for one op, and, once built, the context that runs it again. */
+    private record Call(SameDiffOp op, OpContext context, INDArray[] outputs) {
+    }
+
+    /** What SameDiff ran for one op, as {@link Recorder} saw it. */
+    private record Recorded(SameDiffOp op, List<INDArray> inputs, INDArray[] outputs, long[] iArgs, double[] tArgs,
+                            boolean[] bArgs, DataType[] dArgs) {
+    }
+
+    /** Listens to one SameDiff training step and keeps every op call with its arrays and arguments. */
+    static final class Recorder extends BaseListener {
+        private final List<Recorded> calls = new ArrayList<>();
+
+        @Override
+        public boolean isActive(Operation operation) {
+            return operation == Operation.TRAINING;
+        }
+
+        @Override
+        public void opExecution(SameDiff sd, At at, MultiDataSet batch, SameDiffOp op, OpContext context, INDArray[] outputs) {
+            // the context is emptied for reuse after this call: copy what it holds now
+            boolean[] bArgs = new boolean[context.getBArguments().size()];
+            for (int i = 0; i < bArgs.length; i++) {
+                bArgs[i] = context.getBArguments().get(i);
+            }
+            calls.add(new Recorded(op, new ArrayList<>(context.getInputArrays()), outputs.clone(),
+                    context.getIArguments().stream().mapToLong(Long::longValue).toArray(),
+                    context.getTArguments().stream().mapToDouble(Double::doubleValue).toArray(), bArgs,
+                    context.getDArguments().toArray(DataType[]::new)));
+        }
+    }
+
+    private RecordedStep(SameDiff gradients, List<Call> calls, Map<String, INDArray> placeholderBuffers, Map<String, INDArray> parameters,
+                         Map<String, String> variableOfGradient, List<String> lossVariables) {
+        this.gradients = gradients;
+        this.calls = calls;
+        this.placeholderBuffers = placeholderBuffers;
+        this.parameters = parameters;
+        this.variableOfGradient = variableOfGradient;
+        this.lossVariables = lossVariables;
+        this.lossIndex = new HashMap<>();
+        for (int i = 0; i < lossVariables.size(); i++) {
+            lossIndex.put(lossVariables.get(i), i);
+        }
+    }
+
+    /**
+     * The replayable form of the step {@code recorder} saw SameDiff run on {@code gradients} (the
+     * gradient function) for {@code placeholders}, updating the trainable variables named by
+     * {@code variableOfGradient}'s values; {@code null} when the step cannot be replayed faithfully.
+     */
+    static RecordedStep build(SameDiff gradients, Recorder recorder, Map<String, INDArray> placeholders,
+                              Map<String, String> variableOfGradient, List<String> lossVariables) {
+        List<Recorded> recorded = recorder.calls;
+        Map<String, INDArray> placeholderBuffers = new LinkedHashMap<>();
+        Map<String, INDArray> parameters = new LinkedHashMap<>();
+        Map<String, Integer> slotOfValue = new HashMap<>();
+        List<INDArray> slotArrays = new ArrayList<>();
+        List<Integer> lastUse = new ArrayList<>();
+        List<int[]> inputSlots = new ArrayList<>();
+        List<INDArray[]> externalInputs = new ArrayList<>();
+        for (int i = 0; i < recorded.size(); i++) {
+            Recorded call = recorded.get(i);
+            List<String> names = call.op().getInputsToOp() == null ? List.of() : call.op().getInputsToOp();
+            if (!replayable(call) || names.size() != call.inputs().size()) {
+                return null;
+            }
+            int[] slots = new int[names.size()];
+            INDArray[] external = new INDArray[names.size()];
+            for (int k = 0; k < names.size(); k++) {
+                String name = names.get(k);
+                INDArray array = call.inputs().get(k);
+                SDVariable variable = gradients.hasVariable(name) ? gradients.getVariable(name) : null;
+                VariableType kind = variable == null ? null : variable.getVariableType();
+                slots[k] = -1;
+                if (kind == VariableType.ARRAY) {
+                    Integer slot = slotOfValue.get(name);
+                    if (slot == null || slotArrays.get(slot) != array) {
+                        return null;
+                    }
+                    slots[k] = slot;
+                    lastUse.set(slot, i);
+                } else if (kind == VariableType.PLACEHOLDER) {
+                    INDArray fed = placeholders.get(name);
+                    if (fed == null || fed.dataType() != array.dataType() || !Arrays.equals(fed.shape(), array.shape())) {
+                        return null;
+                    }
+                    external[k] = placeholderBuffers.computeIfAbsent(name, unused -> array.dup(array.ordering()));
+                } else if (kind == VariableType.VARIABLE || kind == VariableType.CONSTANT) {
+                    if (gradients.getArrForVarName(name) != array) {
+                        return null;
+                    }
+                    parameters.put(name, array);
+                    external[k] = array;
+                } else {
+                    return null;
+                }
+            }
+            for (int j = 0; j < call.outputs().length; j++) {
+                slotOfValue.put(call.op().getOutputsOfOp().get(j), slotArrays.size());
+                slotArrays.add(call.outputs()[j]);
+                lastUse.add(i);
+            }
+            inputSlots.add(slots);
+            externalInputs.add(external);
+        }
+        INDArray[] buffers = assignBuffers(recorded, slotArrays, lastUse);
+        List<Call> calls = new ArrayList<>();
+        int slot = 0;
+        for (int i = 0; i < recorded.size(); i++) {
+            Recorded call = recorded.get(i);
+            List<INDArray> inputs = new ArrayList<>();
+            for (int k = 0; k < inputSlots.get(i).length; k++) {
+                int input = inputSlots.get(i)[k];
+                inputs.add(input >= 0 ? buffers[input] : externalInputs.get(i)[k]);
+            }
+            INDArray[] outputs = Arrays.copyOfRange(buffers, slot, slot + call.outputs().length);
+            slot += call.outputs().length;
+            calls.add(new Call(call.op(), context(call, inputs, outputs), outputs));
+        }
+        return new RecordedStep(gradients, calls, placeholderBuffers, parameters, variableOfGradient, lossVariables);
+    }
+
+    /** False when {@code gradients} has an op that no recording can replay: control flow or a random op. */
+    static boolean replayable(SameDiff gradients) {
+        return gradients.getOps().values().stream().allMatch(op -> replayable(op.getOp()));
+    }
+
+    private static boolean replayable(DifferentialFunction function) {
+        return !(function instanceof BaseCompatOp) && !(function instanceof RandomOp) && !function.getClass().getName().contains(".random.")
+                && (function instanceof CustomOp || function instanceof Op);
+    }
+
+    /** Ops that compute the same thing from the same inputs every time, into fresh, non-empty outputs. */
+    private static boolean replayable(Recorded call) {
+        if (!replayable(call.op().getOp())) {
+            return false;
+        }
+        for (INDArray output : call.outputs()) {
+            if (output == null || output.isView() || output.isEmpty()) {
+                return false;
+            }
+        }
+        return call.op().getOutputsOfOp() != null && call.op().getOutputsOfOp().size() == call.outputs().length;
+    }
+
+    /**
+     * One buffer per value, shared by values whose lifetimes do not overlap in the recorded order: a
+     * buffer returns to the pool after its value's last reader, so no op writes over its own inputs.
+     */
+    private static INDArray[] assignBuffers(List<Recorded> recorded, List<INDArray> slotArrays, List<Integer> lastUse) {
+        INDArray[] buffers = new INDArray[slotArrays.size()];
+        Map<String, Deque<INDArray>> pool = new HashMap<>();
+        List<List<Integer>> endingAt = new ArrayList<>();
+        for (int i = 0; i < recorded.size(); i++) {
+            endingAt.add(new ArrayList<>());
+        }
+        for (int s = 0; s < lastUse.size(); s++) {
+            endingAt.get(lastUse.get(s)).add(s);
+        }
+        int slot = 0;
+        for (int i = 0; i < recorded.size(); i++) {
+            for (int j = 0; j < recorded.get(i).outputs().length; j++, slot++) {
+                INDArray like = slotArrays.get(slot);
+                Deque<INDArray> free = pool.get(key(like));
+                buffers[slot] = free != null && !free.isEmpty() ? free.pop()
+                        : Nd4j.createUninitialized(like.dataType(), like.shape(), like.ordering());
+            }
+            for (int ended : endingAt.get(i)) {
+                pool.computeIfAbsent(key(slotArrays.get(ended)), unused -> new ArrayDeque<>()).push(buffers[ended]);
+            }
+        }
+        return buffers;
+    }
+
+    private static String key(INDArray array) {
+        return array.dataType() + "/" + array.ordering() + Arrays.toString(array.shape());
+    }
+
+    private static OpContext context(Recorded call, List<INDArray> inputs, INDArray[] outputs) {
+        OpContext context = Nd4j.getExecutioner().buildContext();
+        context.setInputArrays(inputs);
+        context.setOutputArrays(outputs);
+        if (call.iArgs().length > 0) {
+            context.setIArguments(call.iArgs());
+        }
+        if (call.tArgs().length > 0) {
+            context.setTArguments(call.tArgs());
+        }
+        if (call.bArgs().length > 0) {
+            context.setBArguments(call.bArgs());
+        }
+        if (call.dArgs().length > 0) {
+            context.setDArguments(call.dArgs());
+        }
+        return context;
+    }
+
+    /** True when {@code placeholders} have the recorded shapes and types and every parameter is still the recorded array. */
+    boolean accepts(Map<String, INDArray> placeholders) {
+        for (Map.Entry<String, INDArray> buffer : placeholderBuffers.entrySet()) {
+            INDArray fed = placeholders.get(buffer.getKey());
+            if (fed == null || fed.dataType() != buffer.getValue().dataType() || !Arrays.equals(fed.shape(), buffer.getValue().shape())) {
+                return false;
+            }
+        }
+        for (Map.Entry<String, INDArray> parameter : parameters.entrySet()) {
+            if (gradients.getArrForVarName(parameter.getKey()) != parameter.getValue()) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /**
+     * Runs the step on {@code placeholders} (which {@link #accepts} accepted), updating the parameters
+     * as SameDiff's {@code TrainingSession} does and calling {@code listeners} where it would; returns
+     * the loss it reports.
+     */
+    Loss run(Map<String, INDArray> placeholders, MultiDataSet batch, At at, TrainingConfig config, Map<String, GradientUpdater> updaters,
+             List<Listener> listeners) {
+        placeholderBuffers.forEach((name, buffer) -> buffer.assign(placeholders.get(name)));
+        List<Listener> active = new ArrayList<>();
+        for (Listener listener : listeners) {
+            if (listener.isActive(at.operation())) {
+                active.add(listener);
+            }
+        }
+        double[] losses = new double[lossVariables.size()];
+        Map<Class<?>, double[]> regularizationLosses = new LinkedHashMap<>();
+        for (Call call : calls) {
+            for (Listener listener : active) {
+                listener.preOpExecution(gradients, at, call.op(), call.context());
+            }
+            if (call.op().getOp() instanceof CustomOp custom) {
+                Nd4j.getExecutioner().exec(custom, call.context());
+            } else {
+                Nd4j.getExecutioner().exec((Op) call.op().getOp(), call.context());
+            }
+            for (Listener listener : active) {
+                listener.opExecution(gradients, at, batch, call.op(), call.context(), call.outputs());
+            }
+            List<String> names = call.op().getOutputsOfOp();
+            for (int j = 0; j < names.size(); j++) {
+                Integer loss = lossIndex.get(names.get(j));
+                INDArray output = call.outputs()[j];
+                if (loss != null) {
+                    losses[loss] += output.isScalar() ? output.getDouble(0) : output.sumNumber().doubleValue();
+                }
+                String variable = variableOfGradient.get(names.get(j));
+                if (variable != null) {
+                    update(variable, output, at, config, updaters.get(variable), active, regularizationLosses);
+                }
+            }
+        }
+        return loss(losses, regularizationLosses);
+    }
+
+    /** As SameDiff's {@code TrainingSession}: regularisation before, the updater, regularisation after, listeners, then the step. */
+    private void update(String name, INDArray gradient, At at, TrainingConfig config, GradientUpdater updater, List<Listener> active,
+                        Map<Class<?>, double[]> regularizationLosses) {
+        if (updater == null) {
+            throw new IllegalStateException("No updater for trainable variable '" + name + "': create the updaters before training");
+        }
+        INDArray parameter = gradients.getArrForVarName(name);
+        List<Regularization> regularizations = config.getRegularization();
+        regularize(regularizations, Regularization.ApplyStep.BEFORE_UPDATER, parameter, gradient, at, config, regularizationLosses);
+        updater.applyUpdater(gradient, at.iteration(), at.epoch());
+        regularize(regularizations, Regularization.ApplyStep.POST_UPDATER, parameter, gradient, at, config, regularizationLosses);
+        Variable variable = gradients.getVariables().get(name);
+        for (Listener listener : active) {
+            listener.preUpdate(gradients, at, variable, gradient);
+        }
+        if (config.isMinimize()) {
+            parameter.subi(gradient);
+        } else {
+            parameter.addi(gradient);
+        }
+    }
+
+    private static void regularize(List<Regularization> regularizations, Regularization.ApplyStep step, INDArray parameter, INDArray gradient,
+                                   At at, TrainingConfig config, Map<Class<?>, double[]> regularizationLosses) {
+        if (regularizations == null || regularizations.isEmpty()) {
+            return;
+        }
+        double learningRate = config.getUpdater().hasLearningRate() ? config.getUpdater().getLearningRate(at.iteration(), at.epoch()) : 1.0;
+        for (Regularization regularization : regularizations) {
+            if (regularization.applyStep() == step) {
+                regularizationLosses.computeIfAbsent(regularization.getClass(), unused -> new double[1])[0]
+                        += regularization.score(parameter, at.iteration(), at.epoch());
+                regularization.apply(parameter, gradient, learningRate, at.iteration(), at.epoch());
+            }
+        }
+    }
+
+    /** The loss as SameDiff reports it: the loss variables' values, then one entry per regularisation type. */
+    private Loss loss(double[] losses, Map<Class<?>, double[]> regularizationLosses) {
+        if (regularizationLosses.isEmpty()) {
+            return new Loss(lossVariables, losses);
+        }
+        List<String> names = new ArrayList<>(lossVariables);
+        double[] all = Arrays.copyOf(losses, losses.length + regularizationLosses.size());
+        int index = losses.length;
+        for (Map.Entry<Class<?>, double[]> entry : regularizationLosses.entrySet()) {
+            names.add(entry.getKey().getSimpleName());
+            all[index++] = entry.getValue()[0];
+        }
+        return new Loss(names, all);
+    }
+}

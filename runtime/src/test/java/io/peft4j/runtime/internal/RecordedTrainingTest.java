@@ -1,0 +1,219 @@
+package io.peft4j.runtime.internal;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.peft4j.runtime.ProgressListener;
+import io.peft4j.runtime.SameDiffTrainer;
+import io.peft4j.runtime.TrainingReport;
+import java.util.ArrayList;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.nd4j.autodiff.listeners.At;
+import org.nd4j.autodiff.listeners.BaseListener;
+import org.nd4j.autodiff.listeners.Loss;
+import org.nd4j.autodiff.listeners.Operation;
+import org.nd4j.autodiff.samediff.SDVariable;
+import org.nd4j.autodiff.samediff.SameDiff;
+import org.nd4j.autodiff.samediff.TrainingConfig;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.dataset.MultiDataSet;
+import org.nd4j.linalg.dataset.api.MultiDataSetPreProcessor;
+import org.nd4j.linalg.dataset.api.iterator.MultiDataSetIterator;
+import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.linalg.learning.config.Adam;
+
+/**
+ * Replayed training steps compute what SameDiff's own steps compute, bit for bit: the same losses
+ * (with the weight-decay term SameDiff reports), the same parameters after three epochs whose last
+ * batch is shorter (so a second recording and SameDiff's own steps take turns), the same listener
+ * calls; a graph with a random op trains in SameDiff throughout.
+ */
+class RecordedTrainingTest {
+    private static final int SEQUENCE = 3;
+    private static final int WIDTH = 4;
+
+    @Test
+    void replayedStepsEqualSameDiffsOwn() {
+        Run plain = train(false, false);
+        Run replayed = train(true, false);
+
+        assertArrayEquals(plain.report().losses(), replayed.report().losses(), 0.0);
+        assertEquals(0.0, plain.weights().sub(replayed.weights()).amaxNumber().doubleValue(), 0.0);
+        assertEquals(plain.calls(), replayed.calls(), "listener calls, in order");
+        assertEquals(9, replayed.report().losses().length);
+    }
+
+    @Test
+    void replaysEveryStepButTheFirstOfEachBatchShape() {
+        SameDiff sd = graph(false);
+        prepare(sd);
+        int replayed = RecordedTraining.fit(sd, data(), 3);
+        assertEquals(7, replayed, "9 steps: the first full batch and the first short one run in SameDiff");
+    }
+
+    @Test
+    void aGraphWithARandomOpIsNeverReplayed() {
+        SameDiff sd = graph(true);
+        prepare(sd);
+        assertEquals(0, RecordedTraining.fit(sd, data(), 2));
+    }
+
+    private record Run(TrainingReport report, INDArray weights, List<String> calls) {
+    }
+
+    private static Run train(boolean recorded, boolean dropout) {
+        SameDiff sd = graph(dropout);
+        CallLog log = new CallLog();
+        sd.addListeners(log);
+        String previous = System.getProperty(SameDiffTrainer.RECORDED_STEPS);
+        System.setProperty(SameDiffTrainer.RECORDED_STEPS, Boolean.toString(recorded));
+        try {
+            TrainingReport report = SameDiffTrainer.fit(sd, config(), data(), 3, new ProgressListener(null, 1));
+            return new Run(report, Nd4j.concat(0, sd.getArrForVarName("w1"), sd.getArrForVarName("w2").reshape(-1, WIDTH)), log.calls);
+        } finally {
+            if (previous == null) {
+                System.clearProperty(SameDiffTrainer.RECORDED_STEPS);
+            } else {
+                System.setProperty(SameDiffTrainer.RECORDED_STEPS, previous);
+            }
+        }
+    }
+
+    private static void prepare(SameDiff sd) {
+        sd.setTrainingConfig(config());
+        TrainingCheckpoints.createUpdaters(sd);
+    }
+
+    private static TrainingConfig config() {
+        return TrainingConfig.builder().updater(new Adam(1e-2)).weightDecay(1e-2, true).dataSetFeatureMapping("x")
+                .dataSetLabelMapping("y").build();
+    }
+
+    /** Three batches of 4, 4 and 2 sequences. */
+    private static MultiDataSetIterator data() {
+        Nd4j.getRandom().setSeed(7);
+        List<org.nd4j.linalg.dataset.api.MultiDataSet> batches = new ArrayList<>();
+        for (int size : new int[] {4, 4, 2}) {
+            INDArray x = Nd4j.rand(DataType.DOUBLE, size, SEQUENCE, WIDTH).subi(0.5);
+            batches.add(new MultiDataSet(x, x.mul(0.5)));
+        }
+        return new ListIterator(batches);
+    }
+
+    /**
+     * {@code loss = Σ (LayerNorm(gelu(x · w1) · frozen) ⊙ softmax(x · w2) − y)²}: products, a frozen
+     * weight, a LayerNorm written out, a softmax and ND4J's gelu, optionally with a random mask.
+     */
+    private static SameDiff graph(boolean dropout) {
+        Nd4j.getRandom().setSeed(11);
+        SameDiff sd = SameDiff.create();
+        SDVariable x = sd.placeHolder("x", DataType.DOUBLE, -1, SEQUENCE, WIDTH);
+        SDVariable y = sd.placeHolder("y", DataType.DOUBLE, -1, SEQUENCE, WIDTH);
+        SDVariable w1 = sd.var("w1", Nd4j.rand(DataType.DOUBLE, WIDTH, WIDTH).subi(0.5));
+        SDVariable w2 = sd.var("w2", Nd4j.rand(DataType.DOUBLE, WIDTH, WIDTH).subi(0.5));
+        SDVariable frozen = sd.constant("frozen", Nd4j.rand(DataType.DOUBLE, WIDTH, WIDTH).subi(0.5));
+        SDVariable flat = sd.reshape(x, -1, WIDTH);
+        SDVariable hidden = sd.nn.gelu(flat.mmul(w1)).mmul(frozen);
+        if (dropout) {
+            // a mask drawn anew every step (ND4J's dropout op has no gradient in M2.1)
+            hidden = hidden.mul(sd.random.bernoulli(0.9, DataType.DOUBLE, WIDTH));
+        }
+        SDVariable shaped = sd.reshape(hidden, -1, SEQUENCE, WIDTH);
+        SDVariable centred = shaped.sub(shaped.mean(true, 2));
+        SDVariable normalised = centred.div(sd.math.sqrt(centred.mul(centred).mean(true, 2).add(1e-5)));
+        SDVariable weights = sd.nn.softmax(sd.reshape(flat.mmul(w2), -1, SEQUENCE, WIDTH), 2);
+        sd.math.square(normalised.mul(weights).sub(y)).mean().rename("loss");
+        sd.setLossVariables("loss");
+        return sd;
+    }
+
+    /** Every training listener call with its iteration and epoch. */
+    private static final class CallLog extends BaseListener {
+        final List<String> calls = new ArrayList<>();
+
+        @Override
+        public boolean isActive(Operation operation) {
+            return operation == Operation.TRAINING;
+        }
+
+        @Override
+        public void epochStart(SameDiff sd, At at) {
+            calls.add("epochStart " + at.epoch());
+        }
+
+        @Override
+        public void iterationStart(SameDiff sd, At at, org.nd4j.linalg.dataset.api.MultiDataSet data, long etlMs) {
+            calls.add("iterationStart " + at.epoch() + "/" + at.iteration());
+        }
+
+        @Override
+        public void preUpdate(SameDiff sd, At at, org.nd4j.autodiff.samediff.internal.Variable variable, INDArray update) {
+            calls.add("preUpdate " + variable.getName() + " " + at.iteration());
+        }
+
+        @Override
+        public void iterationDone(SameDiff sd, At at, org.nd4j.linalg.dataset.api.MultiDataSet dataSet, Loss loss) {
+            calls.add("iterationDone " + at.epoch() + "/" + at.iteration() + " " + loss.getLossNames() + " " + java.util.Arrays.toString(loss.getLosses()));
+        }
+
+        @Override
+        public org.nd4j.autodiff.listeners.ListenerResponse epochEnd(SameDiff sd, At at, org.nd4j.autodiff.listeners.records.LossCurve lossCurve,
+                                                                     long epochTimeMillis) {
+            calls.add("epochEnd " + at.epoch());
+            return org.nd4j.autodiff.listeners.ListenerResponse.CONTINUE;
+        }
+    }
+
+    /** The batches in order, resettable. */
+    private static final class ListIterator implements MultiDataSetIterator {
+        private final List<org.nd4j.linalg.dataset.api.MultiDataSet> batches;
+        private int next;
+
+        ListIterator(List<org.nd4j.linalg.dataset.api.MultiDataSet> batches) {
+            this.batches = batches;
+        }
+
+        @Override
+        public org.nd4j.linalg.dataset.api.MultiDataSet next(int num) {
+            throw new UnsupportedOperationException();
+        }
+
+        @Override
+        public void setPreProcessor(MultiDataSetPreProcessor preProcessor) {
+            throw new UnsupportedOperationException();
+        }
+
+        @Override
+        public MultiDataSetPreProcessor getPreProcessor() {
+            return null;
+        }
+
+        @Override
+        public boolean resetSupported() {
+            return true;
+        }
+
+        @Override
+        public boolean asyncSupported() {
+            return false;
+        }
+
+        @Override
+        public void reset() {
+            next = 0;
+        }
+
+        @Override
+        public boolean hasNext() {
+            return next < batches.size();
+        }
+
+        @Override
+        public org.nd4j.linalg.dataset.api.MultiDataSet next() {
+            return batches.get(next++);
+        }
+    }
+}
