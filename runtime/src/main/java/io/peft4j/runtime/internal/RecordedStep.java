@@ -8,6 +8,7 @@ import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import org.nd4j.autodiff.functions.DifferentialFunction;
 import org.nd4j.autodiff.listeners.At;
 import org.nd4j.autodiff.listeners.BaseListener;
@@ -27,6 +28,8 @@ import org.nd4j.linalg.api.ops.Op;
 import org.nd4j.linalg.api.ops.OpContext;
 import org.nd4j.linalg.api.ops.RandomOp;
 import org.nd4j.linalg.api.ops.impl.controlflow.compat.BaseCompatOp;
+import org.nd4j.linalg.api.ops.random.impl.Linspace;
+import org.nd4j.linalg.api.ops.random.impl.Range;
 import org.nd4j.linalg.dataset.api.MultiDataSet;
 import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.linalg.learning.GradientUpdater;
@@ -54,6 +57,11 @@ import org.nd4j.linalg.learning.regularization.Regularization;
  * anything replaced a parameter's array; SameDiff runs those.
  */
 final class RecordedStep {
+    /** ND4J's random ops live here (some as custom ops that are not {@link RandomOp}s), ... */
+    private static final String RANDOM_OPS = "org.nd4j.linalg.api.ops.random.";
+    /** ... next to two that are not random at all. */
+    private static final Set<Class<?>> DETERMINISTIC_IN_RANDOM_OPS = Set.of(Range.class, Linspace.class);
+
     private final SameDiff gradients;
     private final List<Call> calls;
     private final Map<String, INDArray> placeholderBuffers;
@@ -191,8 +199,9 @@ final class RecordedStep {
     }
 
     private static boolean replayable(DifferentialFunction function) {
-        return !(function instanceof BaseCompatOp) && !(function instanceof RandomOp) && !function.getClass().getName().contains(".random.")
-                && (function instanceof CustomOp || function instanceof Op);
+        boolean random = function instanceof RandomOp
+                || function.getClass().getName().startsWith(RANDOM_OPS) && !DETERMINISTIC_IN_RANDOM_OPS.contains(function.getClass());
+        return !(function instanceof BaseCompatOp) && !random && (function instanceof CustomOp || function instanceof Op);
     }
 
     /** Ops that compute the same thing from the same inputs every time, into fresh, non-empty outputs. */

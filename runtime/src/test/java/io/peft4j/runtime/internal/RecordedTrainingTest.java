@@ -121,7 +121,8 @@ class RecordedTrainingTest {
             // a mask drawn anew every step (ND4J's dropout op has no gradient in M2.1)
             hidden = hidden.mul(sd.random.bernoulli(0.9, DataType.DOUBLE, WIDTH));
         }
-        SDVariable shaped = sd.reshape(hidden, -1, SEQUENCE, WIDTH);
+        // range lives among ND4J's random ops but is not one (BERT-style models use it for positions)
+        SDVariable shaped = sd.reshape(hidden, -1, SEQUENCE, WIDTH).add(sd.range(0.0, WIDTH, 1.0, DataType.DOUBLE).mul(0.01));
         SDVariable centred = shaped.sub(shaped.mean(true, 2));
         SDVariable normalised = centred.div(sd.math.sqrt(centred.mul(centred).mean(true, 2).add(1e-5)));
         SDVariable weights = sd.nn.softmax(sd.reshape(flat.mmul(w2), -1, SEQUENCE, WIDTH), 2);
