@@ -56,7 +56,7 @@ import org.nd4j.linalg.learning.regularization.Regularization;
  * whose placeholders differ in shape or type (the last, shorter batch of an epoch) and a step after
  * anything replaced a parameter's array; SameDiff runs those.
  */
-final class RecordedStep {
+public final class RecordedStep {
     /** ND4J's random ops live here (some as custom ops that are not {@link RandomOp}s), ... */
     private static final String RANDOM_OPS = "org.nd4j.linalg.api.ops.random.";
     /** ... next to two that are not random at all. */
@@ -69,6 +69,7 @@ final class RecordedStep {
     private final Map<String, String> variableOfGradient;
     private final Map<String, Integer> lossIndex;
     private final List<String> lossVariables;
+    private final Map<String, INDArray> kept;
 
     /** What SameDiff ran for one op, and, once built, the context that runs it again. */
     private record Call(SameDiffOp op, OpContext context, INDArray[] outputs) {
@@ -79,13 +80,18 @@ final class RecordedStep {
                             boolean[] bArgs, DataType[] dArgs) {
     }
 
-    /** Listens to one SameDiff training step and keeps every op call with its arrays and arguments. */
-    static final class Recorder extends BaseListener {
+    /** Listens to one SameDiff training step or inference and keeps every op call with its arrays and arguments. */
+    public static final class Recorder extends BaseListener {
         private final List<Recorded> calls = new ArrayList<>();
+        private final Operation operation;
+
+        public Recorder(Operation operation) {
+            this.operation = operation;
+        }
 
         @Override
         public boolean isActive(Operation operation) {
-            return operation == Operation.TRAINING;
+            return operation == this.operation;
         }
 
         @Override
@@ -103,8 +109,9 @@ final class RecordedStep {
     }
 
     private RecordedStep(SameDiff gradients, List<Call> calls, Map<String, INDArray> placeholderBuffers, Map<String, INDArray> parameters,
-                         Map<String, String> variableOfGradient, List<String> lossVariables) {
+                         Map<String, String> variableOfGradient, List<String> lossVariables, Map<String, INDArray> kept) {
         this.gradients = gradients;
+        this.kept = kept;
         this.calls = calls;
         this.placeholderBuffers = placeholderBuffers;
         this.parameters = parameters;
@@ -123,6 +130,15 @@ final class RecordedStep {
      */
     static RecordedStep build(SameDiff gradients, Recorder recorder, Map<String, INDArray> placeholders,
                               Map<String, String> variableOfGradient, List<String> lossVariables) {
+        return build(gradients, recorder, placeholders, variableOfGradient, lossVariables, List.of());
+    }
+
+    /**
+     * As above, keeping the values named {@code kept} in buffers of their own until the end, for
+     * {@link #output}: an inference's requested outputs.
+     */
+    public static RecordedStep build(SameDiff gradients, Recorder recorder, Map<String, INDArray> placeholders,
+                                     Map<String, String> variableOfGradient, List<String> lossVariables, List<String> kept) {
         List<Recorded> recorded = recorder.calls;
         Map<String, INDArray> placeholderBuffers = new LinkedHashMap<>();
         Map<String, INDArray> parameters = new LinkedHashMap<>();
@@ -176,7 +192,16 @@ final class RecordedStep {
             inputSlots.add(slots);
             externalInputs.add(external);
         }
+        for (String name : kept) {
+            Integer slot = slotOfValue.get(name);
+            if (slot == null) {
+                return null;
+            }
+            lastUse.set(slot, recorded.size() - 1);
+        }
         INDArray[] buffers = assignBuffers(recorded, slotArrays, lastUse);
+        Map<String, INDArray> keptBuffers = new LinkedHashMap<>();
+        kept.forEach(name -> keptBuffers.put(name, buffers[slotOfValue.get(name)]));
         List<Call> calls = new ArrayList<>();
         int slot = 0;
         for (int i = 0; i < recorded.size(); i++) {
@@ -190,11 +215,11 @@ final class RecordedStep {
             slot += call.outputs().length;
             calls.add(new Call(call.op(), context(call, inputs, outputs), outputs));
         }
-        return new RecordedStep(gradients, calls, placeholderBuffers, parameters, variableOfGradient, lossVariables);
+        return new RecordedStep(gradients, calls, placeholderBuffers, parameters, variableOfGradient, lossVariables, keptBuffers);
     }
 
     /** False when {@code gradients} has an op that no recording can replay: control flow or a random op. */
-    static boolean replayable(SameDiff gradients) {
+    public static boolean replayable(SameDiff gradients) {
         return gradients.getOps().values().stream().allMatch(op -> replayable(op.getOp()));
     }
 
@@ -269,8 +294,20 @@ final class RecordedStep {
         return context;
     }
 
+    /**
+     * The placeholders' names, types and shapes, sorted by name: two batches with the same signature
+     * can share a recording. Recording costs a step's worth of buffers, so callers record a signature
+     * only when it comes again, not for shapes seen once (data padded to each batch's longest row).
+     */
+    public static String signature(Map<String, INDArray> placeholders) {
+        StringBuilder signature = new StringBuilder();
+        new java.util.TreeMap<>(placeholders).forEach((name, array) -> signature.append(name).append(':').append(array.dataType())
+                .append(Arrays.toString(array.shape())).append(';'));
+        return signature.toString();
+    }
+
     /** True when {@code placeholders} have the recorded shapes and types and every parameter is still the recorded array. */
-    boolean accepts(Map<String, INDArray> placeholders) {
+    public boolean accepts(Map<String, INDArray> placeholders) {
         for (Map.Entry<String, INDArray> buffer : placeholderBuffers.entrySet()) {
             INDArray fed = placeholders.get(buffer.getKey());
             if (fed == null || fed.dataType() != buffer.getValue().dataType() || !Arrays.equals(fed.shape(), buffer.getValue().shape())) {
@@ -283,6 +320,28 @@ final class RecordedStep {
             }
         }
         return true;
+    }
+
+    /**
+     * Runs the recorded inference on {@code placeholders} (which {@link #accepts} accepted) and returns
+     * copies of the kept values, by name.
+     */
+    public Map<String, INDArray> output(Map<String, INDArray> placeholders) {
+        placeholderBuffers.forEach((name, buffer) -> buffer.assign(placeholders.get(name)));
+        for (Call call : calls) {
+            exec(call);
+        }
+        Map<String, INDArray> outputs = new LinkedHashMap<>();
+        kept.forEach((name, buffer) -> outputs.put(name, buffer.dup()));
+        return outputs;
+    }
+
+    private static void exec(Call call) {
+        if (call.op().getOp() instanceof CustomOp custom) {
+            Nd4j.getExecutioner().exec(custom, call.context());
+        } else {
+            Nd4j.getExecutioner().exec((Op) call.op().getOp(), call.context());
+        }
     }
 
     /**
@@ -305,11 +364,7 @@ final class RecordedStep {
             for (Listener listener : active) {
                 listener.preOpExecution(gradients, at, call.op(), call.context());
             }
-            if (call.op().getOp() instanceof CustomOp custom) {
-                Nd4j.getExecutioner().exec(custom, call.context());
-            } else {
-                Nd4j.getExecutioner().exec((Op) call.op().getOp(), call.context());
-            }
+            exec(call);
             for (Listener listener : active) {
                 listener.opExecution(gradients, at, batch, call.op(), call.context(), call.outputs());
             }

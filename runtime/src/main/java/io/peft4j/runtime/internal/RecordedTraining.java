@@ -2,11 +2,13 @@ package io.peft4j.runtime.internal;
 
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import org.nd4j.autodiff.listeners.At;
+import org.nd4j.autodiff.listeners.BaseListener;
 import org.nd4j.autodiff.listeners.Listener;
 import org.nd4j.autodiff.listeners.ListenerResponse;
 import org.nd4j.autodiff.listeners.Loss;
@@ -26,9 +28,10 @@ import org.nd4j.linalg.learning.GradientUpdater;
  * SameDiff's training loop ({@code SameDiff.fit}: epochs, listener calls, iteration and epoch
  * counts), with each step replayed from a {@link RecordedStep} when the batch allows it.
  *
- * <p>The first step of each batch shape runs in SameDiff's {@code TrainingSession}, recorded; later
- * steps with the same placeholder shapes replay the recording. A batch of another shape (an epoch's
- * shorter last batch) runs in SameDiff and gets a recording of its own. Graphs the recording cannot
+ * <p>The first step of each batch shape runs in SameDiff's {@code TrainingSession}, the second too,
+ * recorded; later steps with the same placeholder shapes replay the recording (the three most recent
+ * are kept). A shape seen once (an epoch's shorter last batch, data padded to each batch's longest
+ * row) is not recorded until it comes again. Graphs the recording cannot
  * replay (control flow, random ops) train in {@code SameDiff.fit} itself. Listeners see the calls SameDiff
  * makes, in the same order, with the same iteration and epoch numbers.
  */
@@ -43,6 +46,7 @@ public final class RecordedTraining {
     private final Set<String> trainable = new LinkedHashSet<>();
     private final Map<String, String> variableOfGradient = new HashMap<>();
     private final List<RecordedStep> recordings = new ArrayList<>();
+    private final Set<String> seenOnce = new HashSet<>();
     private boolean replayable = true;
     private int replayedSteps;
 
@@ -157,9 +161,14 @@ public final class RecordedTraining {
             }
         }
         List<Listener> withRecorder = new ArrayList<>(listeners);
-        RecordedStep.Recorder recorder = replayable ? new RecordedStep.Recorder() : null;
+        RecordedStep.Recorder recorder = replayable && !seenOnce.add(RecordedStep.signature(placeholders))
+                ? new RecordedStep.Recorder(Operation.TRAINING) : null;
         if (recorder != null) {
             withRecorder.add(recorder);
+        } else if (withRecorder.isEmpty()) {
+            // SameDiff's session skipped the parameter updates when asked with no listener at all (seen in
+            // RecordedTrainingTest); SameDiff.fit always passes at least its history listener
+            withRecorder.add(new TrainingListener());
         }
         // a session per step: one session asked twice for the same outputs computed nothing the second time
         Loss loss = new TrainingSession(gradients).trainingIteration(config, placeholders, trainable, updaters, batch, sameDiff.getLossVariables(), withRecorder, at);
@@ -175,6 +184,14 @@ public final class RecordedTraining {
             }
         }
         return loss;
+    }
+
+    /** A listener that does nothing but be active in training. */
+    private static final class TrainingListener extends BaseListener {
+        @Override
+        public boolean isActive(Operation operation) {
+            return operation == Operation.TRAINING;
+        }
     }
 
     private static List<Listener> concat(List<Listener> own, Listener[] given) {

@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import io.peft4j.runtime.ComputeThreads;
 import io.peft4j.runtime.OpenBlasKernels;
 import io.peft4j.runtime.ProgressListener;
+import io.peft4j.runtime.RecordedInference;
 import io.peft4j.runtime.SameDiffTrainer;
 import io.peft4j.runtime.TrainingReport;
 import io.peft4j.samples.PeakMemory;
@@ -29,8 +30,10 @@ import org.nd4j.linalg.learning.GradientUpdater;
 /**
  * Times two workloads at fixed shapes: the sample transformer (batch 16, sequence 64) and the
  * pretrained all-MiniLM-L6-v2 (batch 16, sequence 128). For each: training steps with full fine-tuning,
- * LoRA (r = 8 on query and value) and a bottleneck adapter; forward passes of the base model, LoRA
- * unmerged and merged, and the adapter. It reports medians and ranges after warm-up, peak resident
+ * LoRA (r = 8 on query and value) and a bottleneck adapter (replayed after the first steps, as
+ * {@code SameDiffTrainer} trains); forward passes of the base model, LoRA unmerged and merged, and
+ * the adapter, replayed by a {@link RecordedInference}, and the base model's in SameDiff's executor.
+ * It reports medians and ranges after warm-up, peak resident
  * memory, the optimizer's state, and achieved GFLOP/s against a single-GEMM peak measured on the same
  * machine with the same number of threads. When a Python with {@code torch} is found, it runs
  * {@code benchmarks/pytorch_reference.py} on the same model, shapes and thread count and prints the
@@ -88,22 +91,38 @@ public final class TransformerBenchmark {
         rows.add(trainingStep(workload, "training step: bottleneck adapter (Pfeiffer)", Method.ADAPTER, profile));
 
         Model base = workload.create(Method.BASE);
-        Forward baseForward = new Forward("forward: base model", base, base.buildGraph());
+        String baseOutput = base.buildGraph();
+        Forward baseForward = new Forward("forward: base model", base, baseOutput, true);
+        Forward baseInSameDiff = new Forward("forward: base model, in SameDiff's executor", base, baseOutput, false);
         Model lora = workload.create(Method.LORA);
         LoraAdapter.of(lora.peft()).layerViews().forEach(layer -> layer.weights().b().assign(0.01));
         String unmergedOutput = lora.buildGraph();
         lora.peft().merge();
         // The unmerged graph still runs its branches after merge() (with B = 0): same cost, other values.
-        Forward unmerged = new Forward("forward: LoRA unmerged", lora, unmergedOutput);
-        Forward merged = new Forward("forward: LoRA merged", lora, lora.buildGraph());
+        Forward unmerged = new Forward("forward: LoRA unmerged", lora, unmergedOutput, true);
+        Forward merged = new Forward("forward: LoRA merged", lora, lora.buildGraph(), true);
         Model adapter = workload.create(Method.ADAPTER);
-        Forward adapterForward = new Forward("forward: bottleneck adapter", adapter, adapter.buildGraph());
-        rows.addAll(forwardsInTurn(workload, List.of(baseForward, unmerged, merged, adapterForward)));
+        Forward adapterForward = new Forward("forward: bottleneck adapter", adapter, adapter.buildGraph(), true);
+        rows.addAll(forwardsInTurn(workload, List.of(baseForward, baseInSameDiff, unmerged, merged, adapterForward)));
         return rows;
     }
 
-    /** A forward graph to time: {@code output} of {@code model}'s SameDiff. */
-    private record Forward(String what, Model model, String output) {
+    /**
+     * A forward graph to time: {@code output} of {@code model}'s SameDiff, replayed by a
+     * {@link RecordedInference} (what peft4j offers for inference) or run by {@code SameDiff.output}.
+     */
+    private record Forward(String what, Model model, String output, RecordedInference replay) {
+        Forward(String what, Model model, String output, boolean replayed) {
+            this(what, model, output, replayed ? RecordedInference.of(model.sameDiff(), output) : null);
+        }
+
+        void run(Map<String, INDArray> feed) {
+            if (replay != null) {
+                replay.output(feed);
+            } else {
+                model.sameDiff().output(feed, output);
+            }
+        }
     }
 
     private static Row trainingStep(Workload workload, String what, Method method, boolean profile) {
@@ -150,7 +169,7 @@ public final class TransformerBenchmark {
             Map<String, INDArray> feed = forward.model().features(workload.batch());
             feeds.add(feed);
             for (int i = 0; i < WARMUP; i++) {
-                forward.model().sameDiff().output(feed, forward.output());
+                forward.run(feed);
             }
         }
         double[][] seconds = new double[forwards.size()][REPEATS];
@@ -158,7 +177,7 @@ public final class TransformerBenchmark {
             for (int i = 0; i < forwards.size(); i++) {
                 Forward forward = forwards.get(i);
                 long start = System.nanoTime();
-                forward.model().sameDiff().output(feeds.get(i), forward.output());
+                forward.run(feeds.get(i));
                 seconds[i][round] = (System.nanoTime() - start) / 1e9;
             }
         }

@@ -1,5 +1,6 @@
 package io.peft4j.samples.spam;
 
+import io.peft4j.runtime.RecordedInference;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -22,6 +23,7 @@ public final class SpamGraph {
 
     private final SameDiff sd;
     private final SDVariable logits;
+    private final RecordedInference classify;
 
     /** Accuracy, F1 of the spam class, seconds for the whole test set, and every batch's logits {@code [batch, 2]}. */
     public record Evaluation(double accuracy, double f1, double seconds, List<INDArray> logits) {
@@ -36,11 +38,12 @@ public final class SpamGraph {
         SDVariable labels = sd.placeHolder(LABELS, DataType.FLOAT, -1, 2);
         this.logits = model.forward(ids, types, mask);
         sd.setLossVariables(sd.loss.softmaxCrossEntropy("loss", labels, logits, null));
+        this.classify = RecordedInference.of(sd, logits.name());
     }
 
-    /** The logits {@code [batch, 2]} of one batch. */
+    /** The logits {@code [batch, 2]} of one batch; batches of a length seen before replay a recorded forward pass. */
     public INDArray logits(MultiDataSet batch) {
-        return sd.output(Map.of(IDS, batch.getFeatures(0), TYPES, batch.getFeatures(1), MASK, batch.getFeatures(2)), logits.name())
+        return classify.output(Map.of(IDS, batch.getFeatures(0), TYPES, batch.getFeatures(1), MASK, batch.getFeatures(2)))
                 .get(logits.name());
     }
 
