@@ -8,6 +8,7 @@ import java.util.Set;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.autodiff.samediff.VariableType;
+import org.nd4j.autodiff.samediff.internal.SameDiffOp;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
@@ -22,6 +23,13 @@ final class ActivationShapes {
     private static final System.Logger LOG = System.getLogger(ActivationShapes.class.getName());
 
     private ActivationShapes() {
+    }
+
+    /** The shapes of the two operands (inputs 0 and 1) of each of {@code ops}, as {@link #of}. */
+    static Map<String, long[]> ofOperands(SameDiff sameDiff, Collection<SameDiffOp> ops, Map<String, INDArray> batch) {
+        Set<String> operands = new LinkedHashSet<>();
+        ops.forEach(op -> operands.addAll(op.getInputsToOp().subList(0, 2)));
+        return of(sameDiff, operands, batch);
     }
 
     /**

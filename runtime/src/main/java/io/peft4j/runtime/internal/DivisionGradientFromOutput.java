@@ -3,7 +3,6 @@ package io.peft4j.runtime.internal;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
-import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
@@ -64,9 +63,7 @@ final class DivisionGradientFromOutput {
         if (quotients.isEmpty()) {
             return 0;
         }
-        Set<String> operands = new LinkedHashSet<>();
-        quotients.keySet().forEach(op -> operands.addAll(op.getInputsToOp().subList(0, 2)));
-        Map<String, long[]> shapes = ActivationShapes.of(forward, operands, batch.get());
+        Map<String, long[]> shapes = ActivationShapes.ofOperands(forward, quotients.keySet(), batch.get());
         int rewritten = 0;
         for (Map.Entry<SameDiffOp, String> candidate : quotients.entrySet()) {
             SameDiffOp op = candidate.getKey();

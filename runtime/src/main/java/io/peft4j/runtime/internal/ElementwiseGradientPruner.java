@@ -2,10 +2,8 @@ package io.peft4j.runtime.internal;
 
 import java.util.Arrays;
 import java.util.LinkedHashMap;
-import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
-import java.util.Set;
 import java.util.function.Supplier;
 import org.nd4j.autodiff.functions.DifferentialFunction;
 import org.nd4j.autodiff.samediff.SameDiff;
@@ -62,9 +60,7 @@ public final class ElementwiseGradientPruner {
         if (candidates.isEmpty()) {
             return 0;
         }
-        Set<String> operands = new LinkedHashSet<>();
-        candidates.keySet().forEach(op -> operands.addAll(op.getInputsToOp().subList(0, 2)));
-        Map<String, long[]> shapes = ActivationShapes.of(sameDiff, operands, batch.get());
+        Map<String, long[]> shapes = ActivationShapes.ofOperands(sameDiff, candidates.keySet(), batch.get());
         int rewritten = 0;
         for (Map.Entry<SameDiffOp, Integer> candidate : candidates.entrySet()) {
             if (rewrite(gradients, candidate.getKey(), candidate.getValue(), shapes)) {

@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.peft4j.runtime.ProgressListener;
 import io.peft4j.runtime.SameDiffTrainer;
 import io.peft4j.runtime.TrainingReport;
+import io.peft4j.runtime.training.ListBatches;
 import java.util.ArrayList;
 import java.util.List;
 import org.junit.jupiter.api.Test;
@@ -20,7 +21,6 @@ import org.nd4j.autodiff.samediff.TrainingConfig;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.dataset.MultiDataSet;
-import org.nd4j.linalg.dataset.api.MultiDataSetPreProcessor;
 import org.nd4j.linalg.dataset.api.iterator.MultiDataSetIterator;
 import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.linalg.learning.config.Adam;
@@ -108,7 +108,7 @@ class RecordedTrainingTest {
             INDArray x = Nd4j.rand(DataType.DOUBLE, size, SEQUENCE, WIDTH).subi(0.5);
             batches.add(new MultiDataSet(x, x.mul(0.5)));
         }
-        return new ListIterator(batches);
+        return new ListBatches(batches);
     }
 
     /**
@@ -173,56 +173,6 @@ class RecordedTrainingTest {
                                                                      long epochTimeMillis) {
             calls.add("epochEnd " + at.epoch());
             return org.nd4j.autodiff.listeners.ListenerResponse.CONTINUE;
-        }
-    }
-
-    /** The batches in order, resettable. */
-    private static final class ListIterator implements MultiDataSetIterator {
-        private final List<org.nd4j.linalg.dataset.api.MultiDataSet> batches;
-        private int next;
-
-        ListIterator(List<org.nd4j.linalg.dataset.api.MultiDataSet> batches) {
-            this.batches = batches;
-        }
-
-        @Override
-        public org.nd4j.linalg.dataset.api.MultiDataSet next(int num) {
-            throw new UnsupportedOperationException();
-        }
-
-        @Override
-        public void setPreProcessor(MultiDataSetPreProcessor preProcessor) {
-            throw new UnsupportedOperationException();
-        }
-
-        @Override
-        public MultiDataSetPreProcessor getPreProcessor() {
-            return null;
-        }
-
-        @Override
-        public boolean resetSupported() {
-            return true;
-        }
-
-        @Override
-        public boolean asyncSupported() {
-            return false;
-        }
-
-        @Override
-        public void reset() {
-            next = 0;
-        }
-
-        @Override
-        public boolean hasNext() {
-            return next < batches.size();
-        }
-
-        @Override
-        public org.nd4j.linalg.dataset.api.MultiDataSet next() {
-            return batches.get(next++);
         }
     }
 }

@@ -6,12 +6,12 @@ import org.nd4j.linalg.dataset.api.MultiDataSetPreProcessor;
 import org.nd4j.linalg.dataset.api.iterator.MultiDataSetIterator;
 
 /** Fixed batches in a fixed order, every epoch. */
-final class ListBatches implements MultiDataSetIterator {
+public final class ListBatches implements MultiDataSetIterator {
 
     private final List<MultiDataSet> batches;
     private int cursor;
 
-    ListBatches(List<MultiDataSet> batches) {
+    public ListBatches(List<MultiDataSet> batches) {
         this.batches = batches;
     }
 
