@@ -75,7 +75,7 @@ public final class RecordedInference {
                 return recording.output(placeholders);
             }
         }
-        if (refused || !RecordedStep.replayable(sameDiff) || seenOnce.add(RecordedStep.signature(placeholders))) {
+        if (refused || !RecordedStep.replayable(sameDiff, false) || seenOnce.add(RecordedStep.signature(placeholders))) {
             return sameDiff.output(placeholders, outputs.toArray(String[]::new));
         }
         RecordedStep.Recorder recorder = new RecordedStep.Recorder(Operation.INFERENCE);

@@ -8,6 +8,7 @@ import io.peft4j.runtime.internal.MatMulGradientPruner;
 import io.peft4j.runtime.internal.Nd4jOutput;
 import io.peft4j.runtime.internal.NonFiniteGuard;
 import io.peft4j.runtime.internal.Placeholders;
+import io.peft4j.runtime.internal.RandomOpSeeder;
 import io.peft4j.runtime.internal.RecordedTraining;
 import io.peft4j.runtime.internal.SkippingIterator;
 import io.peft4j.runtime.internal.TrainableVariables;
@@ -144,6 +145,8 @@ public final class SameDiffTrainer {
         LoraPlus.install(sameDiff, options.loraPlusRatio());
         int startBatch = resumed == null ? 0 : resumed.position().batchInEpoch();
         List<Listener> listeners = new ArrayList<>();
+        // first, so that every random custom op of a step (LoRA's dropout mask) draws anew, SameDiff's or replayed
+        listeners.add(new RandomOpSeeder());
         listeners.add(new NonFiniteGuard(sameDiff, options.onNonFinite()));
         if (checkpoints != null) {
             listeners.add(new CheckpointListener(sameDiff, checkpoints, options.checkpointEvery(), startBatch));

@@ -4,6 +4,7 @@ import io.peft4j.runtime.internal.ElementwiseGradientPruner;
 import io.peft4j.runtime.internal.GradientGraphSimplifier;
 import io.peft4j.runtime.internal.MatMulGradientPruner;
 import io.peft4j.runtime.internal.Nd4jOutput;
+import io.peft4j.runtime.internal.RandomOpSeeder;
 import io.peft4j.runtime.internal.TrainingCheckpoints;
 import java.util.ArrayList;
 import java.util.Collections;
@@ -135,7 +136,7 @@ public final class TrainingMode implements AutoCloseable {
             }
         };
         Nd4jOutput.quiet(() -> {
-            sameDiff.fit(new Batches(first, batches, placeholders), 1, handOver);
+            sameDiff.fit(new Batches(first, batches, placeholders), 1, new RandomOpSeeder(), handOver);
             return null;
         });
         return steps[0];

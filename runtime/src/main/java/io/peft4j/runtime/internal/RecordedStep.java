@@ -8,7 +8,6 @@ import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Set;
 import org.nd4j.autodiff.functions.DifferentialFunction;
 import org.nd4j.autodiff.listeners.At;
 import org.nd4j.autodiff.listeners.BaseListener;
@@ -26,10 +25,7 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.ops.CustomOp;
 import org.nd4j.linalg.api.ops.Op;
 import org.nd4j.linalg.api.ops.OpContext;
-import org.nd4j.linalg.api.ops.RandomOp;
 import org.nd4j.linalg.api.ops.impl.controlflow.compat.BaseCompatOp;
-import org.nd4j.linalg.api.ops.random.impl.Linspace;
-import org.nd4j.linalg.api.ops.random.impl.Range;
 import org.nd4j.linalg.dataset.api.MultiDataSet;
 import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.linalg.learning.GradientUpdater;
@@ -57,11 +53,6 @@ import org.nd4j.linalg.learning.regularization.Regularization;
  * anything replaced a parameter's array; SameDiff runs those.
  */
 public final class RecordedStep {
-    /** ND4J's random ops live here (some as custom ops that are not {@link RandomOp}s), ... */
-    private static final String RANDOM_OPS = "org.nd4j.linalg.api.ops.random.";
-    /** ... next to two that are not random at all. */
-    private static final Set<Class<?>> DETERMINISTIC_IN_RANDOM_OPS = Set.of(Range.class, Linspace.class);
-
     private final SameDiff gradients;
     private final List<Call> calls;
     private final Map<String, INDArray> placeholderBuffers;
@@ -218,20 +209,23 @@ public final class RecordedStep {
         return new RecordedStep(gradients, calls, placeholderBuffers, parameters, variableOfGradient, lossVariables, keptBuffers);
     }
 
-    /** False when {@code gradients} has an op that no recording can replay: control flow or a random op. */
-    public static boolean replayable(SameDiff gradients) {
-        return gradients.getOps().values().stream().allMatch(op -> replayable(op.getOp()));
+    /**
+     * False when {@code gradients} has an op that no recording can replay: control flow, a legacy random
+     * op, or a random custom op while {@code seeded} is false (with a {@link RandomOpSeeder} among the
+     * listeners, each replay of such an op is seeded as SameDiff's execution would be).
+     */
+    public static boolean replayable(SameDiff gradients, boolean seeded) {
+        return gradients.getOps().values().stream().allMatch(op -> replayable(op.getOp(), seeded));
     }
 
-    private static boolean replayable(DifferentialFunction function) {
-        boolean random = function instanceof RandomOp
-                || function.getClass().getName().startsWith(RANDOM_OPS) && !DETERMINISTIC_IN_RANDOM_OPS.contains(function.getClass());
+    private static boolean replayable(DifferentialFunction function, boolean seeded) {
+        boolean random = RandomOpSeeder.isRandom(function) && !(seeded && RandomOpSeeder.drawsFromContext(function));
         return !(function instanceof BaseCompatOp) && !random && (function instanceof CustomOp || function instanceof Op);
     }
 
-    /** Ops that compute the same thing from the same inputs every time, into fresh, non-empty outputs. */
+    /** Ops that compute the same thing from the same inputs (and seed) every time, into fresh, non-empty outputs. */
     private static boolean replayable(Recorded call) {
-        if (!replayable(call.op().getOp())) {
+        if (!replayable(call.op().getOp(), true)) {
             return false;
         }
         for (INDArray output : call.outputs()) {

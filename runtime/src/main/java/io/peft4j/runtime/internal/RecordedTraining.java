@@ -32,7 +32,8 @@ import org.nd4j.linalg.learning.GradientUpdater;
  * recorded; later steps with the same placeholder shapes replay the recording (the three most recent
  * are kept). A shape seen once (an epoch's shorter last batch, data padded to each batch's longest
  * row) is not recorded until it comes again. Graphs the recording cannot
- * replay (control flow, random ops) train in {@code SameDiff.fit} itself. Listeners see the calls SameDiff
+ * replay (control flow, legacy random ops, random custom ops without a {@link RandomOpSeeder} among the
+ * listeners) train in {@code SameDiff.fit} itself. Listeners see the calls SameDiff
  * makes, in the same order, with the same iteration and epoch numbers.
  */
 public final class RecordedTraining {
@@ -75,7 +76,8 @@ public final class RecordedTraining {
      */
     public static int fit(SameDiff sameDiff, MultiDataSetIterator data, int epochs, Listener... listeners) {
         RecordedTraining training = new RecordedTraining(sameDiff);
-        if (!RecordedStep.replayable(training.gradients)) {
+        boolean seeded = concat(sameDiff.getListeners(), listeners).stream().anyMatch(RandomOpSeeder.class::isInstance);
+        if (!RecordedStep.replayable(training.gradients, seeded)) {
             sameDiff.fit(data, epochs, listeners);
             return 0;
         }

@@ -20,6 +20,7 @@ import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.autodiff.samediff.TrainingConfig;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.api.ops.random.custom.DistributionUniform;
 import org.nd4j.linalg.dataset.MultiDataSet;
 import org.nd4j.linalg.dataset.api.iterator.MultiDataSetIterator;
 import org.nd4j.linalg.factory.Nd4j;
@@ -29,7 +30,8 @@ import org.nd4j.linalg.learning.config.Adam;
  * Replayed training steps compute what SameDiff's own steps compute, bit for bit: the same losses
  * (with the weight-decay term SameDiff reports), the same parameters after three epochs whose last
  * batch is shorter (so a second recording and SameDiff's own steps take turns), the same listener
- * calls; a graph with a random op trains in SameDiff throughout.
+ * calls; a random custom op (LoRA's dropout mask) draws in a replay what it draws in SameDiff, with the
+ * seeder; a graph with a legacy random op trains in SameDiff throughout.
  */
 class RecordedTrainingTest {
     private static final int SEQUENCE = 3;
@@ -63,7 +65,55 @@ class RecordedTrainingTest {
     }
 
     @Test
-    void aGraphWithARandomOpIsNeverReplayed() {
+    void aRandomCustomOpIsReplayedSeededAsInSameDiff() {
+        Run plain = trainWithUniformMask(false);
+        Run replayed = trainWithUniformMask(true);
+        assertArrayEquals(plain.report().losses(), replayed.report().losses(), 0.0);
+        assertEquals(0.0, plain.weights().sub(replayed.weights()).amaxNumber().doubleValue(), 0.0);
+
+        SameDiff sd = uniformMaskGraph();
+        prepare(sd);
+        assertEquals(5, RecordedTraining.fit(sd, data(), 3, new RandomOpSeeder()));
+        SameDiff unseeded = uniformMaskGraph();
+        prepare(unseeded);
+        assertEquals(0, RecordedTraining.fit(unseeded, data(), 3), "without the seeder a replay could not draw as SameDiff does");
+    }
+
+    private static Run trainWithUniformMask(boolean recorded) {
+        SameDiff sd = uniformMaskGraph();
+        String previous = System.getProperty(SameDiffTrainer.RECORDED_STEPS);
+        System.setProperty(SameDiffTrainer.RECORDED_STEPS, Boolean.toString(recorded));
+        try {
+            Nd4j.getRandom().setSeed(123);
+            TrainingReport report = SameDiffTrainer.fit(sd, config(), data(), 3, new ProgressListener(null, 1));
+            return new Run(report, Nd4j.concat(0, sd.getArrForVarName("w1"), sd.getArrForVarName("w2")), List.of());
+        } finally {
+            if (previous == null) {
+                System.clearProperty(SameDiffTrainer.RECORDED_STEPS);
+            } else {
+                System.setProperty(SameDiffTrainer.RECORDED_STEPS, previous);
+            }
+        }
+    }
+
+    /** {@code loss = mean(((x ⊙ mask) · w1 · w2 − y)²)}, the mask drawn as LoRA's dropout draws it (uniform ≥ 0.3, scaled). */
+    private static SameDiff uniformMaskGraph() {
+        Nd4j.getRandom().setSeed(99);
+        SameDiff sd = SameDiff.create();
+        SDVariable x = sd.placeHolder("x", DataType.DOUBLE, -1, SEQUENCE, WIDTH);
+        SDVariable y = sd.placeHolder("y", DataType.DOUBLE, -1, SEQUENCE, WIDTH);
+        SDVariable w1 = sd.var("w1", Nd4j.rand(DataType.DOUBLE, WIDTH, WIDTH).subi(0.5));
+        SDVariable w2 = sd.var("w2", Nd4j.rand(DataType.DOUBLE, WIDTH, WIDTH).subi(0.5));
+        SDVariable flat = sd.reshape(x, -1, WIDTH);
+        SDVariable uniform = new DistributionUniform(sd, flat.shape(), 0.0, 1.0, DataType.DOUBLE).outputVariable();
+        SDVariable dropped = flat.mul(uniform.gte(0.3).castTo(DataType.DOUBLE).div(0.7));
+        sd.math.square(sd.reshape(dropped.mmul(w1).mmul(w2), -1, SEQUENCE, WIDTH).sub(y)).mean().rename("loss");
+        sd.setLossVariables("loss");
+        return sd;
+    }
+
+    @Test
+    void aGraphWithALegacyRandomOpIsNeverReplayed() {
         SameDiff sd = graph(true);
         prepare(sd);
         assertEquals(0, RecordedTraining.fit(sd, data(), 2));
