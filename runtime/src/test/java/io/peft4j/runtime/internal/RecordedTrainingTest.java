@@ -96,18 +96,25 @@ class RecordedTrainingTest {
         }
     }
 
+    /** Placeholders {@code x, y [batch, sequence, d]} and trainable {@code w1, w2 [d, d]} of a new graph. */
+    private record Inputs(SameDiff sd, SDVariable x, SDVariable y, SDVariable w1, SDVariable w2) {
+    }
+
+    private static Inputs inputs(long seed) {
+        Nd4j.getRandom().setSeed(seed);
+        SameDiff sd = SameDiff.create();
+        return new Inputs(sd, sd.placeHolder("x", DataType.DOUBLE, -1, SEQUENCE, WIDTH), sd.placeHolder("y", DataType.DOUBLE, -1, SEQUENCE, WIDTH),
+                sd.var("w1", Nd4j.rand(DataType.DOUBLE, WIDTH, WIDTH).subi(0.5)), sd.var("w2", Nd4j.rand(DataType.DOUBLE, WIDTH, WIDTH).subi(0.5)));
+    }
+
     /** {@code loss = mean(((x ⊙ mask) · w1 · w2 − y)²)}, the mask drawn as LoRA's dropout draws it (uniform ≥ 0.3, scaled). */
     private static SameDiff uniformMaskGraph() {
-        Nd4j.getRandom().setSeed(99);
-        SameDiff sd = SameDiff.create();
-        SDVariable x = sd.placeHolder("x", DataType.DOUBLE, -1, SEQUENCE, WIDTH);
-        SDVariable y = sd.placeHolder("y", DataType.DOUBLE, -1, SEQUENCE, WIDTH);
-        SDVariable w1 = sd.var("w1", Nd4j.rand(DataType.DOUBLE, WIDTH, WIDTH).subi(0.5));
-        SDVariable w2 = sd.var("w2", Nd4j.rand(DataType.DOUBLE, WIDTH, WIDTH).subi(0.5));
-        SDVariable flat = sd.reshape(x, -1, WIDTH);
+        Inputs in = inputs(99);
+        SameDiff sd = in.sd();
+        SDVariable flat = sd.reshape(in.x(), -1, WIDTH);
         SDVariable uniform = new DistributionUniform(sd, flat.shape(), 0.0, 1.0, DataType.DOUBLE).outputVariable();
         SDVariable dropped = flat.mul(uniform.gte(0.3).castTo(DataType.DOUBLE).div(0.7));
-        sd.math.square(sd.reshape(dropped.mmul(w1).mmul(w2), -1, SEQUENCE, WIDTH).sub(y)).mean().rename("loss");
+        sd.math.square(sd.reshape(dropped.mmul(in.w1()).mmul(in.w2()), -1, SEQUENCE, WIDTH).sub(in.y())).mean().rename("loss");
         sd.setLossVariables("loss");
         return sd;
     }
@@ -166,12 +173,12 @@ class RecordedTrainingTest {
      * weight, a LayerNorm written out, a softmax and ND4J's gelu, optionally with a random mask.
      */
     private static SameDiff graph(boolean dropout) {
-        Nd4j.getRandom().setSeed(11);
-        SameDiff sd = SameDiff.create();
-        SDVariable x = sd.placeHolder("x", DataType.DOUBLE, -1, SEQUENCE, WIDTH);
-        SDVariable y = sd.placeHolder("y", DataType.DOUBLE, -1, SEQUENCE, WIDTH);
-        SDVariable w1 = sd.var("w1", Nd4j.rand(DataType.DOUBLE, WIDTH, WIDTH).subi(0.5));
-        SDVariable w2 = sd.var("w2", Nd4j.rand(DataType.DOUBLE, WIDTH, WIDTH).subi(0.5));
+        Inputs in = inputs(11);
+        SameDiff sd = in.sd();
+        SDVariable x = in.x();
+        SDVariable y = in.y();
+        SDVariable w1 = in.w1();
+        SDVariable w2 = in.w2();
         SDVariable frozen = sd.constant("frozen", Nd4j.rand(DataType.DOUBLE, WIDTH, WIDTH).subi(0.5));
         SDVariable flat = sd.reshape(x, -1, WIDTH);
         SDVariable hidden = sd.nn.gelu(flat.mmul(w1)).mmul(frozen);
