@@ -3,6 +3,7 @@ package io.peft4j.runtime;
 import java.io.PrintStream;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Locale;
 import org.nd4j.autodiff.listeners.At;
 import org.nd4j.autodiff.listeners.BaseListener;
@@ -158,6 +159,17 @@ public final class ProgressListener extends BaseListener {
     public void resumedAt(int steps, Path checkpoint) {
         if (out != null) {
             out.printf(Locale.ROOT, "[peft4j] resuming after step %d from %s%n", steps, checkpoint);
+        }
+    }
+
+    /**
+     * Notes the loss ops ({@code lossOps}, ND4J's op names) whose gradients were multiplied by the
+     * gradient of what follows them, which ND4J leaves out; nothing when the list is empty.
+     */
+    public void lossGradientsCorrected(List<String> lossOps) {
+        if (out != null && !lossOps.isEmpty()) {
+            out.printf(Locale.ROOT, "[peft4j] chain rule applied to the gradient of %s: ND4J differentiates loss ops as if nothing followed them%n",
+                    String.join(", ", lossOps));
         }
     }
 

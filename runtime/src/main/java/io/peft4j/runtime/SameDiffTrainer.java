@@ -3,6 +3,7 @@ package io.peft4j.runtime;
 import io.peft4j.runtime.internal.CheckpointListener;
 import io.peft4j.runtime.internal.ElementwiseGradientPruner;
 import io.peft4j.runtime.internal.GradientGraphSimplifier;
+import io.peft4j.runtime.internal.LossGradientChainRule;
 import io.peft4j.runtime.internal.LoraPlus;
 import io.peft4j.runtime.internal.MatMulGradientPruner;
 import io.peft4j.runtime.internal.Nd4jOutput;
@@ -129,6 +130,7 @@ public final class SameDiffTrainer {
         }
         sameDiff.setTrainingConfig(config);
         Supplier<Map<String, INDArray>> firstBatch = data.resetSupported() ? new FirstBatch(config, data) : null;
+        progress.lossGradientsCorrected(LossGradientChainRule.apply(sameDiff));
         if (!Boolean.getBoolean(COMPUTE_UNUSED_GRADIENTS)) {
             MatMulGradientPruner.prune(sameDiff);
             if (firstBatch != null) {

@@ -2,6 +2,7 @@ package io.peft4j.runtime;
 
 import io.peft4j.runtime.internal.ElementwiseGradientPruner;
 import io.peft4j.runtime.internal.GradientGraphSimplifier;
+import io.peft4j.runtime.internal.LossGradientChainRule;
 import io.peft4j.runtime.internal.MatMulGradientPruner;
 import io.peft4j.runtime.internal.Nd4jOutput;
 import io.peft4j.runtime.internal.RandomOpSeeder;
@@ -110,6 +111,7 @@ public final class TrainingMode implements AutoCloseable {
             SameDiffTrainer.requestLossValues(sameDiff, config);
         }
         sameDiff.setTrainingConfig(config);
+        Nd4jOutput.quiet(() -> LossGradientChainRule.apply(sameDiff));
         if (!Boolean.getBoolean(SameDiffTrainer.COMPUTE_UNUSED_GRADIENTS)) {
             Nd4jOutput.quiet(() -> {
                 MatMulGradientPruner.prune(sameDiff);
