@@ -26,19 +26,23 @@ import java.util.Locale;
  * @param divisionGradientsFromOutput {@code divide_bp} ops of a broadcast division (a LayerNorm's by its
  *                               standard deviation) replaced by a division, a product, a sum and a negation
  *                               over the forward quotient (equal to rounding; needs the first batch's shapes)
+ * @param crossEntropiesFromExponentials sparse softmax cross-entropies whose loss and gradient now come from one
+ *                               exponential pass instead of libnd4j's loss op and its backward op, each a softmax
+ *                               (equal to rounding; needs the first batch's shapes)
  */
 public record GraphSimplification(int opsBefore, int opsAfter, int duplicatesMerged, int identitiesBypassed,
                                   int zeroSumsBypassed, int reshapeChainsShortened, int gelusFromOneSigmoid,
-                                  int softmaxGradientsFromOutput, int divisionGradientsFromOutput) {
+                                  int softmaxGradientsFromOutput, int divisionGradientsFromOutput,
+                                  int crossEntropiesFromExponentials) {
 
     /** No rewrite, for a graph of {@code ops} ops per step. */
     public static GraphSimplification none(int ops) {
-        return new GraphSimplification(ops, ops, 0, 0, 0, 0, 0, 0, 0);
+        return new GraphSimplification(ops, ops, 0, 0, 0, 0, 0, 0, 0, 0);
     }
 
     public boolean changedAnything() {
         return duplicatesMerged + identitiesBypassed + zeroSumsBypassed + reshapeChainsShortened + gelusFromOneSigmoid
-                + softmaxGradientsFromOutput + divisionGradientsFromOutput > 0;
+                + softmaxGradientsFromOutput + divisionGradientsFromOutput + crossEntropiesFromExponentials > 0;
     }
 
     /** One line for people: the op counts and each kind of rewrite that happened. */
@@ -58,6 +62,11 @@ public record GraphSimplification(int opsBefore, int opsAfter, int duplicatesMer
         if (divisionGradientsFromOutput > 0) {
             rewrites.add("took " + divisionGradientsFromOutput + (divisionGradientsFromOutput == 1 ? " division gradient" : " division gradients")
                     + " from the quotient");
+        }
+        if (crossEntropiesFromExponentials > 0) {
+            rewrites.add("computed " + crossEntropiesFromExponentials
+                    + (crossEntropiesFromExponentials == 1 ? " cross-entropy and its gradient" : " cross-entropies and their gradients")
+                    + " from one exponential pass");
         }
         return String.format(Locale.ROOT, "%d -> %d ops per training step (%s)", opsBefore, opsAfter,
                 rewrites.isEmpty() ? "nothing to simplify" : String.join(", ", rewrites));

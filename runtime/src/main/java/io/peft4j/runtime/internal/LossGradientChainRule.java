@@ -130,7 +130,7 @@ public final class LossGradientChainRule {
      * whose gradient it is take the product as its gradient; false when nothing reads it or it is done.
      */
     private boolean multiply(String gradient, SDVariable factor) {
-        String productName = gradient + SUFFIX;
+        String productName = productOf(gradient);
         boolean isRequired = required.contains(gradient);
         if (graph.hasVariable(productName) || !isRequired && wiring.readers(gradient).isEmpty()) {
             return false;
@@ -144,6 +144,11 @@ public final class LossGradientChainRule {
             repointGradient(forward, gradient, forward.hasVariable(productName) ? forward.getVariable(productName) : product);
         }
         return true;
+    }
+
+    /** The name of {@code gradient × upstream}, the product that replaces a loss's backward output {@code gradient}. */
+    static String productOf(String gradient) {
+        return gradient + SUFFIX;
     }
 
     /** Every variable of {@code sameDiff} whose gradient is {@code gradient} gets {@code product} as its gradient. */
