@@ -5,9 +5,11 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Deque;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import org.nd4j.autodiff.functions.DifferentialFunction;
 import org.nd4j.autodiff.listeners.At;
 import org.nd4j.autodiff.listeners.BaseListener;
@@ -26,6 +28,9 @@ import org.nd4j.linalg.api.ops.CustomOp;
 import org.nd4j.linalg.api.ops.Op;
 import org.nd4j.linalg.api.ops.OpContext;
 import org.nd4j.linalg.api.ops.impl.controlflow.compat.BaseCompatOp;
+import org.nd4j.linalg.api.ops.impl.shape.ExpandDims;
+import org.nd4j.linalg.api.ops.impl.shape.Reshape;
+import org.nd4j.linalg.api.ops.impl.shape.Squeeze;
 import org.nd4j.linalg.dataset.api.MultiDataSet;
 import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.linalg.learning.GradientUpdater;
@@ -42,7 +47,8 @@ import org.nd4j.linalg.learning.regularization.Regularization;
  * their arguments and every array's shape are the same from step to step, so the second step can
  * be replayed: one native context per op, built once, reading the parameters' own arrays and
  * writing into buffers that are reused as soon as their last reader has run (the lifetimes of the
- * recorded order). Parameters are updated where SameDiff updates them: right after the op that
+ * recorded order). Reshapes, squeezes and dimension expansions of such a buffer become views of it,
+ * made once, instead of copies at every step. Parameters are updated where SameDiff updates them: right after the op that
  * computes their gradient, with the same regularisation, updater and listener calls, so a replayed
  * step computes what SameDiff's would, op for op.
  *
@@ -63,7 +69,7 @@ public final class RecordedStep {
     private final Map<String, INDArray> kept;
 
     /** What SameDiff ran for one op, and, once built, the context that runs it again. */
-    private record Call(SameDiffOp op, OpContext context, INDArray[] outputs) {
+    private record Call(SameDiffOp op, OpContext context, INDArray[] outputs, boolean aliased) {
     }
 
     /** What SameDiff ran for one op, as {@link Recorder} saw it. */
@@ -190,7 +196,11 @@ public final class RecordedStep {
             }
             lastUse.set(slot, recorded.size() - 1);
         }
-        INDArray[] buffers = assignBuffers(recorded, slotArrays, lastUse);
+        int[] rootOf = aliases(recorded, inputSlots, slotArrays, slotOfValue, variableOfGradient);
+        for (int s = 0; s < rootOf.length; s++) {
+            lastUse.set(rootOf[s], Math.max(lastUse.get(rootOf[s]), lastUse.get(s)));
+        }
+        INDArray[] buffers = assignBuffers(recorded, slotArrays, lastUse, rootOf);
         Map<String, INDArray> keptBuffers = new LinkedHashMap<>();
         kept.forEach(name -> keptBuffers.put(name, buffers[slotOfValue.get(name)]));
         List<Call> calls = new ArrayList<>();
@@ -203,8 +213,10 @@ public final class RecordedStep {
                 inputs.add(input >= 0 ? buffers[input] : externalInputs.get(i)[k]);
             }
             INDArray[] outputs = Arrays.copyOfRange(buffers, slot, slot + call.outputs().length);
+            // a view of the root's buffer needs no op; reshape() may have had to copy, and then the op runs
+            boolean aliased = rootOf[slot] != slot && sharesMemory(buffers[slot], buffers[rootOf[slot]]);
             slot += call.outputs().length;
-            calls.add(new Call(call.op(), context(call, inputs, outputs), outputs));
+            calls.add(new Call(call.op(), context(call, inputs, outputs), outputs, aliased));
         }
         return new RecordedStep(gradients, calls, placeholderBuffers, parameters, variableOfGradient, lossVariables, keptBuffers);
     }
@@ -237,10 +249,67 @@ public final class RecordedStep {
     }
 
     /**
-     * One buffer per value, shared by values whose lifetimes do not overlap in the recorded order: a
-     * buffer returns to the pool after its value's last reader, so no op writes over its own inputs.
+     * For each value slot, the slot whose buffer it shares: itself, or, for the output of a reshape,
+     * squeeze or dimension expansion of a fresh C-order value, that value's root. libnd4j copies into
+     * the output array such an op is given (a transformer step runs over a hundred of them); over a
+     * buffer allocated once in C order the same result is a view, made once when the step is built.
+     * Values that an updater changes in place (the trainable variables' gradients) neither alias nor
+     * are aliased: a later reader of the other name would see the change.
      */
-    private static INDArray[] assignBuffers(List<Recorded> recorded, List<INDArray> slotArrays, List<Integer> lastUse) {
+    private static int[] aliases(List<Recorded> recorded, List<int[]> inputSlots, List<INDArray> slotArrays, Map<String, Integer> slotOfValue,
+                                 Map<String, String> variableOfGradient) {
+        int[] rootOf = new int[slotArrays.size()];
+        for (int s = 0; s < rootOf.length; s++) {
+            rootOf[s] = s;
+        }
+        Set<Integer> updated = new HashSet<>();
+        variableOfGradient.keySet().forEach(gradient -> {
+            Integer slot = slotOfValue.get(gradient);
+            if (slot != null) {
+                updated.add(slot);
+            }
+        });
+        int slot = 0;
+        for (int i = 0; i < recorded.size(); i++) {
+            Recorded call = recorded.get(i);
+            int first = slot;
+            slot += call.outputs().length;
+            if (call.outputs().length != 1 || inputSlots.get(i).length == 0 || inputSlots.get(i)[0] < 0 || !isViewOp(call)) {
+                continue;
+            }
+            int root = rootOf[inputSlots.get(i)[0]];
+            INDArray input = slotArrays.get(root);
+            INDArray output = call.outputs()[0];
+            if (updated.contains(root) || updated.contains(first) || input.ordering() != 'c' || output.ordering() != 'c'
+                    || input.length() != output.length() || input.length() == 0 || input.dataType() != output.dataType()) {
+                continue;
+            }
+            rootOf[first] = root;
+            updated.remove(first);
+        }
+        return rootOf;
+    }
+
+    private static boolean sharesMemory(INDArray view, INDArray root) {
+        return view.data().address() == root.data().address() && view.offset() == 0 && root.offset() == 0;
+    }
+
+    /** A reshape in C order, a squeeze or an expansion: ops whose output is their first input's buffer read in C order. */
+    private static boolean isViewOp(Recorded call) {
+        DifferentialFunction function = call.op().getOp();
+        if (function instanceof Reshape) {
+            return call.iArgs().length == 0 || call.iArgs()[0] == -'c';
+        }
+        return function instanceof Squeeze || function instanceof ExpandDims;
+    }
+
+    /**
+     * One buffer per value, shared by values whose lifetimes do not overlap in the recorded order: a
+     * buffer returns to the pool after its value's last reader, so no op writes over its own inputs. A
+     * value aliased to another ({@code rootOf}) is a C-order view of that value's buffer, which stays
+     * out of the pool until the last reader of any of its aliases ({@code lastUse} already says so).
+     */
+    private static INDArray[] assignBuffers(List<Recorded> recorded, List<INDArray> slotArrays, List<Integer> lastUse, int[] rootOf) {
         INDArray[] buffers = new INDArray[slotArrays.size()];
         Map<String, Deque<INDArray>> pool = new HashMap<>();
         List<List<Integer>> endingAt = new ArrayList<>();
@@ -248,12 +317,18 @@ public final class RecordedStep {
             endingAt.add(new ArrayList<>());
         }
         for (int s = 0; s < lastUse.size(); s++) {
-            endingAt.get(lastUse.get(s)).add(s);
+            if (rootOf[s] == s) {
+                endingAt.get(lastUse.get(s)).add(s);
+            }
         }
         int slot = 0;
         for (int i = 0; i < recorded.size(); i++) {
             for (int j = 0; j < recorded.get(i).outputs().length; j++, slot++) {
                 INDArray like = slotArrays.get(slot);
+                if (rootOf[slot] != slot) {
+                    buffers[slot] = buffers[rootOf[slot]].reshape('c', like.shape());
+                    continue;
+                }
                 Deque<INDArray> free = pool.get(key(like));
                 buffers[slot] = free != null && !free.isEmpty() ? free.pop()
                         : Nd4j.createUninitialized(like.dataType(), like.shape(), like.ordering());
@@ -331,6 +406,9 @@ public final class RecordedStep {
     }
 
     private static void exec(Call call) {
+        if (call.aliased()) {
+            return;
+        }
         if (call.op().getOp() instanceof CustomOp custom) {
             Nd4j.getExecutioner().exec(custom, call.context());
         } else {
