@@ -29,20 +29,24 @@ import java.util.Locale;
  * @param crossEntropiesFromExponentials sparse softmax cross-entropies whose loss and gradient now come from one
  *                               exponential pass instead of libnd4j's loss op and its backward op, each a softmax
  *                               (equal to rounding; needs the first batch's shapes)
+ * @param broadcastGradientsSummed {@code add_bp}, {@code subtract_bp} and {@code multiply_bp} ops of a broadcast
+ *                               operand (a trainable bias or gain) replaced by element-wise ops and one sum (equal to
+ *                               rounding; needs the first batch's shapes)
  */
 public record GraphSimplification(int opsBefore, int opsAfter, int duplicatesMerged, int identitiesBypassed,
                                   int zeroSumsBypassed, int reshapeChainsShortened, int gelusFromOneSigmoid,
                                   int softmaxGradientsFromOutput, int divisionGradientsFromOutput,
-                                  int crossEntropiesFromExponentials) {
+                                  int crossEntropiesFromExponentials, int broadcastGradientsSummed) {
 
     /** No rewrite, for a graph of {@code ops} ops per step. */
     public static GraphSimplification none(int ops) {
-        return new GraphSimplification(ops, ops, 0, 0, 0, 0, 0, 0, 0, 0);
+        return new GraphSimplification(ops, ops, 0, 0, 0, 0, 0, 0, 0, 0, 0);
     }
 
     public boolean changedAnything() {
         return duplicatesMerged + identitiesBypassed + zeroSumsBypassed + reshapeChainsShortened + gelusFromOneSigmoid
-                + softmaxGradientsFromOutput + divisionGradientsFromOutput + crossEntropiesFromExponentials > 0;
+                + softmaxGradientsFromOutput + divisionGradientsFromOutput + crossEntropiesFromExponentials
+                + broadcastGradientsSummed > 0;
     }
 
     /** One line for people: the op counts and each kind of rewrite that happened. */
@@ -67,6 +71,10 @@ public record GraphSimplification(int opsBefore, int opsAfter, int duplicatesMer
             rewrites.add("computed " + crossEntropiesFromExponentials
                     + (crossEntropiesFromExponentials == 1 ? " cross-entropy and its gradient" : " cross-entropies and their gradients")
                     + " from one exponential pass");
+        }
+        if (broadcastGradientsSummed > 0) {
+            rewrites.add("summed " + broadcastGradientsSummed + (broadcastGradientsSummed == 1 ? " broadcast operand's gradient" : " broadcast operands' gradients")
+                    + " without libnd4j's backward op");
         }
         return String.format(Locale.ROOT, "%d -> %d ops per training step (%s)", opsBefore, opsAfter,
                 rewrites.isEmpty() ? "nothing to simplify" : String.join(", ", rewrites));

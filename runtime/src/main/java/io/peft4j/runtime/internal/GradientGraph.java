@@ -5,6 +5,7 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
 import org.nd4j.autodiff.functions.DifferentialFunction;
+import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.autodiff.samediff.VariableType;
 import org.nd4j.autodiff.samediff.internal.SameDiffOp;
@@ -89,6 +90,19 @@ final class GradientGraph {
         op.setInputsToOp(new ArrayList<>(inputs));
         op.setOutputsOfOp(new ArrayList<>(List.of(kept)));
         gradients.getVariables().remove(dropped);
+    }
+
+    /**
+     * Makes {@code replacement} the gradient of every variable of {@code sameDiff} (the forward graph or
+     * its gradient function) whose gradient was {@code gradient}: training reads a trainable variable's
+     * gradient through that link, in both.
+     */
+    static void repointGradient(SameDiff sameDiff, String gradient, SDVariable replacement) {
+        for (Variable variable : sameDiff.getVariables().values()) {
+            if (variable.getGradient() != null && variable.getGradient().name().equals(gradient)) {
+                variable.setGradient(replacement);
+            }
+        }
     }
 
     private static boolean isEmpty(List<String> list) {

@@ -53,10 +53,12 @@ import org.nd4j.linalg.factory.Nd4j;
  *       gradient (so {@code g} has {@code x}'s shape): its readers read {@code g};</li>
  *   <li>a {@code reshape} of a {@code reshape} in the same order: it reshapes the first one's input.</li>
  * </ul>
- * Four rewrites come first: softmax gradients are formed from the softmax's output instead of
+ * Five rewrites come first: softmax gradients are formed from the softmax's output instead of
  * recomputing it ({@link SoftmaxGradientFromOutput}); given the first batch, a broadcast division's
- * from its quotient ({@link DivisionGradientFromOutput}) and a sparse softmax cross-entropy with its
- * gradient from one exponential pass ({@link SparseCrossEntropyFromExponentials}); and, on the CPU,
+ * from its quotient ({@link DivisionGradientFromOutput}), a sparse softmax cross-entropy with its
+ * gradient from one exponential pass ({@link SparseCrossEntropyFromExponentials}) and a broadcast
+ * sum's, difference's or product's with element-wise ops and one sum ({@link BroadcastOperandGradients});
+ * and, on the CPU,
  * ND4J's {@code gelu} and its derivative share one sigmoid ({@link SigmoidGelu}), one transcendental
  * kernel fewer per GELU. Nothing is deleted ({@link GraphWiring}): SameDiff runs only the ops that a step's outputs need, so
  * an op nobody reads any more is skipped. Graphs with loops or conditionals (SameDiff's frame ops)
@@ -113,11 +115,12 @@ public final class GradientGraphSimplifier {
         int softmaxes = SoftmaxGradientFromOutput.rewrite(graph, wiring);
         int divisions = firstBatch == null ? 0 : DivisionGradientFromOutput.rewrite(gradients, wiring, forward, firstBatch);
         int crossEntropies = firstBatch == null ? 0 : SparseCrossEntropyFromExponentials.rewrite(gradients, wiring, forward, firstBatch);
+        int broadcasts = firstBatch == null ? 0 : BroadcastOperandGradients.rewrite(gradients, wiring, forward, firstBatch);
         for (int round = 0; round < MAX_ROUNDS && simplifyOnce(); round++) {
             // every round can expose more: merged inputs make their readers duplicates, bypassed identities make reshape chains
         }
         return new GraphSimplification(before, opsPerStep(), duplicates, identities, zeroSums, reshapeChains, gelus, softmaxes, divisions,
-                crossEntropies);
+                crossEntropies, broadcasts);
     }
 
     /** One sweep of every rewrite over the graph; true if anything changed. */

@@ -140,8 +140,8 @@ public final class LossGradientChainRule {
         wiring.moveReaders(gradient, productName);
         wiring.replaceInput(productOp, 0, gradient);
         if (isRequired) {
-            repointGradient(graph, gradient, product);
-            repointGradient(forward, gradient, forward.hasVariable(productName) ? forward.getVariable(productName) : product);
+            GradientGraph.repointGradient(graph, gradient, product);
+            GradientGraph.repointGradient(forward, gradient, product);
         }
         return true;
     }
@@ -149,14 +149,5 @@ public final class LossGradientChainRule {
     /** The name of {@code gradient × upstream}, the product that replaces a loss's backward output {@code gradient}. */
     static String productOf(String gradient) {
         return gradient + SUFFIX;
-    }
-
-    /** Every variable of {@code sameDiff} whose gradient is {@code gradient} gets {@code product} as its gradient. */
-    private static void repointGradient(SameDiff sameDiff, String gradient, SDVariable product) {
-        for (Variable variable : sameDiff.getVariables().values()) {
-            if (variable.getGradient() != null && variable.getGradient().name().equals(gradient)) {
-                variable.setGradient(product);
-            }
-        }
     }
 }
