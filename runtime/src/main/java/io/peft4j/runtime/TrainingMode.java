@@ -6,6 +6,7 @@ import io.peft4j.runtime.internal.LossGradientChainRule;
 import io.peft4j.runtime.internal.MatMulGradientPruner;
 import io.peft4j.runtime.internal.Nd4jOutput;
 import io.peft4j.runtime.internal.RandomOpSeeder;
+import io.peft4j.runtime.internal.RecordedTraining;
 import io.peft4j.runtime.internal.TrainingCheckpoints;
 import java.util.ArrayList;
 import java.util.Collections;
@@ -36,9 +37,11 @@ import org.nd4j.linalg.schedule.ISchedule;
  * until it closes. {@link #run} hands each step's loss and gradients to the caller, who decides the update
  * (exchange them with other workers, then apply them with {@link ParameterUpdater}).
  *
- * <p>Steps run inside one SameDiff training session, which reuses its arrays from step to step.
- * (Computing each step with {@code SameDiff.calculateGradients} instead left about 1 GB of native
- * memory per MiniLM step to the garbage collector, and steps took 0.6 to 7 s depending on when it ran.)
+ * <p>Steps run inside SameDiff's training session, which reuses its arrays from step to step
+ * (computing each step with {@code SameDiff.calculateGradients} instead left about 1 GB of native
+ * memory per MiniLM step to the garbage collector, and steps took 0.6 to 7 s depending on when it
+ * ran), and, as {@link SameDiffTrainer}'s do, from the third step of a batch shape on are replayed
+ * from a recording of the second ({@link SameDiffTrainer#RECORDED_STEPS}), with the same gradients.
  * Gradients have the shapes of their variables, e.g. LoRA's {@code A [in, r]} and {@code B [r, out]}.
  */
 public final class TrainingMode implements AutoCloseable {
@@ -55,6 +58,7 @@ public final class TrainingMode implements AutoCloseable {
     private final Map<String, INDArray> captured = new LinkedHashMap<>();
     private final GradientCapture capture = new GradientCapture(captured);
     private boolean open = true;
+    private int replayedSteps;
 
     TrainingMode(SameDiff sameDiff, Runnable end) {
         this.sameDiff = sameDiff;
@@ -120,7 +124,7 @@ public final class TrainingMode implements AutoCloseable {
             });
         }
         if (SameDiffTrainer.simplifyGraphs()) {
-            Nd4jOutput.quiet(() -> GradientGraphSimplifier.simplify(sameDiff));
+            Nd4jOutput.quiet(() -> GradientGraphSimplifier.simplify(sameDiff, () -> first));
         }
         TrainingCheckpoints.createUpdaters(sameDiff);
         sameDiff.getUpdaterMap().forEach((name, updater) -> ((GradientCapture.Capturing) updater).capture(name));
@@ -138,10 +142,20 @@ public final class TrainingMode implements AutoCloseable {
             }
         };
         Nd4jOutput.quiet(() -> {
-            sameDiff.fit(new Batches(first, batches, placeholders), 1, new RandomOpSeeder(), handOver);
+            Batches all = new Batches(first, batches, placeholders);
+            if (SameDiffTrainer.recordedSteps()) {
+                replayedSteps += RecordedTraining.fit(sameDiff, all, 1, new RandomOpSeeder(), handOver);
+            } else {
+                sameDiff.fit(all, 1, new RandomOpSeeder(), handOver);
+            }
             return null;
         });
         return steps[0];
+    }
+
+    /** How many steps so far were replayed from a recording rather than run in SameDiff's executor. */
+    int replayedSteps() {
+        return replayedSteps;
     }
 
     /** Switches dropout off again; the variables stay as trained. */

@@ -108,6 +108,35 @@ class TrainingModeTest {
     }
 
     @Test
+    void replayedStepsGiveSameDiffsGradients() {
+        Map<Boolean, Map<String, float[]>> trained = new LinkedHashMap<>();
+        Map<Boolean, List<Double>> losses = new LinkedHashMap<>();
+        for (boolean replayed : new boolean[] {false, true}) {
+            System.setProperty(SameDiffTrainer.RECORDED_STEPS, Boolean.toString(replayed));
+            try {
+                Setup setup = Setup.create();
+                List<Double> stepLosses = new ArrayList<>();
+                try (TrainingMode mode = setup.peft.trainingMode()) {
+                    ParameterUpdater updater = new ParameterUpdater(mode.sameDiff(), mode.trainableVariables(), adam(), List.of());
+                    mode.run(batches(setup.data, 0, STEPS).iterator(), (index, loss, gradients) -> {
+                        stepLosses.add(loss);
+                        updater.apply(gradients, index, 0);
+                    });
+                    assertEquals(replayed ? STEPS - 2 : 0, mode.replayedSteps(), "steps after the first two of the batch shape replay");
+                }
+                trained.put(replayed, setup.trainable());
+                losses.put(replayed, stepLosses);
+            } finally {
+                System.clearProperty(SameDiffTrainer.RECORDED_STEPS);
+            }
+        }
+        assertEquals(losses.get(false), losses.get(true));
+        for (String name : trained.get(false).keySet()) {
+            assertArrayEquals(trained.get(false).get(name), trained.get(true).get(name), 0f, name);
+        }
+    }
+
+    @Test
     void optimizerStateRoundTripsAndContinuesIdentically() {
         Setup first = Setup.create();
         Setup second = Setup.create();
