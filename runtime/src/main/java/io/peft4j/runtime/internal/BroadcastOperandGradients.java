@@ -73,14 +73,14 @@ final class BroadcastOperandGradients {
             if (broadcast < 0 || required.contains(op.getOutputsOfOp().get(1 - broadcast))) {
                 continue;
             }
-            rewrite(gradients, wiring, forward, op, broadcast, broadcastAxes(z, broadcast == 0 ? x : y), broadcast == 0 ? x : y, z.length);
+            rewrite(gradients, wiring, forward, op, broadcast, broadcastAxes(z, broadcast == 0 ? x : y), broadcast == 0 ? x : y, z);
             rewritten++;
         }
         return rewritten;
     }
 
     private static void rewrite(GradientGraph gradients, GraphWiring wiring, SameDiff forward, SameDiffOp op, int broadcast, int[] axes,
-                                long[] broadcastShape, int rank) {
+                                long[] broadcastShape, long[] z) {
         SameDiff graph = gradients.sameDiff();
         int full = 1 - broadcast;
         Class<?> type = op.getOp().getClass();
@@ -97,8 +97,8 @@ final class BroadcastOperandGradients {
         }
         if (gradients.isUsed(broadcastGradient)) {
             SDVariable terms = type == MulBpOp.class ? g.mul(fullOperand) : g;
-            SDVariable sum = graph.sum(terms, true, axes);
-            if (broadcastShape.length < rank) {
+            SDVariable sum = sum(graph, terms, axes, z);
+            if (!Arrays.equals(resultShape(axes, z), broadcastShape)) {
                 sum = graph.reshape(sum, broadcastShape);
             }
             if (negated && broadcast == 1) {
@@ -108,6 +108,42 @@ final class BroadcastOperandGradients {
             GradientGraph.repointGradient(graph, broadcastGradient, sum);
             GradientGraph.repointGradient(forward, broadcastGradient, sum);
         }
+    }
+
+    /**
+     * {@code terms [z]} summed over {@code axes}: over leading axes or a long last axis as a product
+     * ({@link SumAsProduct}), shaped as {@link #resultShape} says; otherwise libnd4j's sum, keeping the axes.
+     */
+    private static SDVariable sum(SameDiff graph, SDVariable terms, int[] axes, long[] z) {
+        if (isLeadingBlock(axes, z.length)) {
+            return SumAsProduct.leadingAxes(graph, terms, z.length, axes.length);
+        }
+        if (axes.length == 1 && axes[0] == z.length - 1 && z[z.length - 1] >= SumAsProduct.SHORTEST_LAST_AXIS) {
+            return SumAsProduct.lastAxis(graph, terms, z.length, z[z.length - 1], false, true);
+        }
+        return graph.sum(terms, true, axes);
+    }
+
+    /** The shape {@link #sum} gives: {@code z} without its leading summed axes, or with the summed axes as 1. */
+    private static long[] resultShape(int[] axes, long[] z) {
+        if (isLeadingBlock(axes, z.length)) {
+            return Arrays.copyOfRange(z, axes.length, z.length);
+        }
+        long[] shape = z.clone();
+        for (int axis : axes) {
+            shape[axis] = 1;
+        }
+        return shape;
+    }
+
+    /** {@code axes} are 0, 1, ..., k − 1 for some k below {@code rank}. */
+    private static boolean isLeadingBlock(int[] axes, int rank) {
+        for (int i = 0; i < axes.length; i++) {
+            if (axes[i] != i) {
+                return false;
+            }
+        }
+        return axes.length > 0 && axes.length < rank;
     }
 
     /** The axes of {@code z} along which an operand of shape {@code operand} (aligned to the right) was broadcast. */

@@ -26,7 +26,8 @@ import org.nd4j.linalg.api.shape.Shape;
  * and 1 ms inside a LoRA step of the sample transformer, one of its costliest ops per call. With
  * {@code q} at hand the gradients are
  * {@code dx = g / y} and {@code dy = −Σ (dx ⊙ q)} over the axes where {@code y} was broadcast (since
- * {@code g x / y² = (g / y)(x / y)}): a division, a product, a sum and a negation. {@code dx} is
+ * {@code g x / y² = (g / y)(x / y)}): a division, a product, a sum and a negation (the sum along a
+ * long last axis as a product, {@link SumAsProduct}). {@code dx} is
  * {@code divide_bp}'s bit for bit; {@code dy} agrees to rounding (a few units in the last place).
  *
  * <p>Shapes: {@code x} has the quotient's shape and {@code y} its rank, with some axes 1; they come
@@ -69,19 +70,22 @@ final class DivisionGradientFromOutput {
             SameDiffOp op = candidate.getKey();
             int[] axes = broadcastAxes(shapes.get(op.getInputsToOp().get(0)), shapes.get(op.getInputsToOp().get(1)));
             if (axes != null) {
-                rewrite(gradients.sameDiff(), wiring, op, candidate.getValue(), axes);
+                rewrite(gradients.sameDiff(), wiring, op, candidate.getValue(), axes, shapes.get(op.getInputsToOp().get(0)));
                 rewritten++;
             }
         }
         return rewritten;
     }
 
-    private static void rewrite(SameDiff graph, GraphWiring wiring, SameDiffOp op, String quotient, int[] axes) {
+    private static void rewrite(SameDiff graph, GraphWiring wiring, SameDiffOp op, String quotient, int[] axes, long[] shape) {
         SDVariable y = graph.getVariable(op.getInputsToOp().get(1));
         SDVariable g = graph.getVariable(op.getInputsToOp().get(2));
         SDVariable dx = g.div(y);
         SDVariable weighted = dx.mul(graph.getVariable(quotient));
-        SDVariable dy = (axes.length == 0 ? weighted : graph.sum(weighted, true, axes)).neg();
+        boolean lastAxis = axes.length == 1 && axes[0] == shape.length - 1 && shape[axes[0]] >= SumAsProduct.SHORTEST_LAST_AXIS;
+        SDVariable sum = axes.length == 0 ? weighted
+                : lastAxis ? SumAsProduct.lastAxis(graph, weighted, shape.length, shape[axes[0]], false, true) : graph.sum(weighted, true, axes);
+        SDVariable dy = sum.neg();
         wiring.moveReaders(op.getOutputsOfOp().get(0), dx.name());
         wiring.moveReaders(op.getOutputsOfOp().get(1), dy.name());
     }
