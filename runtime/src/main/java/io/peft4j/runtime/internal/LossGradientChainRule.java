@@ -30,7 +30,7 @@ import org.nd4j.linalg.api.ops.impl.loss.SparseSoftmaxCrossEntropyLossWithLogits
  * {@code softmax − onehot} for each token instead of that divided by the token count, so a batch of
  * 16 × 64 tokens steps 1,024 times too far with SGD; a weighted sum of losses ignores its weights.
  * Measured in M2.1 with {@code calculateGradients}: the logits' gradient is the same with and
- * without {@code .mul(3)} after any of fourteen loss ops.
+ * without {@code .mul(3)} after each of twelve loss ops.
  *
  * <p>For each loss op whose output has a gradient in the gradient function, the backward op's
  * outputs are multiplied by that gradient {@code g}:
