@@ -1,5 +1,6 @@
 package io.peft4j.runtime;
 
+import io.peft4j.runtime.internal.ReplayKernels;
 import java.io.PrintStream;
 import java.nio.file.Path;
 import java.util.Arrays;
@@ -178,6 +179,24 @@ public final class ProgressListener extends BaseListener {
         if (out != null && simplification.changedAnything()) {
             out.printf(Locale.ROOT, "[peft4j] training graph simplified: %s; -D%s=false turns this off%n", simplification.describe(),
                     SameDiffTrainer.SIMPLIFY_GRAPHS);
+        }
+    }
+
+    /**
+     * Notes which kernels replayed steps use: peft4j's vector kernels when {@code unavailableReason} is
+     * null, else libnd4j's, with the reason ({@link ReplayKernels#unavailableReason()}); nothing when
+     * they were switched off on purpose.
+     */
+    public void replayKernels(String unavailableReason) {
+        if (out == null) {
+            return;
+        }
+        String reason = unavailableReason;
+        if (reason == null) {
+            out.printf(Locale.ROOT, "[peft4j] replayed steps run elementwise ops, softmax and erf in peft4j's vector kernels; -D%s=false turns this off%n",
+                    ReplayKernels.PROPERTY);
+        } else if (reason != null && !reason.contains(ReplayKernels.PROPERTY)) {
+            out.printf(Locale.ROOT, "[peft4j] %s%n", reason);
         }
     }
 

@@ -11,6 +11,7 @@ import io.peft4j.runtime.internal.NonFiniteGuard;
 import io.peft4j.runtime.internal.Placeholders;
 import io.peft4j.runtime.internal.RandomOpSeeder;
 import io.peft4j.runtime.internal.RecordedTraining;
+import io.peft4j.runtime.internal.ReplayKernels;
 import io.peft4j.runtime.internal.SkippingIterator;
 import io.peft4j.runtime.internal.TrainableVariables;
 import io.peft4j.runtime.internal.TrainingCheckpoints;
@@ -139,6 +140,9 @@ public final class SameDiffTrainer {
         }
         if (simplifyGraphs()) {
             progress.graphSimplified(GradientGraphSimplifier.simplify(sameDiff, firstBatch));
+        }
+        if (recordedSteps()) {
+            progress.replayKernels(ReplayKernels.unavailableReason());
         }
         TrainingCheckpoints.createUpdaters(sameDiff);
         if (resumed != null) {

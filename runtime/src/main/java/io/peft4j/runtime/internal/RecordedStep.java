@@ -48,7 +48,8 @@ import org.nd4j.linalg.learning.regularization.Regularization;
  * be replayed: one native context per op, built once, reading the parameters' own arrays and
  * writing into buffers that are reused as soon as their last reader has run (the lifetimes of the
  * recorded order). Reshapes, squeezes and dimension expansions of such a buffer become views of it,
- * made once, instead of copies at every step. Parameters are updated where SameDiff updates them: right after the op that
+ * made once, instead of copies at every step. Elementwise ops, softmax and the transcendental
+ * functions run in peft4j's own kernels where {@link ReplayKernels} has them. Parameters are updated where SameDiff updates them: right after the op that
  * computes their gradient, with the same regularisation, updater and listener calls, so a replayed
  * step computes what SameDiff's would, op for op.
  *
@@ -68,8 +69,11 @@ public final class RecordedStep {
     private final List<String> lossVariables;
     private final Map<String, INDArray> kept;
 
-    /** What SameDiff ran for one op, and, once built, the context that runs it again. */
-    private record Call(SameDiffOp op, OpContext context, INDArray[] outputs, boolean aliased) {
+    /**
+     * What SameDiff ran for one op, and, once built, the context that runs it again; {@code kernel},
+     * when not null, computes it instead of libnd4j ({@link ReplayKernels}).
+     */
+    private record Call(SameDiffOp op, OpContext context, INDArray[] outputs, boolean aliased, Runnable kernel) {
     }
 
     /** What SameDiff ran for one op, as {@link Recorder} saw it. */
@@ -204,6 +208,7 @@ public final class RecordedStep {
         Map<String, INDArray> keptBuffers = new LinkedHashMap<>();
         kept.forEach(name -> keptBuffers.put(name, buffers[slotOfValue.get(name)]));
         List<Call> calls = new ArrayList<>();
+        ReplayKernels kernels = ReplayKernels.forThisProcess();
         int slot = 0;
         for (int i = 0; i < recorded.size(); i++) {
             Recorded call = recorded.get(i);
@@ -216,7 +221,9 @@ public final class RecordedStep {
             // a view of the root's buffer needs no op; reshape() may have had to copy, and then the op runs
             boolean aliased = rootOf[slot] != slot && sharesMemory(buffers[slot], buffers[rootOf[slot]]);
             slot += call.outputs().length;
-            calls.add(new Call(call.op(), context(call, inputs, outputs), outputs, aliased));
+            Runnable kernel = aliased || call.bArgs().length > 0 || Arrays.stream(call.dArgs()).anyMatch(type -> type != DataType.FLOAT)
+                    ? null : kernels.kernelFor(call.op().getOp(), inputs, outputs, call.iArgs(), call.tArgs());
+            calls.add(new Call(call.op(), context(call, inputs, outputs), outputs, aliased, kernel));
         }
         return new RecordedStep(gradients, calls, placeholderBuffers, parameters, variableOfGradient, lossVariables, keptBuffers);
     }
@@ -405,8 +412,22 @@ public final class RecordedStep {
         return outputs;
     }
 
+    /** How many of the recorded calls peft4j's own kernels compute ({@link ReplayKernels}). */
+    public int kernelCalls() {
+        return (int) calls.stream().filter(call -> call.kernel() != null).count();
+    }
+
+    /** How many op calls the recording holds. */
+    public int callCount() {
+        return calls.size();
+    }
+
     private static void exec(Call call) {
         if (call.aliased()) {
+            return;
+        }
+        if (call.kernel() != null) {
+            call.kernel().run();
             return;
         }
         if (call.op().getOp() instanceof CustomOp custom) {

@@ -25,7 +25,7 @@ class QuietOutputTest {
 
     private static final Pattern LOGGED = Pattern.compile("^\\[[^\\]]+\\] (TRACE|DEBUG|INFO|WARN|ERROR) ([\\w.$]+) - .*");
 
-    /** Lines by source: the logger's package for slf4j lines, "stdout: SameDiff" for its println, "peft4j"/"probe" for ours. */
+    /** Lines by source: the logger's package for slf4j lines, "jdk" for the JVM's incubator warning, "peft4j" for ours. */
     private static Map<String, Integer> linesBySource(List<String> lines) {
         Map<String, Integer> counts = new LinkedHashMap<>();
         for (String line : lines) {
@@ -35,6 +35,8 @@ class QuietOutputTest {
                 String logger = logged.group(2);
                 source = logger.startsWith("io.peft4j") ? "peft4j" : logger.startsWith("org.nd4j") ? "nd4j"
                         : logger.startsWith("ai.djl") ? "djl" : "other: " + logger;
+            } else if (line.equals("WARNING: Using incubator modules: jdk.incubator.vector")) {
+                source = "jdk";
             } else if (line.startsWith("Added differentiated op")) {
                 source = "nd4j";
             } else if (line.startsWith("[peft4j]") || line.startsWith("trainable params:") || line.startsWith("probe accuracy")) {
@@ -53,7 +55,7 @@ class QuietOutputTest {
         Path agent = Path.of(System.getProperty("peft4j.agent.jar"));
         assertTrue(Files.isRegularFile(agent), "the agent is built at " + agent);
         List<String> command = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                "-javaagent:" + agent, "-Xmx2g", "-Dorg.bytedeco.javacpp.maxbytes=6G"));
+                "--add-modules", "jdk.incubator.vector", "-javaagent:" + agent, "-Xmx2g", "-Dorg.bytedeco.javacpp.maxbytes=6G"));
         command.addAll(List.of(jvmOptions));
         command.addAll(List.of("-cp", System.getProperty("java.class.path"), QuietOutputProbe.class.getName()));
         Process process = new ProcessBuilder(command).redirectErrorStream(true).start();
@@ -67,7 +69,10 @@ class QuietOutputTest {
     void onlyPeft4jLinesByDefaultAndNd4jsWhenAskedFor() throws Exception {
         List<String> quiet = runProbe();
         Map<String, Integer> sources = linesBySource(quiet);
+        // the JVM's own line for the Vector API module, which the samples' JVMs load as the README says
+        assertEquals(1, sources.remove("jdk"), "the JDK's incubator warning, once: " + String.join("\n", quiet));
         assertEquals(List.of("peft4j"), List.copyOf(sources.keySet()), "lines by source " + sources + ":\n" + String.join("\n", quiet));
+        assertTrue(quiet.stream().anyMatch(line -> line.startsWith("[peft4j] replayed steps run elementwise ops")), String.join("\n", quiet));
         assertTrue(quiet.stream().anyMatch(line -> line.startsWith("[peft4j] epoch 1 done")), String.join("\n", quiet));
 
         List<String> verbose = runProbe("-Dpeft4j.verbose=true", "-Dorg.slf4j.simpleLogger.log.org.nd4j=info");

@@ -1,0 +1,43 @@
+package io.peft4j.runtime.internal;
+
+import java.util.List;
+import org.nd4j.autodiff.functions.DifferentialFunction;
+import org.nd4j.linalg.api.ndarray.INDArray;
+
+/**
+ * Kernels that compute some of a replayed step's op calls in place of libnd4j's, bound once to the
+ * call's buffers ({@link RecordedStep}).
+ *
+ * <p>On the CPU, libnd4j's elementwise and transcendental kernels run 3–7× slower than PyTorch's on
+ * the same shapes (BENCHMARKS.md), and they dominate a step once the GEMMs are counted out. peft4j's
+ * own, written with the JDK's Vector API ({@code io.peft4j.runtime.internal.vector}), replace them
+ * for the ops and shapes they cover; every other call runs in libnd4j as recorded. The Vector API is
+ * an incubator module in JDK 17, so they are used only when the JVM was started with
+ * {@code --add-modules jdk.incubator.vector}, on ND4J's CPU backend, and unless the system property
+ * {@value #PROPERTY} is {@code false} when a step is recorded.
+ */
+public interface ReplayKernels {
+    /** System property that turns peft4j's kernels off ({@code -Dpeft4j.vectorKernels=false}). */
+    String PROPERTY = "peft4j.vectorKernels";
+    /** The module that has to be in the JVM's boot layer. */
+    String MODULE = "jdk.incubator.vector";
+
+    /** Computes nothing: every call runs in libnd4j. */
+    ReplayKernels NONE = (op, inputs, outputs, iArgs, tArgs) -> null;
+
+    /**
+     * A kernel that computes {@code op} on {@code inputs} into {@code outputs} with the recorded
+     * arguments, bound to those arrays; {@code null} when this library does not cover the call.
+     */
+    Runnable kernelFor(DifferentialFunction op, List<INDArray> inputs, INDArray[] outputs, long[] iArgs, double[] tArgs);
+
+    /** The kernels this JVM can use: peft4j's when available and not switched off (see the class comment), else {@link #NONE}. */
+    static ReplayKernels forThisProcess() {
+        return ReplayKernelChoice.kernels();
+    }
+
+    /** Why {@link #forThisProcess()} is {@link #NONE}, as a sentence for the user; {@code null} when it is not. */
+    static String unavailableReason() {
+        return ReplayKernelChoice.reason();
+    }
+}

@@ -1,0 +1,152 @@
+package io.peft4j.runtime.internal.vector;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
+
+/**
+ * {@code y = f(x)} element by element over contiguous fp32 arrays of one length; {@code y} may be
+ * {@code x}.
+ *
+ * <p>Each function has its own loop with its arithmetic written inside it. The Vector API compiles a
+ * lane-wise operation to SIMD instructions only when its operator is a constant where it is called,
+ * and a vector passed to or returned from a method that the JIT did not inline is boxed on the heap;
+ * a shared loop calling a per-function helper ran 5–10× slower inside a training step than in
+ * isolation. The last {@code length mod lanes} elements are computed one by one. {@code exp} and
+ * {@code sigmoid} use the JDK's vectorised {@code EXP} ({@code TANH} and {@code LOG} ran slower
+ * than libnd4j's in JDK 17 and are left to it); {@code erf} is {@link Erf}'s approximation.
+ */
+final class UnaryKernel implements Runnable {
+    /** The functions, with the libnd4j op names they replace and a relative cost per element. */
+    enum Function {
+        EXP("exp", 8), SIGMOID("sigmoid", 10), ERF("erf", 12), NEG("neg", 1), SQRT("sqrt", 2), SQUARE("square", 1), ABS("abs", 1);
+
+        final String opName;
+        final int cost;
+
+        Function(String opName, int cost) {
+            this.opName = opName;
+            this.cost = cost;
+        }
+
+        static Function named(String opName) {
+            for (Function function : values()) {
+                if (function.opName.equals(opName)) {
+                    return function;
+                }
+            }
+            return null;
+        }
+    }
+
+    private static final VectorSpecies<Float> SPECIES = FloatVector.SPECIES_PREFERRED;
+    private static final int LANES = SPECIES.length();
+
+    private final Function function;
+    private final FloatRegion x;
+    private final FloatRegion y;
+
+    UnaryKernel(Function function, FloatRegion x, FloatRegion y) {
+        if (x.length() != y.length()) {
+            throw new IllegalArgumentException(function.opName + ": input of " + x.length() + " elements, output of " + y.length());
+        }
+        this.function = function;
+        this.x = x;
+        this.y = y;
+    }
+
+    @Override
+    public void run() {
+        KernelThreads.shared().forRange(x.length(), LANES, (long) x.length() * function.cost, this::run);
+    }
+
+    private void run(int from, int to) {
+        int bound = from + SPECIES.loopBound(to - from);
+        switch (function) {
+            case EXP -> exp(from, bound);
+            case SIGMOID -> sigmoid(from, bound);
+            case ERF -> erf(from, bound);
+            case NEG -> neg(from, bound);
+            case SQRT -> sqrt(from, bound);
+            case SQUARE -> square(from, bound);
+            case ABS -> abs(from, bound);
+            default -> throw new AssertionError(function);
+        }
+        for (int i = bound; i < to; i++) {
+            y.put(i, scalar(x.get(i)));
+        }
+    }
+
+    private void exp(int from, int to) {
+        for (int i = from; i < to; i += LANES) {
+            load(i).lanewise(VectorOperators.EXP).intoByteBuffer(y.bytes(), y.at(i), FloatRegion.ORDER);
+        }
+    }
+
+    private void sigmoid(int from, int to) {
+        FloatVector one = FloatVector.broadcast(SPECIES, 1f);
+        for (int i = from; i < to; i += LANES) {
+            // libnd4j's form: 1 / (1 + e^-x)
+            one.div(load(i).neg().lanewise(VectorOperators.EXP).add(1f)).intoByteBuffer(y.bytes(), y.at(i), FloatRegion.ORDER);
+        }
+    }
+
+    private void erf(int from, int to) {
+        FloatVector one = FloatVector.broadcast(SPECIES, 1f);
+        for (int i = from; i < to; i += LANES) {
+            FloatVector v = load(i);
+            FloatVector magnitude = v.abs();
+            FloatVector squared = v.mul(v);
+            FloatVector series = FloatVector.broadcast(SPECIES, Erf.SERIES[Erf.SERIES.length - 1]);
+            for (int n = Erf.SERIES.length - 2; n >= 0; n--) {
+                series = series.mul(squared).add(Erf.SERIES[n]);
+            }
+            FloatVector t = one.div(magnitude.mul(Erf.P).add(1f));
+            FloatVector polynomial = t.mul(Erf.A5).add(Erf.A4).mul(t).add(Erf.A3).mul(t).add(Erf.A2).mul(t).add(Erf.A1).mul(t);
+            FloatVector far = one.sub(polynomial.mul(squared.neg().lanewise(VectorOperators.EXP)));
+            far = far.blend(far.neg(), v.compare(VectorOperators.LT, 0f));
+            far.blend(series.mul(v), magnitude.compare(VectorOperators.LT, Erf.SERIES_LIMIT)).intoByteBuffer(y.bytes(), y.at(i), FloatRegion.ORDER);
+        }
+    }
+
+    private void neg(int from, int to) {
+        for (int i = from; i < to; i += LANES) {
+            load(i).neg().intoByteBuffer(y.bytes(), y.at(i), FloatRegion.ORDER);
+        }
+    }
+
+    private void sqrt(int from, int to) {
+        for (int i = from; i < to; i += LANES) {
+            load(i).sqrt().intoByteBuffer(y.bytes(), y.at(i), FloatRegion.ORDER);
+        }
+    }
+
+    private void square(int from, int to) {
+        for (int i = from; i < to; i += LANES) {
+            FloatVector v = load(i);
+            v.mul(v).intoByteBuffer(y.bytes(), y.at(i), FloatRegion.ORDER);
+        }
+    }
+
+    private void abs(int from, int to) {
+        for (int i = from; i < to; i += LANES) {
+            load(i).abs().intoByteBuffer(y.bytes(), y.at(i), FloatRegion.ORDER);
+        }
+    }
+
+    private FloatVector load(int index) {
+        return FloatVector.fromByteBuffer(SPECIES, x.bytes(), x.at(index), FloatRegion.ORDER);
+    }
+
+    private float scalar(float value) {
+        return switch (function) {
+            case EXP -> (float) Math.exp(value);
+            case SIGMOID -> 1f / (1f + (float) Math.exp(-value));
+            case ERF -> Erf.of(value);
+            case NEG -> -value;
+            case SQRT -> (float) Math.sqrt(value);
+            case SQUARE -> value * value;
+            case ABS -> Math.abs(value);
+        };
+    }
+}
