@@ -221,8 +221,8 @@ public final class RecordedStep {
             // a view of the root's buffer needs no op; reshape() may have had to copy, and then the op runs
             boolean aliased = rootOf[slot] != slot && sharesMemory(buffers[slot], buffers[rootOf[slot]]);
             slot += call.outputs().length;
-            Runnable kernel = aliased || call.bArgs().length > 0 || Arrays.stream(call.dArgs()).anyMatch(type -> type != DataType.FLOAT)
-                    ? null : kernels.kernelFor(call.op().getOp(), inputs, outputs, call.iArgs(), call.tArgs());
+            Runnable kernel = aliased || Arrays.stream(call.dArgs()).anyMatch(type -> type != DataType.FLOAT)
+                    ? null : kernels.kernelFor(call.op().getOp(), inputs, outputs, call.iArgs(), call.tArgs(), call.bArgs());
             calls.add(new Call(call.op(), context(call, inputs, outputs), outputs, aliased, kernel));
         }
         return new RecordedStep(gradients, calls, placeholderBuffers, parameters, variableOfGradient, lossVariables, keptBuffers);

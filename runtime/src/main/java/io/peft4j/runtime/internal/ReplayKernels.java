@@ -23,13 +23,13 @@ public interface ReplayKernels {
     String MODULE = "jdk.incubator.vector";
 
     /** Computes nothing: every call runs in libnd4j. */
-    ReplayKernels NONE = (op, inputs, outputs, iArgs, tArgs) -> null;
+    ReplayKernels NONE = (op, inputs, outputs, iArgs, tArgs, bArgs) -> null;
 
     /**
      * A kernel that computes {@code op} on {@code inputs} into {@code outputs} with the recorded
      * arguments, bound to those arrays; {@code null} when this library does not cover the call.
      */
-    Runnable kernelFor(DifferentialFunction op, List<INDArray> inputs, INDArray[] outputs, long[] iArgs, double[] tArgs);
+    Runnable kernelFor(DifferentialFunction op, List<INDArray> inputs, INDArray[] outputs, long[] iArgs, double[] tArgs, boolean[] bArgs);
 
     /** The kernels this JVM can use: peft4j's when available and not switched off (see the class comment), else {@link #NONE}. */
     static ReplayKernels forThisProcess() {

@@ -165,22 +165,21 @@ final class BinaryKernel implements Runnable {
     /** {@code count} elements of a from {@code aByte} with one value of b. */
     private void scalarSpan(int aByte, float value, int zByte, int count) {
         int bound = SPECIES.loopBound(count);
-        FloatVector broadcast = FloatVector.broadcast(SPECIES, value);
         switch (operation) {
-            case ADD -> addValue(aByte, broadcast, zByte, bound);
+            case ADD -> addValue(aByte, value, zByte, bound);
             case SUBTRACT -> {
                 if (reversed) {
-                    subtractFromValue(aByte, broadcast, zByte, bound);
+                    subtractFromValue(aByte, value, zByte, bound);
                 } else {
-                    addValue(aByte, broadcast.neg(), zByte, bound);
+                    addValue(aByte, -value, zByte, bound);
                 }
             }
-            case MULTIPLY -> multiplyValue(aByte, broadcast, zByte, bound);
+            case MULTIPLY -> multiplyValue(aByte, value, zByte, bound);
             case DIVIDE -> {
                 if (reversed) {
-                    divideValue(aByte, broadcast, zByte, bound);
+                    divideValue(aByte, value, zByte, bound);
                 } else {
-                    divideByValue(aByte, broadcast, zByte, bound);
+                    divideByValue(aByte, value, zByte, bound);
                 }
             }
             default -> throw new AssertionError(operation);
@@ -191,7 +190,7 @@ final class BinaryKernel implements Runnable {
         }
     }
 
-    // One loop per operation, each with its arithmetic inline: see UnaryKernel on why.
+    // One loop per operation, each with its arithmetic inline and no vector crossing a method boundary: see UnaryKernel on why.
 
     private void add(FloatRegion first, int firstByte, FloatRegion second, int secondByte, int zByte, int bound) {
         for (int step = 0; step < bound * Float.BYTES; step += SPECIES.vectorByteSize()) {
@@ -225,35 +224,40 @@ final class BinaryKernel implements Runnable {
         }
     }
 
-    private void addValue(int aByte, FloatVector value, int zByte, int bound) {
+    private void addValue(int aByte, float scalar, int zByte, int bound) {
+        FloatVector value = FloatVector.broadcast(SPECIES, scalar);
         for (int step = 0; step < bound * Float.BYTES; step += SPECIES.vectorByteSize()) {
             FloatVector.fromByteBuffer(SPECIES, a.bytes(), aByte + step, FloatRegion.ORDER).add(value)
                     .intoByteBuffer(z.bytes(), zByte + step, FloatRegion.ORDER);
         }
     }
 
-    private void subtractFromValue(int aByte, FloatVector value, int zByte, int bound) {
+    private void subtractFromValue(int aByte, float scalar, int zByte, int bound) {
+        FloatVector value = FloatVector.broadcast(SPECIES, scalar);
         for (int step = 0; step < bound * Float.BYTES; step += SPECIES.vectorByteSize()) {
             value.sub(FloatVector.fromByteBuffer(SPECIES, a.bytes(), aByte + step, FloatRegion.ORDER))
                     .intoByteBuffer(z.bytes(), zByte + step, FloatRegion.ORDER);
         }
     }
 
-    private void multiplyValue(int aByte, FloatVector value, int zByte, int bound) {
+    private void multiplyValue(int aByte, float scalar, int zByte, int bound) {
+        FloatVector value = FloatVector.broadcast(SPECIES, scalar);
         for (int step = 0; step < bound * Float.BYTES; step += SPECIES.vectorByteSize()) {
             FloatVector.fromByteBuffer(SPECIES, a.bytes(), aByte + step, FloatRegion.ORDER).mul(value)
                     .intoByteBuffer(z.bytes(), zByte + step, FloatRegion.ORDER);
         }
     }
 
-    private void divideByValue(int aByte, FloatVector value, int zByte, int bound) {
+    private void divideByValue(int aByte, float scalar, int zByte, int bound) {
+        FloatVector value = FloatVector.broadcast(SPECIES, scalar);
         for (int step = 0; step < bound * Float.BYTES; step += SPECIES.vectorByteSize()) {
             FloatVector.fromByteBuffer(SPECIES, a.bytes(), aByte + step, FloatRegion.ORDER).div(value)
                     .intoByteBuffer(z.bytes(), zByte + step, FloatRegion.ORDER);
         }
     }
 
-    private void divideValue(int aByte, FloatVector value, int zByte, int bound) {
+    private void divideValue(int aByte, float scalar, int zByte, int bound) {
+        FloatVector value = FloatVector.broadcast(SPECIES, scalar);
         for (int step = 0; step < bound * Float.BYTES; step += SPECIES.vectorByteSize()) {
             value.div(FloatVector.fromByteBuffer(SPECIES, a.bytes(), aByte + step, FloatRegion.ORDER))
                     .intoByteBuffer(z.bytes(), zByte + step, FloatRegion.ORDER);

@@ -4,31 +4,74 @@ import io.peft4j.runtime.internal.ReplayKernels;
 import java.nio.ByteBuffer;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Objects;
 import org.nd4j.autodiff.functions.DifferentialFunction;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.api.ops.ReduceOp;
 import org.nd4j.linalg.api.ops.ScalarOp;
 
 /**
  * peft4j's replay kernels on the JDK's Vector API, for fp32 arrays contiguous in C order on the host.
  *
- * <p>Covered: the unary functions of {@link UnaryKernel.Function}; {@code add}, {@code subtract},
- * {@code multiply} and {@code divide} of equal shapes or with one operand broadcast along a run of
- * axes ({@link BinaryKernel.Layout}); the scalar ops {@code add_scalar}, {@code sub_scalar},
- * {@code rsub_scalar}, {@code mul_scalar}, {@code div_scalar} and {@code rdiv_scalar}; and
- * {@code softmax} along the last axis. Anything else, including the same ops on other data types,
- * strided views or other broadcasts, is left to libnd4j. Loaded by reflection
+ * <p>Covered: {@code exp}, {@code sigmoid} and {@code erf}; {@code softmax}, {@code reduce_mean} and
+ * {@code reduce_sum} along the last axis and the gradients of those reductions; {@code multiply_bp}
+ * of operands of one shape; {@code permute} when the last axis stays last; and, up to
+ * {@link #MAX_MEMORY_BOUND_ELEMENTS}, {@code add}, {@code subtract}, {@code multiply} and
+ * {@code divide} of equal shapes or with one operand broadcast along a run of axes
+ * ({@link BinaryKernel.Layout}), the scalar ops {@code add_scalar}, {@code sub_scalar},
+ * {@code rsub_scalar}, {@code mul_scalar}, {@code div_scalar} and {@code rdiv_scalar}, and
+ * {@code neg}, {@code sqrt}, {@code square} and {@code abs}. Anything else, including the same ops
+ * on other data types, strided views or other broadcasts, is left to libnd4j. Loaded by reflection
  * ({@link ReplayKernels#forThisProcess()}) so that nothing touches the incubator module in a JVM
  * started without it.
  */
 public final class VectorKernels implements ReplayKernels {
+    /**
+     * The largest output for which memory-bound ops (arithmetic, negation, square roots) run here.
+     * Inside training steps, a libnd4j call costs 5–40 µs however small its array, and this library's
+     * kernel 1–7 µs on 1,024 elements; over 262,144 elements libnd4j's were as fast or faster
+     * (0.84–1.5×; BENCHMARKS.md), so larger ones stay there. Transcendental functions, softmax,
+     * reductions and copies run here at any size.
+     */
+    static final long MAX_MEMORY_BOUND_ELEMENTS = 32_768;
+
+    /** Starts compiling the kernels in the background ({@link KernelWarmUp}). */
+    public VectorKernels() {
+        KernelWarmUp.start();
+    }
+
     @Override
-    public Runnable kernelFor(DifferentialFunction op, List<INDArray> inputs, INDArray[] outputs, long[] iArgs, double[] tArgs) {
-        if (outputs.length != 1 || inputs.stream().anyMatch(java.util.Objects::isNull) || tArgs.length > 0) {
+    public Runnable kernelFor(DifferentialFunction op, List<INDArray> inputs, INDArray[] outputs, long[] iArgs, double[] tArgs, boolean[] bArgs) {
+        if (outputs.length == 0 || inputs.stream().anyMatch(Objects::isNull) || tArgs.length > 0) {
             return null;
         }
         String name = op.opName();
+        switch (name) {
+            case "multiply_bp" -> {
+                return outputs.length == 2 && inputs.size() == 3 && iArgs.length == 0 && bArgs.length == 0
+                        ? productGradient(inputs, outputs) : null;
+            }
+            case "reduce_mean_bp", "reduce_sum_bp" -> {
+                return outputs.length == 1 && inputs.size() == 2 ? reductionGradient(name, inputs.get(0), inputs.get(1), outputs[0], iArgs) : null;
+            }
+            default -> {
+                // single-output ops below
+            }
+        }
+        if (outputs.length != 1 || bArgs.length > 0) {
+            return null;
+        }
         INDArray output = outputs[0];
+        if (op instanceof ReduceOp reduce && inputs.size() == 1 && (name.equals("reduce_mean") || name.equals("reduce_sum"))) {
+            return rowReduction(reduce, inputs.get(0), output, iArgs, name.equals("reduce_mean"));
+        }
+        if (name.equals("permute") && inputs.size() == 1) {
+            return permute(inputs.get(0), output, iArgs);
+        }
+        if (output.length() > MAX_MEMORY_BOUND_ELEMENTS && isMemoryBound(op, name)) {
+            return null;
+        }
         UnaryKernel.Function function = UnaryKernel.Function.named(name);
         if (function != null && inputs.size() == 1 && iArgs.length == 0 && !(op instanceof ScalarOp)) {
             return unary(function, inputs.get(0), output);
@@ -44,6 +87,11 @@ public final class VectorKernels implements ReplayKernels {
             return softmax(inputs.get(0), output, iArgs);
         }
         return null;
+    }
+
+    private static boolean isMemoryBound(DifferentialFunction op, String name) {
+        UnaryKernel.Function function = UnaryKernel.Function.named(name);
+        return op instanceof ScalarOp || BinaryKernel.Operation.named(name) != null || (function != null && function.cost <= 2);
     }
 
     private static Runnable unary(UnaryKernel.Function function, INDArray input, INDArray output) {
@@ -113,6 +161,83 @@ public final class VectorKernels implements ReplayKernels {
             return null;
         }
         return new SoftmaxKernel(x, y, (int) input.size(rank - 1));
+    }
+
+    /**
+     * multiply_bp of operands of one shape: (a, b, g) to (da, db). add_bp and subtract_bp are left to
+     * libnd4j: two copies of g, no faster here inside a step (BENCHMARKS.md).
+     */
+    private static Runnable productGradient(List<INDArray> inputs, INDArray[] outputs) {
+        long[] shape = inputs.get(0).shape();
+        for (INDArray array : List.of(inputs.get(1), inputs.get(2), outputs[0], outputs[1])) {
+            if (!Arrays.equals(shape, array.shape())) {
+                return null;
+            }
+        }
+        FloatRegion a = FloatRegion.of(inputs.get(0));
+        FloatRegion b = FloatRegion.of(inputs.get(1));
+        FloatRegion g = FloatRegion.of(inputs.get(2));
+        FloatRegion da = FloatRegion.of(outputs[0]);
+        FloatRegion db = FloatRegion.of(outputs[1]);
+        if (a == null || b == null || g == null || da == null || db == null) {
+            return null;
+        }
+        return new ProductGradientKernel(a, b, g, da, db);
+    }
+
+    /** reduce_mean_bp or reduce_sum_bp of a reduction along the last axis: (x, g) to dx. */
+    private static Runnable reductionGradient(String name, INDArray input, INDArray gradient, INDArray output, long[] iArgs) {
+        int rank = input.rank();
+        if (rank == 0 || iArgs.length != 1 || (iArgs[0] != rank - 1 && iArgs[0] != -1) || !Arrays.equals(input.shape(), output.shape())) {
+            return null;
+        }
+        int width = (int) input.size(rank - 1);
+        FloatRegion g = FloatRegion.of(gradient);
+        FloatRegion y = FloatRegion.of(output);
+        if (g == null || y == null || (long) g.length() * width != y.length()) {
+            return null;
+        }
+        return new RowBroadcastKernel(g, y, width, name.equals("reduce_mean_bp") ? width : 1f);
+    }
+
+    /** reduce_mean or reduce_sum (ND4J's legacy reductions, their axes held by the op) along the last axis. */
+    private static Runnable rowReduction(ReduceOp reduce, INDArray input, INDArray output, long[] iArgs, boolean mean) {
+        INDArray dimensions = reduce.dimensions();
+        int rank = input.rank();
+        if (iArgs.length > 0 || dimensions == null || dimensions.length() != 1 || rank == 0) {
+            return null;
+        }
+        long axis = dimensions.getLong(0) < 0 ? dimensions.getLong(0) + rank : dimensions.getLong(0);
+        FloatRegion x = FloatRegion.of(input);
+        FloatRegion y = FloatRegion.of(output);
+        int width = (int) input.size(rank - 1);
+        if (axis != rank - 1 || x == null || y == null || (long) y.length() * width != x.length()) {
+            return null;
+        }
+        return new RowReductionKernel(x, y, width, mean);
+    }
+
+    /** permute by axes given as integer arguments, keeping the last axis last. */
+    private static Runnable permute(INDArray input, INDArray output, long[] iArgs) {
+        int rank = input.rank();
+        if (iArgs.length != rank || rank < 2) {
+            return null;
+        }
+        int[] axes = new int[rank];
+        long[] permuted = new long[rank];
+        for (int i = 0; i < rank; i++) {
+            axes[i] = (int) (iArgs[i] < 0 ? iArgs[i] + rank : iArgs[i]);
+            if (axes[i] < 0 || axes[i] >= rank) {
+                return null;
+            }
+            permuted[i] = input.size(axes[i]);
+        }
+        FloatRegion x = FloatRegion.of(input);
+        FloatRegion y = FloatRegion.of(output);
+        if (axes[rank - 1] != rank - 1 || x == null || y == null || !Arrays.equals(permuted, output.shape())) {
+            return null;
+        }
+        return new PermuteKernel(x, input.shape(), axes, y);
     }
 
     private static FloatRegion constant(float value) {

@@ -13,13 +13,17 @@ import org.nd4j.autodiff.functions.DifferentialFunction;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.ops.CustomOp;
+import org.nd4j.linalg.api.ops.DynamicCustomOp;
 import org.nd4j.linalg.api.ops.Op;
+import org.nd4j.linalg.api.ops.impl.reduce.floating.Mean;
+import org.nd4j.linalg.api.ops.impl.reduce.same.Sum;
 import org.nd4j.linalg.api.ops.impl.scalar.ScalarAdd;
 import org.nd4j.linalg.api.ops.impl.scalar.ScalarDivision;
 import org.nd4j.linalg.api.ops.impl.scalar.ScalarMultiplication;
 import org.nd4j.linalg.api.ops.impl.scalar.ScalarReverseDivision;
 import org.nd4j.linalg.api.ops.impl.scalar.ScalarReverseSubtraction;
 import org.nd4j.linalg.api.ops.impl.scalar.ScalarSubtraction;
+import org.nd4j.linalg.api.ops.impl.shape.Permute;
 import org.nd4j.linalg.api.ops.impl.transforms.custom.SoftMax;
 import org.nd4j.linalg.api.ops.impl.transforms.floating.Sqrt;
 import org.nd4j.linalg.api.ops.impl.transforms.pairwise.arithmetic.AddOp;
@@ -33,15 +37,16 @@ import org.nd4j.linalg.api.ops.impl.transforms.strict.Erf;
 import org.nd4j.linalg.api.ops.impl.transforms.strict.Exp;
 import org.nd4j.linalg.api.ops.impl.transforms.strict.Sigmoid;
 import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.linalg.ops.transforms.Transforms;
 
 /**
  * peft4j's vector kernels compute what libnd4j's ops compute: the arithmetic bit for bit (one IEEE
  * operation per element either way) for every broadcast layout they take, with either operand
- * broadcast, at lengths that leave a tail after the last full vector and on sizes split over threads;
+ * broadcast, at lengths that leave a tail after the last full vector, and on sizes split over threads;
  * the transcendental functions to within a few units in the last place, softmax to within a dozen;
  * erf within 2e-7.
  * Calls they do not cover (other types, strided views, broadcasts of both operands, softmax along
- * another axis) are refused, so that libnd4j runs them.
+ * another axis, arithmetic on large arrays) are refused, so that libnd4j runs them.
  */
 class VectorKernelsTest {
     private static final VectorKernels KERNELS = new VectorKernels();
@@ -54,8 +59,7 @@ class VectorKernelsTest {
                 {{4, 6, 21}, {4, 6, 1}}, // a per-row statistic
                 {{2, 3, 5, 17}, {2, 1, 1, 17}}, // an attention mask
                 {{6, 11}, {}}, // a scalar array
-                {{64, 64, 128}, {64, 64, 128}}, // 512 K elements: split over threads
-                {{64, 128, 64}, {64, 128, 1}},
+                {{8, 64, 64}, {8, 64, 1}}, // the largest size they take
         };
         for (long[][] layout : layouts) {
             INDArray full = Nd4j.randn(DataType.FLOAT, layout[0]);
@@ -74,7 +78,7 @@ class VectorKernelsTest {
 
     @Test
     void scalarOpsAreLibnd4jsBitForBit() {
-        for (long[] shape : new long[][] {{5, 37}, {64, 64, 128}}) {
+        for (long[] shape : new long[][] {{5, 37}, {16, 2048}}) {
             INDArray x = Nd4j.randn(DataType.FLOAT, shape).addi(0.1f);
             assertBitwise(new ScalarAdd(x, null, x.ulike(), 0.7), List.of(x), "add_scalar");
             assertBitwise(new ScalarSubtraction(x, null, x.ulike(), 0.3), List.of(x), "sub_scalar");
@@ -87,7 +91,7 @@ class VectorKernelsTest {
 
     @Test
     void exactUnaryFunctionsAreLibnd4jsBitForBit() {
-        for (long[] shape : new long[][] {{3, 41}, {16, 64, 256}}) {
+        for (long[] shape : new long[][] {{3, 41}, {16, 2048}}) {
             INDArray x = Nd4j.randn(DataType.FLOAT, shape);
             assertBitwise(new Negative(x, x.ulike()), List.of(x), "neg");
             assertBitwise(new Square(x, x.ulike()), List.of(x), "square");
@@ -131,6 +135,75 @@ class VectorKernelsTest {
     }
 
     @Test
+    void gradientsOfProductsAreLibnd4jsBitForBit() {
+        for (long[] shape : new long[][] {{3, 5, 37}, {64, 64, 128}}) {
+            INDArray a = Nd4j.randn(DataType.FLOAT, shape);
+            INDArray b = Nd4j.randn(DataType.FLOAT, shape);
+            INDArray g = Nd4j.randn(DataType.FLOAT, shape);
+            for (String name : new String[] {"multiply_bp"}) {
+                INDArray[] expected = {a.ulike(), a.ulike()};
+                Nd4j.exec(DynamicCustomOp.builder(name).addInputs(a, b, g).addOutputs(expected).build());
+                INDArray[] actual = {a.ulike(), a.ulike()};
+                Runnable kernel = KERNELS.kernelFor(DynamicCustomOp.builder(name).build(), List.of(a, b, g), actual, new long[0], new double[0],
+                        new boolean[0]);
+                assertNotNull(kernel, name);
+                kernel.run();
+                for (int i = 0; i < 2; i++) {
+                    assertArrayEquals(expected[i].data().asInt(), actual[i].data().asInt(), name + " output " + i + " " + Arrays.toString(shape));
+                }
+            }
+        }
+    }
+
+    @Test
+    void permutationsKeepingTheLastAxisAreExactCopies() {
+        INDArray heads = Nd4j.randn(DataType.FLOAT, 4, 16, 6, 37);
+        for (int[] axes : new int[][] {{0, 2, 1, 3}, {2, 0, 1, 3}, {1, 2, 0, 3}, {0, 1, 2, 3}}) {
+            INDArray expected = heads.permute(axes).dup('c');
+            INDArray actual = Nd4j.create(DataType.FLOAT, expected.shape());
+            long[] iArgs = Arrays.stream(axes).asLongStream().toArray();
+            Runnable kernel = KERNELS.kernelFor(new Permute(heads, actual, axes), List.of(heads), new INDArray[] {actual}, iArgs, new double[0],
+                    new boolean[0]);
+            assertNotNull(kernel, Arrays.toString(axes));
+            kernel.run();
+            assertArrayEquals(expected.data().asInt(), actual.data().asInt(), "permute " + Arrays.toString(axes));
+        }
+        INDArray transposed = Nd4j.create(DataType.FLOAT, 4, 16, 37, 6);
+        assertNull(KERNELS.kernelFor(new Permute(heads, transposed, 0, 1, 3, 2), List.of(heads), new INDArray[] {transposed},
+                new long[] {0, 1, 3, 2}, new double[0], new boolean[0]), "the last axis moves: not a copy of rows");
+    }
+
+    @Test
+    void rowSumsAndMeansAndTheirGradientsAgreeWithLibnd4j() {
+        for (long[] shape : new long[][] {{4, 5, 37}, {64, 128, 64}}) {
+            INDArray x = Nd4j.randn(DataType.FLOAT, shape);
+            int last = shape.length - 1;
+            INDArray bound = Transforms.abs(x).sum(true, last).muli(1e-6f);
+            for (boolean mean : new boolean[] {true, false}) {
+                INDArray expected = Nd4j.create(DataType.FLOAT, shape[0], shape[1], 1);
+                DifferentialFunction op = mean ? new Mean(x, expected, true, last) : new Sum(x, expected, true, last);
+                execute(op);
+                INDArray actual = expected.ulike();
+                kernel(op, List.of(x), actual, new long[0]).run();
+                INDArray error = Transforms.abs(expected.sub(actual));
+                INDArray allowed = mean ? bound.div(shape[last]) : bound;
+                assertTrue(error.sub(allowed).maxNumber().doubleValue() <= 0, (mean ? "mean" : "sum") + " off by " + error.maxNumber());
+
+                INDArray g = Nd4j.randn(DataType.FLOAT, shape[0], shape[1], 1);
+                INDArray expectedGradient = x.ulike();
+                String name = mean ? "reduce_mean_bp" : "reduce_sum_bp";
+                Nd4j.exec(DynamicCustomOp.builder(name).addInputs(x, g).addOutputs(expectedGradient).addIntegerArguments(last).build());
+                INDArray actualGradient = x.ulike();
+                Runnable gradient = KERNELS.kernelFor(DynamicCustomOp.builder(name).build(), List.of(x, g), new INDArray[] {actualGradient},
+                        new long[] {last}, new double[0], new boolean[0]);
+                assertNotNull(gradient, name);
+                gradient.run();
+                assertArrayEquals(expectedGradient.data().asInt(), actualGradient.data().asInt(), name);
+            }
+        }
+    }
+
+    @Test
     void aViewWithAnOffsetIsReadFromItsFirstElement() {
         INDArray rows = Nd4j.randn(DataType.FLOAT, 6, 40);
         INDArray lower = rows.get(org.nd4j.linalg.indexing.NDArrayIndex.interval(3, 6), org.nd4j.linalg.indexing.NDArrayIndex.all());
@@ -142,20 +215,23 @@ class VectorKernelsTest {
     void refusesWhatItDoesNotCover() {
         INDArray doubles = Nd4j.randn(DataType.DOUBLE, 4, 8);
         assertNull(KERNELS.kernelFor(new Exp(doubles, doubles.ulike()), List.of(doubles), new INDArray[] {doubles.ulike()}, new long[0],
-                new double[0]), "fp64");
+                new double[0], new boolean[0]), "fp64");
         INDArray transposed = Nd4j.randn(DataType.FLOAT, 8, 4).transpose();
         assertNull(KERNELS.kernelFor(new Exp(transposed, transposed.ulike()), List.of(transposed), new INDArray[] {Nd4j.create(DataType.FLOAT, 4, 8)},
-                new long[0], new double[0]), "a strided view");
+                new long[0], new double[0], new boolean[0]), "a strided view");
         INDArray column = Nd4j.randn(DataType.FLOAT, 5, 1);
         INDArray row = Nd4j.randn(DataType.FLOAT, 1, 7);
         INDArray outer = Nd4j.create(DataType.FLOAT, 5, 7);
-        assertNull(KERNELS.kernelFor(new AddOp(column, row, outer), List.of(column, row), new INDArray[] {outer}, new long[0], new double[0]),
+        assertNull(KERNELS.kernelFor(new AddOp(column, row, outer), List.of(column, row), new INDArray[] {outer}, new long[0], new double[0], new boolean[0]),
                 "both operands broadcast");
         INDArray x = Nd4j.randn(DataType.FLOAT, 4, 6, 8);
-        assertNull(KERNELS.kernelFor(new SoftMax(x, x.ulike(), 1), List.of(x), new INDArray[] {x.ulike()}, new long[] {1}, new double[0]),
+        assertNull(KERNELS.kernelFor(new SoftMax(x, x.ulike(), 1), List.of(x), new INDArray[] {x.ulike()}, new long[] {1}, new double[0], new boolean[0]),
                 "softmax along a middle axis");
+        INDArray large = Nd4j.randn(DataType.FLOAT, 64, 64, 128);
+        assertNull(KERNELS.kernelFor(new AddOp(large, large, large.ulike()), List.of(large, large), new INDArray[] {large.ulike()}, new long[0],
+                new double[0], new boolean[0]), "arithmetic over more than 32,768 elements stays in libnd4j, as fast there");
         INDArray middle = Nd4j.randn(DataType.FLOAT, 6, 1);
-        assertNull(KERNELS.kernelFor(new AddOp(x, middle, x.ulike()), List.of(x, middle), new INDArray[] {x.ulike()}, new long[0], new double[0]),
+        assertNull(KERNELS.kernelFor(new AddOp(x, middle, x.ulike()), List.of(x, middle), new INDArray[] {x.ulike()}, new long[0], new double[0], new boolean[0]),
                 "[6, 1] against [4, 6, 8]: broadcast on both sides of an equal axis");
     }
 
@@ -181,7 +257,7 @@ class VectorKernelsTest {
     }
 
     private static Runnable kernel(DifferentialFunction op, List<INDArray> inputs, INDArray output, long[] iArgs) {
-        Runnable kernel = KERNELS.kernelFor(op, inputs, new INDArray[] {output}, iArgs, new double[0]);
+        Runnable kernel = KERNELS.kernelFor(op, inputs, new INDArray[] {output}, iArgs, new double[0], new boolean[0]);
         assertNotNull(kernel, op.opName() + " on " + inputs.stream().map(in -> Arrays.toString(in.shape())).toList() + " not covered");
         return kernel;
     }
