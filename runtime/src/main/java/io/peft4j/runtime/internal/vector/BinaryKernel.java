@@ -14,6 +14,7 @@ import jdk.incubator.vector.VectorSpecies;
  * finds that view, or that none exists, from the two shapes. When the broadcast operand is the
  * first, {@code reversed} swaps the operands back inside the arithmetic. Each element is one IEEE
  * operation, as in libnd4j, so results are the same bit for bit. {@code z} may be either input.
+ * Arrays shorter than {@link KernelWarmUp#VECTOR_FROM} are computed element by element.
  */
 final class BinaryKernel implements Runnable {
     /** The operations, with the libnd4j op names they replace. */
@@ -144,7 +145,7 @@ final class BinaryKernel implements Runnable {
 
     /** {@code count} elements of a and b from the given byte offsets. */
     private void span(int aByte, int bByte, int zByte, int count) {
-        int bound = SPECIES.loopBound(count);
+        int bound = a.length() < KernelWarmUp.VECTOR_FROM ? 0 : SPECIES.loopBound(count);
         FloatRegion first = reversed ? b : a;
         FloatRegion second = reversed ? a : b;
         int firstByte = reversed ? bByte : aByte;
@@ -164,7 +165,7 @@ final class BinaryKernel implements Runnable {
 
     /** {@code count} elements of a from {@code aByte} with one value of b. */
     private void scalarSpan(int aByte, float value, int zByte, int count) {
-        int bound = SPECIES.loopBound(count);
+        int bound = a.length() < KernelWarmUp.VECTOR_FROM ? 0 : SPECIES.loopBound(count);
         switch (operation) {
             case ADD -> addValue(aByte, value, zByte, bound);
             case SUBTRACT -> {

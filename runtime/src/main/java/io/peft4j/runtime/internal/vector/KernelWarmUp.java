@@ -15,7 +15,14 @@ import java.util.List;
  * sample transformer's steps, a negation over 1,024 elements took 61 µs against libnd4j's 29.
  */
 final class KernelWarmUp {
-    private static final int ELEMENTS = 4096;
+    /**
+     * Kernels over fewer elements run scalar loops. A vector loop that runs a few iterations per call
+     * in a rarely called op may never be compiled by C2, or be thrown back to the interpreter when
+     * the JIT deoptimises it, and there it took 7–24× libnd4j's time on {@code [16, 128, 1]}
+     * (an addition of LayerNorm's epsilon: 230 µs against 34); scalar Java is slow only before C1.
+     */
+    static final int VECTOR_FROM = 4096;
+    private static final int ELEMENTS = 4 * VECTOR_FROM;
     private static final int ROUNDS = 400;
 
     private KernelWarmUp() {
@@ -45,15 +52,19 @@ final class KernelWarmUp {
         FloatRegion z = region(ELEMENTS, 0f);
         FloatRegion row = region(64, 0.25f);
         FloatRegion perRow = region(ELEMENTS / 64, 2f);
+        FloatRegion small = region(VECTOR_FROM / 4, 0.5f);
+        FloatRegion smallOut = region(VECTOR_FROM / 4, 0f);
         List<Runnable> kernels = new ArrayList<>();
         for (UnaryKernel.Function function : UnaryKernel.Function.values()) {
             kernels.add(new UnaryKernel(function, function == UnaryKernel.Function.SQRT ? positive : x, y));
+            kernels.add(new UnaryKernel(function, small, smallOut));
         }
         for (BinaryKernel.Operation operation : BinaryKernel.Operation.values()) {
             for (boolean reversed : new boolean[] {false, true}) {
                 kernels.add(new BinaryKernel(operation, reversed, x, positive, y, new BinaryKernel.Layout(1, 1, ELEMENTS)));
                 kernels.add(new BinaryKernel(operation, reversed, x, row, y, new BinaryKernel.Layout(1, ELEMENTS / 64, 64)));
                 kernels.add(new BinaryKernel(operation, reversed, x, perRow, y, new BinaryKernel.Layout(ELEMENTS / 64, 64, 1)));
+                kernels.add(new BinaryKernel(operation, reversed, small, small, smallOut, new BinaryKernel.Layout(1, 1, small.length())));
             }
         }
         kernels.add(new SoftmaxKernel(x, y, 64));

@@ -12,7 +12,8 @@ import jdk.incubator.vector.VectorSpecies;
  * lane-wise operation to SIMD instructions only when its operator is a constant where it is called,
  * and a vector passed to or returned from a method that the JIT did not inline is boxed on the heap;
  * a shared loop calling a per-function helper ran 5–10× slower inside a training step than in
- * isolation. The last {@code length mod lanes} elements are computed one by one. {@code exp} and
+ * isolation. The last {@code length mod lanes} elements are computed one by one, and so are arrays
+ * shorter than {@link KernelWarmUp#VECTOR_FROM}. {@code exp} and
  * {@code sigmoid} use the JDK's vectorised {@code EXP} ({@code TANH} and {@code LOG} ran slower
  * than libnd4j's in JDK 17 and are left to it); {@code erf} is {@link Erf}'s approximation.
  */
@@ -61,6 +62,12 @@ final class UnaryKernel implements Runnable {
     }
 
     private void run(int from, int to) {
+        if (x.length() < KernelWarmUp.VECTOR_FROM) {
+            for (int i = from; i < to; i++) {
+                y.put(i, scalar(x.get(i)));
+            }
+            return;
+        }
         int bound = from + SPECIES.loopBound(to - from);
         switch (function) {
             case EXP -> exp(from, bound);
