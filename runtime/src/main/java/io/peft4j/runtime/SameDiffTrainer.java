@@ -71,6 +71,11 @@ public final class SameDiffTrainer {
      * and listener calls are SameDiff's. Graphs with random ops or control flow always run in SameDiff.
      */
     public static final String RECORDED_STEPS = "peft4j.recordedSteps";
+    /**
+     * System property: {@code false} keeps replayed steps on libnd4j's kernels instead of peft4j's
+     * Vector API kernels, which need {@code --add-modules jdk.incubator.vector} ({@link ReplayKernels}).
+     */
+    public static final String VECTOR_KERNELS = ReplayKernels.PROPERTY;
 
     /** Progress lines go here every this many steps by default. */
     public static final int DEFAULT_PROGRESS_INTERVAL = 25;

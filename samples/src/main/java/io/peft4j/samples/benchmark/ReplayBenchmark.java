@@ -23,8 +23,13 @@ import org.nd4j.linalg.dataset.adapter.SingletonMultiDataSetIterator;
  * Prints medians, minimums, the ratio, and the largest difference between the two copies'
  * parameters afterwards (replayed steps must compute SameDiff's values, so 0).
  *
+ * <p>With {@code kernels}, both copies replay and the comparison is libnd4j's kernels against
+ * peft4j's vector kernels ({@link SameDiffTrainer#VECTOR_KERNELS}; the JVM needs
+ * {@code --add-modules jdk.incubator.vector}, as the samples' JVMs have); the parameters then differ
+ * by the kernels' rounding.
+ *
  * <p>Arguments: {@code transformer} (default) or {@code minilm}; {@code full}, {@code lora} (default)
- * or {@code adapter}; the number of blocks (default 5).
+ * or {@code adapter}; {@code kernels}; the number of blocks (default 5).
  */
 public final class ReplayBenchmark {
     private static final int STEPS_PER_BLOCK = 6;
@@ -36,6 +41,7 @@ public final class ReplayBenchmark {
         Workload workload = given.contains("minilm") ? new MiniLmWorkload() : new SampleTransformerWorkload();
         Method method = given.contains("full") ? Method.FULL : given.contains("adapter") ? Method.ADAPTER : Method.LORA;
         int blocks = given.stream().filter(arg -> arg.matches("\\d+")).mapToInt(Integer::parseInt).findFirst().orElse(5);
+        boolean kernels = given.contains("kernels");
         Model[] models = {workload.create(method), workload.create(method)};
         for (Model model : models) {
             model.buildGraph();
@@ -43,7 +49,7 @@ public final class ReplayBenchmark {
         List<List<Double>> times = List.of(new ArrayList<>(), new ArrayList<>());
         for (int block = 0; block < blocks; block++) {
             for (int copy = 0; copy < 2; copy++) {
-                double[] seconds = trainBlock(models[copy], workload, copy == 1);
+                double[] seconds = trainBlock(models[copy], workload, copy == 1, kernels);
                 for (int step = UNTIMED_STEPS; block > 0 && step < seconds.length; step++) {
                     times.get(copy).add(seconds[step] * 1e3);
                 }
@@ -57,15 +63,18 @@ public final class ReplayBenchmark {
         for (int copy = 0; copy < 2; copy++) {
             double[] sorted = times.get(copy).stream().mapToDouble(Double::doubleValue).sorted().toArray();
             medians[copy] = sorted[sorted.length / 2];
-            System.out.printf(Locale.ROOT, "| %s | %.1f | %.1f | %d |%n", copy == 0 ? "in SameDiff's executor" : "replayed",
-                    medians[copy], sorted[0], sorted.length);
+            String label = kernels ? (copy == 0 ? "replayed, libnd4j's kernels" : "replayed, peft4j's vector kernels")
+                    : copy == 0 ? "in SameDiff's executor" : "replayed";
+            System.out.printf(Locale.ROOT, "| %s | %.1f | %.1f | %d |%n", label, medians[copy], sorted[0], sorted.length);
         }
-        System.out.printf(Locale.ROOT, "%nreplayed / SameDiff: %.2f; max |parameter difference| between the copies: %s%n",
-                medians[1] / medians[0], largestDifference(models));
+        System.out.printf(Locale.ROOT, "%n%s: %.2f; max |parameter difference| between the copies: %s%n",
+                kernels ? "vector kernels / libnd4j's" : "replayed / SameDiff", medians[1] / medians[0], largestDifference(models));
     }
 
-    private static double[] trainBlock(Model model, Workload workload, boolean replayed) {
-        System.setProperty(SameDiffTrainer.RECORDED_STEPS, Boolean.toString(replayed));
+    /** A block of steps: of the second copy (replayed, or with peft4j's kernels when {@code kernels}) or the first. */
+    private static double[] trainBlock(Model model, Workload workload, boolean second, boolean kernels) {
+        System.setProperty(SameDiffTrainer.RECORDED_STEPS, Boolean.toString(second || kernels));
+        System.setProperty(SameDiffTrainer.VECTOR_KERNELS, Boolean.toString(second || !kernels));
         try {
             SingletonMultiDataSetIterator data = new SingletonMultiDataSetIterator(workload.batch());
             ProgressListener silent = new ProgressListener(null, STEPS_PER_BLOCK);
@@ -74,6 +83,7 @@ public final class ReplayBenchmark {
             return report.stepSeconds();
         } finally {
             System.clearProperty(SameDiffTrainer.RECORDED_STEPS);
+            System.clearProperty(SameDiffTrainer.VECTOR_KERNELS);
         }
     }
 
