@@ -144,7 +144,7 @@ public final class SameDiffTrainer {
             }
         }
         if (simplifyGraphs()) {
-            progress.graphSimplified(GradientGraphSimplifier.simplify(sameDiff, firstBatch));
+            progress.graphSimplified(GradientGraphSimplifier.simplify(sameDiff, firstBatch, replayKernels()));
         }
         if (recordedSteps()) {
             progress.replayKernels(ReplayKernels.unavailableReason());
@@ -189,6 +189,14 @@ public final class SameDiffTrainer {
         } else {
             sameDiff.fit(data, epochs, listeners);
         }
+    }
+
+    /**
+     * Whether replayed steps would run in peft4j's own kernels ({@link ReplayKernels}); asked whether or
+     * not steps are replayed, so that SameDiff's steps and replayed ones run the same graph.
+     */
+    static boolean replayKernels() {
+        return ReplayKernels.forThisProcess() != ReplayKernels.NONE;
     }
 
     static boolean recordedSteps() {

@@ -124,7 +124,7 @@ public final class TrainingMode implements AutoCloseable {
             });
         }
         if (SameDiffTrainer.simplifyGraphs()) {
-            Nd4jOutput.quiet(() -> GradientGraphSimplifier.simplify(sameDiff, () -> first));
+            Nd4jOutput.quiet(() -> GradientGraphSimplifier.simplify(sameDiff, () -> first, SameDiffTrainer.replayKernels()));
         }
         TrainingCheckpoints.createUpdaters(sameDiff);
         sameDiff.getUpdaterMap().forEach((name, updater) -> ((GradientCapture.Capturing) updater).capture(name));

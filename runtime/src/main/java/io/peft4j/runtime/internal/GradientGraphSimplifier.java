@@ -60,7 +60,7 @@ import org.nd4j.linalg.factory.Nd4j;
  * sum's, difference's or product's with element-wise ops and one sum ({@link BroadcastOperandGradients});
  * and, on the CPU,
  * ND4J's {@code gelu} and its derivative share one sigmoid ({@link SigmoidGelu}), one transcendental
- * kernel fewer per GELU. Nothing is deleted ({@link GraphWiring}): SameDiff runs only the ops that a step's outputs need, so
+ * kernel fewer per GELU, unless peft4j's kernels will run both in replayed steps. Nothing is deleted ({@link GraphWiring}): SameDiff runs only the ops that a step's outputs need, so
  * an op nobody reads any more is skipped. Graphs with loops or conditionals (SameDiff's frame ops)
  * are left alone. Random ops are never merged: only the listed shape ops are.
  */
@@ -103,15 +103,26 @@ public final class GradientGraphSimplifier {
      * ({@link DivisionGradientFromOutput}). {@code null} leaves divisions alone.
      */
     public static GraphSimplification simplify(SameDiff sameDiff, Supplier<Map<String, INDArray>> firstBatch) {
-        return new GradientGraphSimplifier(sameDiff, GradientGraph.of(sameDiff)).run(firstBatch);
+        return simplify(sameDiff, firstBatch, false);
     }
 
-    private GraphSimplification run(Supplier<Map<String, INDArray>> firstBatch) {
+    /**
+     * As {@link #simplify(SameDiff, Supplier)}; {@code replayKernels} says that this process has peft4j's
+     * kernels ({@link ReplayKernels}), which compute an fp32 {@code gelu} and its derivative in one pass
+     * each when a step is replayed: then {@link SigmoidGelu} leaves those as they are (its products and
+     * scalar ops cost more than the two passes; BENCHMARKS.md), in graphs that can be replayed.
+     */
+    public static GraphSimplification simplify(SameDiff sameDiff, Supplier<Map<String, INDArray>> firstBatch, boolean replayKernels) {
+        return new GradientGraphSimplifier(sameDiff, GradientGraph.of(sameDiff)).run(firstBatch, replayKernels);
+    }
+
+    private GraphSimplification run(Supplier<Map<String, INDArray>> firstBatch, boolean replayKernels) {
         int before = opsPerStep();
         if (graph.getOps().values().stream().anyMatch(op -> op.getOp() instanceof BaseCompatOp)) {
             return GraphSimplification.none(before);
         }
-        int gelus = Nd4j.getEnvironment().isCPU() ? SigmoidGelu.rewrite(graph, wiring) : 0;
+        int gelus = Nd4j.getEnvironment().isCPU()
+                ? SigmoidGelu.rewrite(graph, wiring, replayKernels && RecordedStep.replayable(graph, true)) : 0;
         int softmaxes = SoftmaxGradientFromOutput.rewrite(graph, wiring);
         int divisions = firstBatch == null ? 0 : DivisionGradientFromOutput.rewrite(gradients, wiring, forward, firstBatch);
         int crossEntropies = firstBatch == null ? 0 : SparseCrossEntropyFromExponentials.rewrite(gradients, wiring, forward, firstBatch);

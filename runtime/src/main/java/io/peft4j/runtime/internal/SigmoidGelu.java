@@ -5,6 +5,7 @@ import java.util.List;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.autodiff.samediff.internal.SameDiffOp;
+import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ops.impl.transforms.strict.GELU;
 import org.nd4j.linalg.api.ops.impl.transforms.strict.GELUDerivative;
 
@@ -30,14 +31,20 @@ final class SigmoidGelu {
     private SigmoidGelu() {
     }
 
-    /** Rewrites every {@code gelu} of {@code graph} that something reads; returns how many. */
-    static int rewrite(SameDiff graph, GraphWiring wiring) {
+    /**
+     * Rewrites every {@code gelu} of {@code graph} that something reads, except fp32 ones when
+     * {@code keepFloat} (replayed steps compute those in peft4j's kernels, one pass each); returns how many.
+     */
+    static int rewrite(SameDiff graph, GraphWiring wiring, boolean keepFloat) {
         int rewritten = 0;
         for (SameDiffOp op : List.copyOf(graph.getOps().values())) {
             if (op.getOp().getClass() != GELU.class || op.getInputsToOp().size() != 1 || op.getOutputsOfOp().size() != 1) {
                 continue;
             }
             String input = op.getInputsToOp().get(0);
+            if (keepFloat && graph.getVariable(input).dataType() == DataType.FLOAT) {
+                continue;
+            }
             String output = op.getOutputsOfOp().get(0);
             List<SameDiffOp> derivatives = derivativesOf(input, wiring);
             if (wiring.readers(output).isEmpty() && derivatives.isEmpty()) {

@@ -87,6 +87,19 @@ class GradientGraphSimplifierTest {
     }
 
     @Test
+    void geluStaysForStepsReplayedWithPeft4jsKernels() {
+        assertEquals(1, GradientGraphSimplifier.simplify(geluGraph(DataType.DOUBLE), null, true).gelusFromOneSigmoid(),
+                "the kernels take fp32 only: an fp64 gelu is still rewritten");
+        SameDiff kept = geluGraph(DataType.FLOAT);
+        GraphSimplification report = GradientGraphSimplifier.simplify(kept, null, true);
+        assertEquals(0, report.gelusFromOneSigmoid(), report.describe());
+        SameDiff gradients = kept.getFunction("grad");
+        assertTrue(gradients.getOps().values().stream().anyMatch(op -> op.getOp().getClass() == GELUDerivative.class
+                        && !gradients.getVariables().get(op.getOutputsOfOp().get(0)).getInputsForOp().isEmpty()),
+                "the derivative op is still read: the kernels compute it in one pass");
+    }
+
+    @Test
     void softmaxGradientsComeFromTheSoftmaxOutput() {
         SameDiff original = softmaxGraph(1);
         Map<String, INDArray> expected = original.calculateGradients(Map.of("x", FEATURES), "w1", "w2");
@@ -190,12 +203,16 @@ class GradientGraphSimplifierTest {
 
     /** {@code loss = Σ (gelu(x · w1) · w2)²} over {@code x [batch, d]}. */
     private static SameDiff geluGraph() {
+        return geluGraph(DataType.DOUBLE);
+    }
+
+    private static SameDiff geluGraph(DataType type) {
         Nd4j.getRandom().setSeed(23);
         SameDiff sd = SameDiff.create();
-        SDVariable x = sd.placeHolder("x", DataType.DOUBLE, -1, SEQUENCE, WIDTH);
+        SDVariable x = sd.placeHolder("x", type, -1, SEQUENCE, WIDTH);
         SDVariable flat = sd.reshape(x, -1, WIDTH);
-        SDVariable hidden = sd.nn.gelu(flat.mmul(sd.var("w1", Nd4j.rand(DataType.DOUBLE, WIDTH, WIDTH).subi(0.5).muli(6))));
-        sd.math.square(hidden.mmul(sd.var("w2", Nd4j.rand(DataType.DOUBLE, WIDTH, 2)))).sum().rename("loss");
+        SDVariable hidden = sd.nn.gelu(flat.mmul(sd.var("w1", Nd4j.rand(type, WIDTH, WIDTH).subi(0.5).muli(6))));
+        sd.math.square(hidden.mmul(sd.var("w2", Nd4j.rand(type, WIDTH, 2)))).sum().rename("loss");
         sd.setLossVariables("loss");
         return sd;
     }

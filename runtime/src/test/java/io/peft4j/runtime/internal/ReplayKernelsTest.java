@@ -28,7 +28,7 @@ import org.nd4j.linalg.learning.config.Adam;
 
 /**
  * Replayed steps run peft4j's vector kernels where they cover a call, and compute what they would
- * compute without them: a forward pass through an erf GELU, a LayerNorm written out, a softmax and
+ * compute without them: a forward pass through an erf GELU, a LayerNorm written out, ND4J's gelu, a softmax and
  * biases agrees with SameDiff's to rounding (and bit for bit with the kernels off), and training with
  * and without them ends on the same parameters to rounding. The test JVM is started with the Vector
  * API module (the build's {@code peft4j.java.options}), so the kernels are in use here; the off switch
@@ -103,7 +103,8 @@ class ReplayKernelsTest {
     }
 
     /**
-     * {@code out = softmax(LayerNorm(gelu_erf(x · w1 + bias)) · w2)} over {@code x [b, 8, 32]}, and
+     * {@code out = softmax(gelu(LayerNorm(gelu_erf(x · w1 + bias))) · w2)} over {@code x [b, 8, 32]}
+     * (the second GELU ND4J's sigmoid form, which training with the kernels keeps as it is), and
      * {@code loss = mean((out − y)²)}.
      */
     private static SameDiff graph() {
@@ -118,7 +119,7 @@ class ReplayKernelsTest {
         SDVariable gelu = projected.mul(0.5).mul(sd.math.erf(projected.div(Math.sqrt(2))).add(1.0));
         SDVariable centred = gelu.sub(gelu.mean(true, 2));
         SDVariable normalised = centred.div(sd.math.sqrt(centred.mul(centred).mean(true, 2).add(1e-5)));
-        SDVariable logits = sd.reshape(sd.reshape(normalised, -1, WIDTH).mmul(w2), -1, SEQUENCE, WIDTH);
+        SDVariable logits = sd.reshape(sd.reshape(sd.nn.gelu(normalised), -1, WIDTH).mmul(w2), -1, SEQUENCE, WIDTH);
         SDVariable out = sd.nn.softmax(logits, 2).rename("out");
         sd.math.square(out.sub(y)).mean().rename("loss");
         sd.setLossVariables("loss");

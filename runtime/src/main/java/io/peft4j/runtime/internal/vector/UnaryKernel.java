@@ -13,14 +13,16 @@ import jdk.incubator.vector.VectorSpecies;
  * and a vector passed to or returned from a method that the JIT did not inline is boxed on the heap;
  * a shared loop calling a per-function helper ran 5–10× slower inside a training step than in
  * isolation. The last {@code length mod lanes} elements are computed one by one, and so are arrays
- * shorter than {@link KernelWarmUp#VECTOR_FROM}. {@code exp} and
- * {@code sigmoid} use the JDK's vectorised {@code EXP} ({@code TANH} and {@code LOG} ran slower
- * than libnd4j's in JDK 17 and are left to it); {@code erf} is {@link Erf}'s approximation.
+ * shorter than {@link KernelWarmUp#VECTOR_FROM}. {@code exp}, {@code sigmoid}, ND4J's sigmoid-form
+ * {@code gelu} and its {@code _geluderivative} use the JDK's vectorised {@code EXP} ({@code TANH} and
+ * {@code LOG} ran slower than libnd4j's in JDK 17 and are left to it, and with them
+ * {@code precise_gelu}); {@code erf} is {@link Erf}'s approximation.
  */
 final class UnaryKernel implements Runnable {
     /** The functions, with the libnd4j op names they replace and a relative cost per element. */
     enum Function {
-        EXP("exp", 8), SIGMOID("sigmoid", 10), ERF("erf", 12), NEG("neg", 1), SQRT("sqrt", 2), SQUARE("square", 1), ABS("abs", 1);
+        EXP("exp", 8), SIGMOID("sigmoid", 10), GELU("gelu", 11), GELU_DERIVATIVE("_geluderivative", 12), ERF("erf", 12), NEG("neg", 1),
+        SQRT("sqrt", 2), SQUARE("square", 1), ABS("abs", 1);
 
         final String opName;
         final int cost;
@@ -39,6 +41,9 @@ final class UnaryKernel implements Runnable {
             return null;
         }
     }
+
+    /** The sigmoid's slope in ND4J's {@code gelu}, {@code x · σ(1.702 x)}, and in its {@code _geluderivative}. */
+    static final float GELU_SLOPE = 1.702f;
 
     private static final VectorSpecies<Float> SPECIES = FloatVector.SPECIES_PREFERRED;
     private static final int LANES = SPECIES.length();
@@ -72,6 +77,8 @@ final class UnaryKernel implements Runnable {
         switch (function) {
             case EXP -> exp(from, bound);
             case SIGMOID -> sigmoid(from, bound);
+            case GELU -> gelu(from, bound);
+            case GELU_DERIVATIVE -> geluDerivative(from, bound);
             case ERF -> erf(from, bound);
             case NEG -> neg(from, bound);
             case SQRT -> sqrt(from, bound);
@@ -95,6 +102,29 @@ final class UnaryKernel implements Runnable {
         for (int i = from; i < to; i += LANES) {
             // libnd4j's form: 1 / (1 + e^-x)
             one.div(load(i).neg().lanewise(VectorOperators.EXP).add(1f)).intoByteBuffer(y.bytes(), y.at(i), FloatRegion.ORDER);
+        }
+    }
+
+    private void gelu(int from, int to) {
+        FloatVector one = FloatVector.broadcast(SPECIES, 1f);
+        for (int i = from; i < to; i += LANES) {
+            // libnd4j's form: x · σ(1.702 x)
+            FloatVector v = load(i);
+            FloatVector sigmoid = one.div(v.mul(-GELU_SLOPE).lanewise(VectorOperators.EXP).add(1f));
+            v.mul(sigmoid).intoByteBuffer(y.bytes(), y.at(i), FloatRegion.ORDER);
+        }
+    }
+
+    private void geluDerivative(int from, int to) {
+        FloatVector one = FloatVector.broadcast(SPECIES, 1f);
+        for (int i = from; i < to; i += LANES) {
+            // σ(t) · (1 + t · (1 − σ(t))) with t = 1.702 x; for t ≥ 0, 1 − σ(t) is e^-t · σ(t), which keeps
+            // the digits that 1 − σ(t) cancels (and e^-t cannot overflow there)
+            FloatVector t = load(i).mul(GELU_SLOPE);
+            FloatVector exp = t.neg().lanewise(VectorOperators.EXP);
+            FloatVector sigmoid = one.div(exp.add(1f));
+            FloatVector complement = exp.mul(sigmoid).blend(one.sub(sigmoid), t.compare(VectorOperators.LT, 0f));
+            sigmoid.mul(t.mul(complement).add(1f)).intoByteBuffer(y.bytes(), y.at(i), FloatRegion.ORDER);
         }
     }
 
@@ -149,6 +179,13 @@ final class UnaryKernel implements Runnable {
         return switch (function) {
             case EXP -> (float) Math.exp(value);
             case SIGMOID -> 1f / (1f + (float) Math.exp(-value));
+            case GELU -> value * (1f / (1f + (float) Math.exp(-(GELU_SLOPE * value))));
+            case GELU_DERIVATIVE -> {
+                float t = GELU_SLOPE * value;
+                float exp = (float) Math.exp(-t);
+                float sigmoid = 1f / (1f + exp);
+                yield sigmoid * (1f + t * (t < 0f ? 1f - sigmoid : exp * sigmoid));
+            }
             case ERF -> Erf.of(value);
             case NEG -> -value;
             case SQRT -> (float) Math.sqrt(value);

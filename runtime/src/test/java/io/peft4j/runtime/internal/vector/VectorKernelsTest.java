@@ -35,6 +35,9 @@ import org.nd4j.linalg.api.ops.impl.transforms.same.Negative;
 import org.nd4j.linalg.api.ops.impl.transforms.same.Square;
 import org.nd4j.linalg.api.ops.impl.transforms.strict.Erf;
 import org.nd4j.linalg.api.ops.impl.transforms.strict.Exp;
+import org.nd4j.linalg.api.ops.impl.transforms.strict.GELU;
+import org.nd4j.linalg.api.ops.impl.transforms.strict.GELUDerivative;
+import org.nd4j.linalg.api.ops.impl.transforms.strict.PreciseGELU;
 import org.nd4j.linalg.api.ops.impl.transforms.strict.Sigmoid;
 import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.linalg.ops.transforms.Transforms;
@@ -43,7 +46,7 @@ import org.nd4j.linalg.ops.transforms.Transforms;
  * peft4j's vector kernels compute what libnd4j's ops compute: the arithmetic bit for bit (one IEEE
  * operation per element either way) for every broadcast layout they take, with either operand
  * broadcast, at lengths that leave a tail after the last full vector, and on sizes split over threads;
- * the transcendental functions to within a few units in the last place, softmax to within a dozen;
+ * the transcendental functions (exp, sigmoid, gelu) to within a few units in the last place, softmax to within a dozen;
  * erf within 2e-7.
  * Calls they do not cover (other types, strided views, broadcasts of both operands, softmax along
  * another axis, arithmetic on large arrays) are refused, so that libnd4j runs them.
@@ -111,6 +114,29 @@ class VectorKernelsTest {
             // the row's sum of exponentials is added in another order
             assertClose(new SoftMax(x, x.ulike(), last), List.of(x), new long[] {last}, 1.5e-6, "softmax " + Arrays.toString(shape));
         }
+    }
+
+    @Test
+    void geluAndItsDerivativeAgreeWithLibnd4jToRounding() {
+        for (long[] shape : new long[][] {{3, 41}, {16, 64, 1024}}) {
+            INDArray x = Nd4j.randn(DataType.FLOAT, shape).muli(4);
+            assertClose(new GELU(x, x.ulike()), List.of(x), new long[0], 6e-7, "gelu " + Arrays.toString(shape));
+            // The derivative crosses zero near x = -0.75, and its 1 − σ(t) cancels for large t (an error of
+            // |t| · 6e-8 whichever way it is written), so the bound is absolute: 1e-6 on values up to 1.13.
+            INDArray expected = x.ulike();
+            Nd4j.exec(new GELUDerivative(x, expected));
+            INDArray actual = x.ulike();
+            kernel(new GELUDerivative(x, x.ulike()), List.of(x), actual, new long[0]).run();
+            float[] e = expected.data().asFloat();
+            float[] a = actual.data().asFloat();
+            for (int i = 0; i < e.length; i++) {
+                assertTrue(Math.abs(e[i] - a[i]) <= 1e-6,
+                        "_geluderivative " + Arrays.toString(shape) + " at " + i + ": libnd4j " + e[i] + ", kernel " + a[i]);
+            }
+        }
+        INDArray precise = Nd4j.randn(DataType.FLOAT, 16, 2048);
+        assertNull(KERNELS.kernelFor(new PreciseGELU(precise, precise.ulike()), List.of(precise), new INDArray[] {precise.ulike()},
+                new long[0], new double[0], new boolean[0]), "precise_gelu (tanh) stays with libnd4j");
     }
 
     @Test
