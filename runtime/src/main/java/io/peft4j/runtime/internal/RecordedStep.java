@@ -29,8 +29,14 @@ import org.nd4j.linalg.api.ops.Op;
 import org.nd4j.linalg.api.ops.OpContext;
 import org.nd4j.linalg.api.ops.impl.controlflow.compat.BaseCompatOp;
 import org.nd4j.linalg.api.ops.impl.shape.ExpandDims;
+import org.nd4j.linalg.api.ops.impl.shape.OnesLike;
+import org.nd4j.linalg.api.ops.impl.shape.Rank;
 import org.nd4j.linalg.api.ops.impl.shape.Reshape;
+import org.nd4j.linalg.api.ops.impl.shape.Shape;
+import org.nd4j.linalg.api.ops.impl.shape.Size;
+import org.nd4j.linalg.api.ops.impl.shape.SizeAt;
 import org.nd4j.linalg.api.ops.impl.shape.Squeeze;
+import org.nd4j.linalg.api.ops.impl.shape.ZerosLike;
 import org.nd4j.linalg.dataset.api.MultiDataSet;
 import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.linalg.learning.GradientUpdater;
@@ -48,7 +54,9 @@ import org.nd4j.linalg.learning.regularization.Regularization;
  * be replayed: one native context per op, built once, reading the parameters' own arrays and
  * writing into buffers that are reused as soon as their last reader has run (the lifetimes of the
  * recorded order). Reshapes, squeezes and dimension expansions of such a buffer become views of it,
- * made once, instead of copies at every step. Elementwise ops, softmax and the transcendental
+ * made once, instead of copies at every step, and values that only the placeholders' shapes
+ * determine ({@code shape_of}, {@code ones_as} and the integer arithmetic on shapes) are computed once,
+ * when the step is built. Elementwise ops, softmax and the transcendental
  * functions run in peft4j's own kernels where {@link ReplayKernels} has them. Parameters are updated where SameDiff updates them: right after the op that
  * computes their gradient, with the same regularisation, updater and listener calls, so a replayed
  * step computes what SameDiff's would, op for op.
@@ -60,6 +68,8 @@ import org.nd4j.linalg.learning.regularization.Regularization;
  * anything replaced a parameter's array; SameDiff runs those.
  */
 public final class RecordedStep {
+    private static final Set<Class<?>> SHAPE_QUERIES = Set.of(Shape.class, Size.class, SizeAt.class, Rank.class, OnesLike.class,
+            ZerosLike.class);
     private final SameDiff gradients;
     private final List<Call> calls;
     private final Map<String, INDArray> placeholderBuffers;
@@ -73,7 +83,11 @@ public final class RecordedStep {
      * What SameDiff ran for one op, and, once built, the context that runs it again; {@code kernel},
      * when not null, computes it instead of libnd4j ({@link ReplayKernels}).
      */
-    private record Call(SameDiffOp op, OpContext context, INDArray[] outputs, boolean aliased, Runnable kernel) {
+    private record Call(SameDiffOp op, OpContext context, INDArray[] outputs, boolean aliased, boolean folded, Runnable kernel) {
+        /** Whether a replay runs this call: not when its outputs are views made once, or values computed once. */
+        boolean runs() {
+            return !aliased && !folded;
+        }
     }
 
     /** What SameDiff ran for one op, as {@link Recorder} saw it. */
@@ -148,6 +162,7 @@ public final class RecordedStep {
         List<Integer> lastUse = new ArrayList<>();
         List<int[]> inputSlots = new ArrayList<>();
         List<INDArray[]> externalInputs = new ArrayList<>();
+        List<boolean[]> integerConstantInputs = new ArrayList<>();
         for (int i = 0; i < recorded.size(); i++) {
             Recorded call = recorded.get(i);
             List<String> names = call.op().getInputsToOp() == null ? List.of() : call.op().getInputsToOp();
@@ -156,6 +171,7 @@ public final class RecordedStep {
             }
             int[] slots = new int[names.size()];
             INDArray[] external = new INDArray[names.size()];
+            boolean[] integerConstant = new boolean[names.size()];
             for (int k = 0; k < names.size(); k++) {
                 String name = names.get(k);
                 INDArray array = call.inputs().get(k);
@@ -181,6 +197,7 @@ public final class RecordedStep {
                     }
                     parameters.put(name, array);
                     external[k] = array;
+                    integerConstant[k] = kind == VariableType.CONSTANT && array.dataType().isIntType();
                 } else {
                     return null;
                 }
@@ -192,6 +209,7 @@ public final class RecordedStep {
             }
             inputSlots.add(slots);
             externalInputs.add(external);
+            integerConstantInputs.add(integerConstant);
         }
         for (String name : kept) {
             Integer slot = slotOfValue.get(name);
@@ -200,11 +218,24 @@ public final class RecordedStep {
             }
             lastUse.set(slot, recorded.size() - 1);
         }
+        boolean[] folded = foldedCalls(recorded, inputSlots, integerConstantInputs, slotArrays.size(), variableOfGradient.keySet());
+        // computed once and read at every step: a buffer of its own, for the whole step
+        boolean[] ownBuffer = new boolean[slotArrays.size()];
+        int firstSlot = 0;
+        for (int i = 0; i < recorded.size(); i++) {
+            for (int j = 0; j < recorded.get(i).outputs().length; j++) {
+                if (folded[i]) {
+                    ownBuffer[firstSlot + j] = true;
+                    lastUse.set(firstSlot + j, recorded.size() - 1);
+                }
+            }
+            firstSlot += recorded.get(i).outputs().length;
+        }
         int[] rootOf = aliases(recorded, inputSlots, slotArrays, slotOfValue, variableOfGradient);
         for (int s = 0; s < rootOf.length; s++) {
             lastUse.set(rootOf[s], Math.max(lastUse.get(rootOf[s]), lastUse.get(s)));
         }
-        INDArray[] buffers = assignBuffers(recorded, slotArrays, lastUse, rootOf);
+        INDArray[] buffers = assignBuffers(recorded, slotArrays, lastUse, rootOf, ownBuffer);
         Map<String, INDArray> keptBuffers = new LinkedHashMap<>();
         kept.forEach(name -> keptBuffers.put(name, buffers[slotOfValue.get(name)]));
         List<Call> calls = new ArrayList<>();
@@ -221,9 +252,14 @@ public final class RecordedStep {
             // a view of the root's buffer needs no op; reshape() may have had to copy, and then the op runs
             boolean aliased = rootOf[slot] != slot && sharesMemory(buffers[slot], buffers[rootOf[slot]]);
             slot += call.outputs().length;
-            Runnable kernel = aliased || Arrays.stream(call.dArgs()).anyMatch(type -> type != DataType.FLOAT)
+            Runnable kernel = aliased || folded[i] || Arrays.stream(call.dArgs()).anyMatch(type -> type != DataType.FLOAT)
                     ? null : kernels.kernelFor(call.op().getOp(), inputs, outputs, call.iArgs(), call.tArgs(), call.bArgs());
-            calls.add(new Call(call.op(), context(call, inputs, outputs), outputs, aliased, kernel));
+            calls.add(new Call(call.op(), context(call, inputs, outputs), outputs, aliased, folded[i], kernel));
+        }
+        for (Call call : calls) {
+            if (call.folded() && !call.aliased()) {
+                execute(call);
+            }
         }
         return new RecordedStep(gradients, calls, placeholderBuffers, parameters, variableOfGradient, lossVariables, keptBuffers);
     }
@@ -253,6 +289,41 @@ public final class RecordedStep {
             }
         }
         return call.op().getOutputsOfOp() != null && call.op().getOutputsOfOp().size() == call.outputs().length;
+    }
+
+    /**
+     * Which calls compute, at every step, what they computed at the first: with the placeholders'
+     * shapes fixed ({@link #accepts}), a shape query ({@code shape_of}, {@code size}, {@code rank},
+     * {@code ones_as}, {@code zeros_as}) gives the same value every time, and so does a deterministic op
+     * whose inputs are such values or integer constants ({@code strided_slice} and {@code concat} of
+     * shapes, the sizes a {@code reshape} is given). A transformer layer asks for a dozen of them, each a
+     * libnd4j call of 10–140 µs (BENCHMARKS.md). Random ops and trainable variables' gradients (which the
+     * updater changes in place) are never folded; float constants are not treated as fixed (a merge may
+     * write into frozen weights in place).
+     */
+    private static boolean[] foldedCalls(List<Recorded> recorded, List<int[]> inputSlots, List<boolean[]> integerConstantInputs, int slotCount,
+                                         Set<String> gradientNames) {
+        boolean[] folded = new boolean[recorded.size()];
+        boolean[] fixedSlot = new boolean[slotCount];
+        int slot = 0;
+        for (int i = 0; i < recorded.size(); i++) {
+            Recorded call = recorded.get(i);
+            DifferentialFunction function = call.op().getOp();
+            boolean fixed = !RandomOpSeeder.isRandom(function) && call.outputs().length > 0
+                    && call.op().getOutputsOfOp().stream().noneMatch(gradientNames::contains);
+            if (fixed && !SHAPE_QUERIES.contains(function.getClass())) {
+                int[] slots = inputSlots.get(i);
+                for (int k = 0; k < slots.length && fixed; k++) {
+                    fixed = slots[k] >= 0 ? fixedSlot[slots[k]] : integerConstantInputs.get(i)[k];
+                }
+            }
+            folded[i] = fixed;
+            for (int j = 0; j < call.outputs().length; j++) {
+                fixedSlot[slot + j] = fixed;
+            }
+            slot += call.outputs().length;
+        }
+        return folded;
     }
 
     /**
@@ -315,8 +386,11 @@ public final class RecordedStep {
      * buffer returns to the pool after its value's last reader, so no op writes over its own inputs. A
      * value aliased to another ({@code rootOf}) is a C-order view of that value's buffer, which stays
      * out of the pool until the last reader of any of its aliases ({@code lastUse} already says so).
+     * A value computed once ({@code ownBuffer}) takes no buffer from the pool: one that an earlier value
+     * had would be written over by that value's op at every step.
      */
-    private static INDArray[] assignBuffers(List<Recorded> recorded, List<INDArray> slotArrays, List<Integer> lastUse, int[] rootOf) {
+    private static INDArray[] assignBuffers(List<Recorded> recorded, List<INDArray> slotArrays, List<Integer> lastUse, int[] rootOf,
+                                            boolean[] ownBuffer) {
         INDArray[] buffers = new INDArray[slotArrays.size()];
         Map<String, Deque<INDArray>> pool = new HashMap<>();
         List<List<Integer>> endingAt = new ArrayList<>();
@@ -336,7 +410,7 @@ public final class RecordedStep {
                     buffers[slot] = buffers[rootOf[slot]].reshape('c', like.shape());
                     continue;
                 }
-                Deque<INDArray> free = pool.get(key(like));
+                Deque<INDArray> free = ownBuffer[slot] ? null : pool.get(key(like));
                 buffers[slot] = free != null && !free.isEmpty() ? free.pop()
                         : Nd4j.createUninitialized(like.dataType(), like.shape(), like.ordering());
             }
@@ -417,15 +491,23 @@ public final class RecordedStep {
         return (int) calls.stream().filter(call -> call.kernel() != null).count();
     }
 
+    /** How many of the recorded calls compute values that only shapes determine, computed once when built. */
+    public int foldedCalls() {
+        return (int) calls.stream().filter(Call::folded).count();
+    }
+
     /** How many op calls the recording holds. */
     public int callCount() {
         return calls.size();
     }
 
     private static void exec(Call call) {
-        if (call.aliased()) {
-            return;
+        if (call.runs()) {
+            execute(call);
         }
+    }
+
+    private static void execute(Call call) {
         if (call.kernel() != null) {
             call.kernel().run();
             return;
