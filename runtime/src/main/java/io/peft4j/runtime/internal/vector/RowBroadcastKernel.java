@@ -9,7 +9,7 @@ import jdk.incubator.vector.VectorSpecies;
  * {@code reduce_sum_bp} and {@code reduce_mean_bp} compute it.
  *
  * <p>Shapes: {@code g} one element per row ({@code [..]} or {@code [.., 1]}); {@code y [.., d]}
- * contiguous. One division per row, in fp32.
+ * contiguous. One product with 1/d per row, in fp32, as libnd4j (a division differs in the last bit).
  */
 final class RowBroadcastKernel implements Runnable {
     private static final VectorSpecies<Float> SPECIES = FloatVector.SPECIES_PREFERRED;
@@ -37,7 +37,7 @@ final class RowBroadcastKernel implements Runnable {
     private void rows(int fromRow, int toRow) {
         int bound = SPECIES.loopBound(width);
         for (int row = fromRow; row < toRow; row++) {
-            float value = divisor == 1f ? g.get(row) : g.get(row) / divisor;
+            float value = divisor == 1f ? g.get(row) : g.get(row) * (1f / divisor);
             FloatVector broadcast = FloatVector.broadcast(SPECIES, value);
             int start = y.at(row * width);
             int i = 0;

@@ -175,7 +175,7 @@ class VectorKernelsTest {
                 assertNotNull(kernel, name);
                 kernel.run();
                 for (int i = 0; i < 2; i++) {
-                    assertArrayEquals(expected[i].data().asInt(), actual[i].data().asInt(), name + " output " + i + " " + Arrays.toString(shape));
+                    assertArrayEquals(expected[i].data().asFloat(), actual[i].data().asFloat(), name + " output " + i + " " + Arrays.toString(shape));
                 }
             }
         }
@@ -192,7 +192,7 @@ class VectorKernelsTest {
                     new boolean[0]);
             assertNotNull(kernel, Arrays.toString(axes));
             kernel.run();
-            assertArrayEquals(expected.data().asInt(), actual.data().asInt(), "permute " + Arrays.toString(axes));
+            assertArrayEquals(expected.data().asFloat(), actual.data().asFloat(), "permute " + Arrays.toString(axes));
         }
         INDArray transposed = Nd4j.create(DataType.FLOAT, 4, 16, 37, 6);
         assertNull(KERNELS.kernelFor(new Permute(heads, transposed, 0, 1, 3, 2), List.of(heads), new INDArray[] {transposed},
@@ -224,7 +224,7 @@ class VectorKernelsTest {
                         new long[] {last}, new double[0], new boolean[0]);
                 assertNotNull(gradient, name);
                 gradient.run();
-                assertArrayEquals(expectedGradient.data().asInt(), actualGradient.data().asInt(), name);
+                assertArrayEquals(expectedGradient.data().asFloat(), actualGradient.data().asFloat(), name);
             }
         }
     }
@@ -266,7 +266,7 @@ class VectorKernelsTest {
         execute(op);
         INDArray actual = expected.ulike();
         kernel(op, inputs, actual, new long[0]).run();
-        assertArrayEquals(expected.data().asInt(), actual.data().asInt(), what + ": not libnd4j's bits");
+        assertArrayEquals(expected.data().asFloat(), actual.data().asFloat(), what + ": not libnd4j's bits");
     }
 
     private static void assertClose(DifferentialFunction op, List<INDArray> inputs, long[] iArgs, double relative, String what) {
