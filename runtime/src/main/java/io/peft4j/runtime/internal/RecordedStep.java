@@ -4,6 +4,7 @@ import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Deque;
+import java.util.EnumMap;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.LinkedHashMap;
@@ -57,7 +58,8 @@ import org.nd4j.linalg.learning.regularization.Regularization;
  * made once, instead of copies at every step, and values that only the placeholders' shapes
  * determine ({@code shape_of}, {@code ones_as} and the integer arithmetic on shapes) are computed once,
  * when the step is built. Elementwise ops, softmax and the transcendental
- * functions run in peft4j's own kernels where {@link ReplayKernels} has them. Parameters are updated where SameDiff updates them: right after the op that
+ * functions run in peft4j's own kernels where {@link ReplayKernels} has them, and BERT's written-out
+ * exact GELU and its gradient as one pass each ({@link ExactGelu}). Parameters are updated where SameDiff updates them: right after the op that
  * computes their gradient, with the same regularisation, updater and listener calls, so a replayed
  * step computes what SameDiff's would, op for op.
  *
@@ -83,11 +85,24 @@ public final class RecordedStep {
      * What SameDiff ran for one op, and, once built, the context that runs it again; {@code kernel},
      * when not null, computes it instead of libnd4j ({@link ReplayKernels}).
      */
-    private record Call(SameDiffOp op, OpContext context, INDArray[] outputs, boolean aliased, boolean folded, Runnable kernel) {
-        /** Whether a replay runs this call: not when its outputs are views made once, or values computed once. */
+    private record Call(SameDiffOp op, OpContext context, INDArray[] outputs, Role role, Runnable kernel) {
         boolean runs() {
-            return !aliased && !folded;
+            return role == Role.RUN || role == Role.RUN_FUSED;
         }
+    }
+
+    /** What a replay does with a recorded call. */
+    private enum Role {
+        /** Runs it, in libnd4j or in {@code kernel}. */
+        RUN,
+        /** Nothing: its outputs are views of another value's buffer, made once. */
+        VIEW,
+        /** Nothing: only the placeholders' shapes determine its outputs, computed once when built. */
+        COMPUTED_ONCE,
+        /** Nothing: a fused kernel computes what it did, at a later call of its group ({@link ExactGelu}). */
+        FUSED_INTO_LATER,
+        /** Runs its group's fused kernel. */
+        RUN_FUSED
     }
 
     /** What SameDiff ran for one op, as {@link Recorder} saw it. */
@@ -231,6 +246,14 @@ public final class RecordedStep {
             }
             firstSlot += recorded.get(i).outputs().length;
         }
+        ReplayKernels kernels = ReplayKernels.forThisProcess();
+        List<ExactGelu.Fusion> fusions = kernels == ReplayKernels.NONE ? List.of()
+                : ExactGelu.find(new RecordedCalls(recorded, inputSlots, slotArrays.size(), slotOfValue, kept, lossVariables, variableOfGradient));
+        for (ExactGelu.Fusion fusion : fusions) {
+            for (int input : fusion.inputs()) {
+                lastUse.set(input, Math.max(lastUse.get(input), fusion.anchor())); // read when the group's last call runs
+            }
+        }
         int[] rootOf = aliases(recorded, inputSlots, slotArrays, slotOfValue, variableOfGradient);
         for (int s = 0; s < rootOf.length; s++) {
             lastUse.set(rootOf[s], Math.max(lastUse.get(rootOf[s]), lastUse.get(s)));
@@ -238,8 +261,17 @@ public final class RecordedStep {
         INDArray[] buffers = assignBuffers(recorded, slotArrays, lastUse, rootOf, ownBuffer);
         Map<String, INDArray> keptBuffers = new LinkedHashMap<>();
         kept.forEach(name -> keptBuffers.put(name, buffers[slotOfValue.get(name)]));
+        Map<Integer, Runnable> fusedKernels = new HashMap<>();
+        Set<Integer> fusedMembers = new HashSet<>();
+        for (ExactGelu.Fusion fusion : fusions) {
+            Runnable kernel = fusedKernel(kernels, fusion, buffers);
+            if (kernel != null) {
+                fusedKernels.put(fusion.anchor(), kernel);
+                fusedMembers.addAll(fusion.members());
+                fusedMembers.remove(fusion.anchor());
+            }
+        }
         List<Call> calls = new ArrayList<>();
-        ReplayKernels kernels = ReplayKernels.forThisProcess();
         int slot = 0;
         for (int i = 0; i < recorded.size(); i++) {
             Recorded call = recorded.get(i);
@@ -252,12 +284,15 @@ public final class RecordedStep {
             // a view of the root's buffer needs no op; reshape() may have had to copy, and then the op runs
             boolean aliased = rootOf[slot] != slot && sharesMemory(buffers[slot], buffers[rootOf[slot]]);
             slot += call.outputs().length;
-            Runnable kernel = aliased || folded[i] || Arrays.stream(call.dArgs()).anyMatch(type -> type != DataType.FLOAT)
+            Role role = aliased ? Role.VIEW : folded[i] ? Role.COMPUTED_ONCE : fusedKernels.containsKey(i) ? Role.RUN_FUSED
+                    : fusedMembers.contains(i) ? Role.FUSED_INTO_LATER : Role.RUN;
+            Runnable kernel = role == Role.RUN_FUSED ? fusedKernels.get(i)
+                    : role != Role.RUN || Arrays.stream(call.dArgs()).anyMatch(type -> type != DataType.FLOAT)
                     ? null : kernels.kernelFor(call.op().getOp(), inputs, outputs, call.iArgs(), call.tArgs(), call.bArgs());
-            calls.add(new Call(call.op(), context(call, inputs, outputs), outputs, aliased, folded[i], kernel));
+            calls.add(new Call(call.op(), context(call, inputs, outputs), outputs, role, kernel));
         }
         for (Call call : calls) {
-            if (call.folded() && !call.aliased()) {
+            if (call.role() == Role.COMPUTED_ONCE) {
                 execute(call);
             }
         }
@@ -289,6 +324,110 @@ public final class RecordedStep {
             }
         }
         return call.op().getOutputsOfOp() != null && call.op().getOutputsOfOp().size() == call.outputs().length;
+    }
+
+    /** The fused kernel for {@code fusion} over the step's buffers, or null when the kernels do not cover them. */
+    private static Runnable fusedKernel(ReplayKernels kernels, ExactGelu.Fusion fusion, INDArray[] buffers) {
+        if (fusion.gradient()) {
+            int[] slots = fusion.gradientSlots();
+            return kernels.exactGeluGradient(buffers[slots[ExactGelu.Fusion.GRADIENT]], buffers[slots[ExactGelu.Fusion.HALF]],
+                    buffers[slots[ExactGelu.Fusion.ONE_PLUS_ERF]], buffers[slots[ExactGelu.Fusion.GAUSSIAN]],
+                    buffers[slots[ExactGelu.Fusion.COEFFICIENT]], buffers[slots[ExactGelu.Fusion.RESULT]], fusion.scalars());
+        }
+        Map<ExactGelu.Part, INDArray> parts = new EnumMap<>(ExactGelu.Part.class);
+        fusion.parts().forEach((part, slot) -> parts.put(part, buffers[slot]));
+        return kernels.exactGelu(buffers[fusion.forwardInput()], fusion.scalars(), parts);
+    }
+
+    /** The recorded calls as {@link ExactGelu} reads them. */
+    private record RecordedCalls(List<Recorded> recorded, List<int[]> inputSlots, List<int[]> outputSlots, List<List<Integer>> readers,
+                                 Set<Integer> readAfterwards) implements ExactGelu.Calls {
+        RecordedCalls(List<Recorded> recorded, List<int[]> inputSlots, int slotCount, Map<String, Integer> slotOfValue, List<String> kept,
+                      List<String> lossVariables, Map<String, String> variableOfGradient) {
+            this(recorded, inputSlots, outputSlots(recorded), readers(recorded, inputSlots, slotCount),
+                    readAfterwards(slotOfValue, kept, lossVariables, variableOfGradient));
+        }
+
+        private static List<int[]> outputSlots(List<Recorded> recorded) {
+            List<int[]> slots = new ArrayList<>();
+            int next = 0;
+            for (Recorded call : recorded) {
+                int[] outputs = new int[call.outputs().length];
+                for (int j = 0; j < outputs.length; j++) {
+                    outputs[j] = next++;
+                }
+                slots.add(outputs);
+            }
+            return slots;
+        }
+
+        /** The calls that read each slot's values: a shape query ({@code ones_as} of a gradient) reads only its shape. */
+        private static List<List<Integer>> readers(List<Recorded> recorded, List<int[]> inputSlots, int slotCount) {
+            List<List<Integer>> readers = new ArrayList<>();
+            for (int s = 0; s < slotCount; s++) {
+                readers.add(new ArrayList<>());
+            }
+            for (int call = 0; call < inputSlots.size(); call++) {
+                if (SHAPE_QUERIES.contains(recorded.get(call).op().getOp().getClass())) {
+                    continue;
+                }
+                for (int slot : inputSlots.get(call)) {
+                    if (slot >= 0 && !readers.get(slot).contains(call)) {
+                        readers.get(slot).add(call);
+                    }
+                }
+            }
+            return readers;
+        }
+
+        private static Set<Integer> readAfterwards(Map<String, Integer> slotOfValue, List<String> kept, List<String> lossVariables,
+                                                   Map<String, String> variableOfGradient) {
+            Set<Integer> slots = new HashSet<>();
+            for (String name : concat(kept, lossVariables, variableOfGradient.keySet())) {
+                Integer slot = slotOfValue.get(name);
+                if (slot != null) {
+                    slots.add(slot);
+                }
+            }
+            return slots;
+        }
+
+        private static List<String> concat(List<String> kept, List<String> lossVariables, Set<String> gradients) {
+            List<String> names = new ArrayList<>(kept);
+            names.addAll(lossVariables);
+            names.addAll(gradients);
+            return names;
+        }
+
+        @Override
+        public int size() {
+            return recorded.size();
+        }
+
+        @Override
+        public DifferentialFunction op(int call) {
+            return recorded.get(call).op().getOp();
+        }
+
+        @Override
+        public int[] inputs(int call) {
+            return inputSlots.get(call);
+        }
+
+        @Override
+        public int[] outputs(int call) {
+            return outputSlots.get(call);
+        }
+
+        @Override
+        public List<Integer> readers(int slot) {
+            return readers.get(slot);
+        }
+
+        @Override
+        public boolean readAfterwards(int slot) {
+            return readAfterwards.contains(slot);
+        }
     }
 
     /**
@@ -493,7 +632,12 @@ public final class RecordedStep {
 
     /** How many of the recorded calls compute values that only shapes determine, computed once when built. */
     public int foldedCalls() {
-        return (int) calls.stream().filter(Call::folded).count();
+        return (int) calls.stream().filter(call -> call.role() == Role.COMPUTED_ONCE).count();
+    }
+
+    /** How many of the recorded calls run as parts of fused kernels ({@link ExactGelu}), the groups' last calls included. */
+    public int fusedCalls() {
+        return (int) calls.stream().filter(call -> call.role() == Role.FUSED_INTO_LATER || call.role() == Role.RUN_FUSED).count();
     }
 
     /** How many op calls the recording holds. */

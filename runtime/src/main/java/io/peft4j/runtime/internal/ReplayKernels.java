@@ -1,6 +1,7 @@
 package io.peft4j.runtime.internal;
 
 import java.util.List;
+import java.util.Map;
 import org.nd4j.autodiff.functions.DifferentialFunction;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
@@ -30,6 +31,25 @@ public interface ReplayKernels {
      * arguments, bound to those arrays; {@code null} when this library does not cover the call.
      */
     Runnable kernelFor(DifferentialFunction op, List<INDArray> inputs, INDArray[] outputs, long[] iArgs, double[] tArgs, boolean[] bArgs);
+
+    /**
+     * BERT's written-out exact GELU of {@code x} in one pass ({@link ExactGelu}), writing the
+     * {@code parts} given (each {@code x}'s shape); {@code null} when not covered.
+     */
+    default Runnable exactGelu(INDArray x, ExactGelu.Scalars scalars, Map<ExactGelu.Part, INDArray> parts) {
+        return null;
+    }
+
+    /**
+     * The gradient of {@link #exactGelu} with respect to {@code x}, from the output's {@code gradient},
+     * the forward pass's {@code half}, {@code onePlusErf} and {@code gaussian} parts and the
+     * {@code coefficient} array of the derivative of erf, in one pass into {@code result} (all one
+     * shape); {@code null} when not covered.
+     */
+    default Runnable exactGeluGradient(INDArray gradient, INDArray half, INDArray onePlusErf, INDArray gaussian, INDArray coefficient,
+                                       INDArray result, ExactGelu.Scalars scalars) {
+        return null;
+    }
 
     /** The kernels this JVM can use: peft4j's when available and not switched off (see the class comment), else {@link #NONE}. */
     static ReplayKernels forThisProcess() {

@@ -1,8 +1,11 @@
 package io.peft4j.runtime.internal.vector;
 
+import io.peft4j.runtime.internal.ExactGelu;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
+import java.util.EnumMap;
 import java.util.List;
+import java.util.Map;
 
 /**
  * Runs every kernel loop on small buffers until the JIT has compiled it, on a daemon thread, while
@@ -74,6 +77,14 @@ final class KernelWarmUp {
         kernels.add(new RowBroadcastKernel(perRow, y, 64, 1f));
         kernels.add(new ProductGradientKernel(x, positive, x, y, z));
         kernels.add(new PermuteKernel(x, new long[] {4, 16, 64}, new int[] {1, 0, 2}, y));
+        ExactGelu.Scalars scalars = new ExactGelu.Scalars(0.5f, (float) Math.sqrt(2.0), true, 1f);
+        Map<ExactGelu.Part, FloatRegion> parts = new EnumMap<>(ExactGelu.Part.class);
+        for (ExactGelu.Part part : ExactGelu.Part.values()) {
+            parts.put(part, region(ELEMENTS, 0f));
+        }
+        kernels.add(new ExactGeluKernel(x, scalars, parts));
+        kernels.add(new ExactGeluKernel(x, scalars, Map.of(ExactGelu.Part.OUTPUT, y)));
+        kernels.add(new ExactGeluGradientKernel(x, positive, y, z, positive, region(ELEMENTS, 0f), scalars));
         return kernels;
     }
 

@@ -1,9 +1,12 @@
 package io.peft4j.runtime.internal.vector;
 
+import io.peft4j.runtime.internal.ExactGelu;
 import io.peft4j.runtime.internal.ReplayKernels;
 import java.nio.ByteBuffer;
 import java.util.Arrays;
+import java.util.EnumMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Objects;
 import org.nd4j.autodiff.functions.DifferentialFunction;
 import org.nd4j.linalg.api.buffer.DataType;
@@ -21,7 +24,8 @@ import org.nd4j.linalg.api.ops.ScalarOp;
  * {@code divide} of equal shapes or with one operand broadcast along a run of axes
  * ({@link BinaryKernel.Layout}), the scalar ops {@code add_scalar}, {@code sub_scalar},
  * {@code rsub_scalar}, {@code mul_scalar}, {@code div_scalar} and {@code rdiv_scalar}, and
- * {@code neg}, {@code sqrt}, {@code square} and {@code abs}. Anything else, including the same ops
+ * {@code neg}, {@code sqrt}, {@code square} and {@code abs}; and BERT's written-out exact GELU with
+ * its gradient, each group of ops as one pass ({@link ExactGelu}). Anything else, including the same ops
  * on other data types, strided views or other broadcasts, is left to libnd4j. Loaded by reflection
  * ({@link ReplayKernels#forThisProcess()}) so that nothing touches the incubator module in a JVM
  * started without it.
@@ -87,6 +91,34 @@ public final class VectorKernels implements ReplayKernels {
             return softmax(inputs.get(0), output, iArgs);
         }
         return null;
+    }
+
+    @Override
+    public Runnable exactGelu(INDArray x, ExactGelu.Scalars scalars, Map<ExactGelu.Part, INDArray> parts) {
+        FloatRegion input = FloatRegion.of(x);
+        Map<ExactGelu.Part, FloatRegion> regions = new EnumMap<>(ExactGelu.Part.class);
+        for (Map.Entry<ExactGelu.Part, INDArray> part : parts.entrySet()) {
+            FloatRegion region = FloatRegion.of(part.getValue());
+            if (region == null || !Arrays.equals(x.shape(), part.getValue().shape())) {
+                return null;
+            }
+            regions.put(part.getKey(), region);
+        }
+        return input == null ? null : new ExactGeluKernel(input, scalars, regions);
+    }
+
+    @Override
+    public Runnable exactGeluGradient(INDArray gradient, INDArray half, INDArray onePlusErf, INDArray gaussian, INDArray coefficient,
+                                      INDArray result, ExactGelu.Scalars scalars) {
+        List<INDArray> arrays = List.of(gradient, half, onePlusErf, gaussian, coefficient, result);
+        FloatRegion[] regions = new FloatRegion[arrays.size()];
+        for (int i = 0; i < regions.length; i++) {
+            regions[i] = FloatRegion.of(arrays.get(i));
+            if (regions[i] == null || !Arrays.equals(gradient.shape(), arrays.get(i).shape())) {
+                return null;
+            }
+        }
+        return new ExactGeluGradientKernel(regions[0], regions[1], regions[2], regions[3], regions[4], regions[5], scalars);
     }
 
     private static boolean isMemoryBound(DifferentialFunction op, String name) {

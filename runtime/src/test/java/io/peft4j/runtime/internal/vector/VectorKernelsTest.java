@@ -6,8 +6,11 @@ import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.peft4j.runtime.internal.ExactGelu;
 import java.util.Arrays;
+import java.util.EnumMap;
 import java.util.List;
+import java.util.Map;
 import org.junit.jupiter.api.Test;
 import org.nd4j.autodiff.functions.DifferentialFunction;
 import org.nd4j.linalg.api.buffer.DataType;
@@ -137,6 +140,49 @@ class VectorKernelsTest {
         INDArray precise = Nd4j.randn(DataType.FLOAT, 16, 2048);
         assertNull(KERNELS.kernelFor(new PreciseGELU(precise, precise.ulike()), List.of(precise), new INDArray[] {precise.ulike()},
                 new long[0], new double[0], new boolean[0]), "precise_gelu (tanh) stays with libnd4j");
+    }
+
+    @Test
+    void theFusedExactGeluComputesWhatItsOpsCompute() {
+        ExactGelu.Scalars scalars = new ExactGelu.Scalars(0.5f, (float) Math.sqrt(2.0), true, 1f);
+        for (long[] shape : new long[][] {{3, 41}, {16, 2048}}) {
+            INDArray x = Nd4j.randn(DataType.FLOAT, shape).muli(3);
+            Map<ExactGelu.Part, INDArray> parts = new EnumMap<>(ExactGelu.Part.class);
+            for (ExactGelu.Part part : ExactGelu.Part.values()) {
+                parts.put(part, x.ulike());
+            }
+            Runnable fused = KERNELS.exactGelu(x, scalars, parts);
+            assertNotNull(fused, "exact GELU on " + Arrays.toString(shape));
+            fused.run();
+            // the ops as SameDiff's graph runs them, in libnd4j
+            INDArray half = x.mul(0.5f);
+            INDArray scaled = x.div((float) Math.sqrt(2.0));
+            INDArray squared = scaled.mul(scaled);
+            INDArray negated = squared.mul(-1f);
+            String where = " on " + Arrays.toString(shape);
+            assertArrayEquals(half.data().asFloat(), parts.get(ExactGelu.Part.HALF).data().asFloat(), "0.5 x" + where);
+            assertArrayEquals(scaled.data().asFloat(), parts.get(ExactGelu.Part.SCALED).data().asFloat(), "x / √2" + where);
+            assertArrayEquals(squared.data().asFloat(), parts.get(ExactGelu.Part.SQUARED).data().asFloat(), "(x / √2)²" + where);
+            assertArrayEquals(negated.data().asFloat(), parts.get(ExactGelu.Part.NEGATED).data().asFloat(), "−(x / √2)²" + where);
+            INDArray erf = scaled.ulike();
+            Nd4j.exec(new Erf(scaled, erf));
+            assertTrue(erf.sub(parts.get(ExactGelu.Part.ERF)).amaxNumber().doubleValue() < 2e-7, "erf" + where);
+            INDArray onePlusErf = parts.get(ExactGelu.Part.ERF).add(1f);
+            assertArrayEquals(onePlusErf.data().asFloat(), parts.get(ExactGelu.Part.ONE_PLUS_ERF).data().asFloat(), "erf + 1" + where);
+            assertArrayEquals(half.mul(onePlusErf).data().asFloat(), parts.get(ExactGelu.Part.OUTPUT).data().asFloat(), "the GELU" + where);
+            INDArray gaussian = negated.ulike();
+            Nd4j.exec(new Exp(negated, gaussian));
+            assertTrue(gaussian.sub(parts.get(ExactGelu.Part.GAUSSIAN)).amaxNumber().doubleValue() < 1e-7, "e^−(x / √2)²" + where);
+
+            INDArray g = Nd4j.randn(DataType.FLOAT, shape);
+            INDArray coefficient = x.ulike().assign(2 / Math.sqrt(Math.PI));
+            INDArray result = x.ulike();
+            Runnable gradient = KERNELS.exactGeluGradient(g, half, onePlusErf, gaussian, coefficient, result, scalars);
+            assertNotNull(gradient, "exact GELU gradient on " + Arrays.toString(shape));
+            gradient.run();
+            INDArray expected = g.mul(onePlusErf).mul(0.5f).add(coefficient.mul(gaussian).mul(g.mul(half)).div((float) Math.sqrt(2.0)));
+            assertArrayEquals(expected.data().asFloat(), result.data().asFloat(), "the gradient: SameDiff's six ops' bits" + where);
+        }
     }
 
     @Test
