@@ -76,6 +76,11 @@ public final class SameDiffTrainer {
      * Vector API kernels, which need {@code --add-modules jdk.incubator.vector} ({@link ReplayKernels}).
      */
     public static final String VECTOR_KERNELS = ReplayKernels.PROPERTY;
+    /**
+     * System property: {@code false} runs each op of BERT's written-out exact GELU and of its gradient
+     * on its own kernel instead of one fused pass per group ({@link ReplayKernels}).
+     */
+    public static final String FUSED_KERNELS = ReplayKernels.FUSION_PROPERTY;
 
     /** Progress lines go here every this many steps by default. */
     public static final int DEFAULT_PROGRESS_INTERVAL = 25;

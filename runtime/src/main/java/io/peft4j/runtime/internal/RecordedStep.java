@@ -247,7 +247,8 @@ public final class RecordedStep {
             firstSlot += recorded.get(i).outputs().length;
         }
         ReplayKernels kernels = ReplayKernels.forThisProcess();
-        List<ExactGelu.Fusion> fusions = kernels == ReplayKernels.NONE ? List.of()
+        boolean fuse = kernels != ReplayKernels.NONE && !"false".equalsIgnoreCase(System.getProperty(ReplayKernels.FUSION_PROPERTY));
+        List<ExactGelu.Fusion> fusions = !fuse ? List.of()
                 : ExactGelu.find(new RecordedCalls(recorded, inputSlots, slotArrays.size(), slotOfValue, kept, lossVariables, variableOfGradient));
         for (ExactGelu.Fusion fusion : fusions) {
             for (int input : fusion.inputs()) {

@@ -20,6 +20,11 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 public interface ReplayKernels {
     /** System property that turns peft4j's kernels off ({@code -Dpeft4j.vectorKernels=false}). */
     String PROPERTY = "peft4j.vectorKernels";
+    /**
+     * System property that keeps every call on its own kernel, without the fused groups of
+     * {@link ExactGelu} ({@code -Dpeft4j.fusedKernels=false}); read when a step is recorded.
+     */
+    String FUSION_PROPERTY = "peft4j.fusedKernels";
     /** The module that has to be in the JVM's boot layer. */
     String MODULE = "jdk.incubator.vector";
 

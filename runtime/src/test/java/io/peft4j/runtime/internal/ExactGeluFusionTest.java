@@ -19,7 +19,8 @@ import org.nd4j.linalg.factory.Nd4j;
  * it) runs as one fused pass in a replayed forward pass, and with its gradient as two in a replayed
  * gradient computation; the values stay SameDiff's to rounding (peft4j's erf is within 2e-7 of
  * libnd4j's). The spelling with {@code x · (1/√2)} is recognised too; one with the 0.5 applied last
- * is left to the op-by-op kernels. The test JVM has peft4j's kernels (see {@link ReplayKernelsTest}).
+ * is left to the op-by-op kernels, and so is every group with {@code -Dpeft4j.fusedKernels=false}. The
+ * test JVM has peft4j's kernels (see {@link ReplayKernelsTest}).
  */
 class ExactGeluFusionTest {
     private static final int SEQUENCE = 8;
@@ -51,6 +52,29 @@ class ExactGeluFusionTest {
         Map<String, INDArray> replayed = step.output(placeholders);
         assertClose(expected.get("w1"), replayed.get("w1-grad"), 1e-5, "w1's gradient");
         assertClose(expected.get("w2"), replayed.get("w2-grad"), 1e-5, "w2's gradient");
+    }
+
+    @Test
+    void theSwitchKeepsEveryOpOnItsOwnKernel() {
+        SameDiff sd = graph(Spelling.DIVIDED);
+        GradientGraphSimplifier.simplify(sd);
+        Map<String, INDArray> placeholders = placeholders();
+        RecordedStep fused = record(sd.getFunction("grad"), placeholders, "w1-grad");
+        String previous = System.getProperty(ReplayKernels.FUSION_PROPERTY);
+        System.setProperty(ReplayKernels.FUSION_PROPERTY, "false");
+        try {
+            RecordedStep opByOp = record(sd.getFunction("grad"), placeholders, "w1-grad");
+            assertEquals(0, opByOp.fusedCalls());
+            assertTrue(opByOp.kernelCalls() > 0, "the op-by-op kernels still run");
+            assertClose(opByOp.output(placeholders).get("w1-grad"), fused.output(placeholders).get("w1-grad"), 1e-6,
+                    "the same arithmetic (an exponential may round differently in another JIT tier)");
+        } finally {
+            if (previous == null) {
+                System.clearProperty(ReplayKernels.FUSION_PROPERTY);
+            } else {
+                System.setProperty(ReplayKernels.FUSION_PROPERTY, previous);
+            }
+        }
     }
 
     @Test

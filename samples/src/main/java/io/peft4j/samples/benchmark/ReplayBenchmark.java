@@ -28,8 +28,13 @@ import org.nd4j.linalg.dataset.adapter.SingletonMultiDataSetIterator;
  * {@code --add-modules jdk.incubator.vector}, as the samples' JVMs have); the parameters then differ
  * by the kernels' rounding.
  *
+ * <p>With {@code fused}, both copies replay with peft4j's kernels, the first running every op of
+ * BERT's written-out exact GELU and its gradient on its own ({@link SameDiffTrainer#FUSED_KERNELS}
+ * false), the second one pass per group; the parameters then agree to rounding (the same arithmetic,
+ * but an exponential can round differently in code the JIT has compiled to another tier).
+ *
  * <p>Arguments: {@code transformer} (default) or {@code minilm}; {@code full}, {@code lora} (default)
- * or {@code adapter}; {@code kernels}; the number of blocks (default 5).
+ * or {@code adapter}; {@code kernels} or {@code fused}; the number of blocks (default 5).
  */
 public final class ReplayBenchmark {
     private static final int STEPS_PER_BLOCK = 6;
@@ -41,7 +46,7 @@ public final class ReplayBenchmark {
         Workload workload = given.contains("minilm") ? new MiniLmWorkload() : new SampleTransformerWorkload();
         Method method = given.contains("full") ? Method.FULL : given.contains("adapter") ? Method.ADAPTER : Method.LORA;
         int blocks = given.stream().filter(arg -> arg.matches("\\d+")).mapToInt(Integer::parseInt).findFirst().orElse(5);
-        boolean kernels = given.contains("kernels");
+        Comparison comparison = given.contains("kernels") ? Comparison.KERNELS : given.contains("fused") ? Comparison.FUSION : Comparison.REPLAY;
         Model[] models = {workload.create(method), workload.create(method)};
         for (Model model : models) {
             model.buildGraph();
@@ -49,7 +54,7 @@ public final class ReplayBenchmark {
         List<List<Double>> times = List.of(new ArrayList<>(), new ArrayList<>());
         for (int block = 0; block < blocks; block++) {
             for (int copy = 0; copy < 2; copy++) {
-                double[] seconds = trainBlock(models[copy], workload, copy == 1, kernels);
+                double[] seconds = trainBlock(models[copy], workload, copy == 1, comparison);
                 for (int step = UNTIMED_STEPS; block > 0 && step < seconds.length; step++) {
                     times.get(copy).add(seconds[step] * 1e3);
                 }
@@ -63,18 +68,33 @@ public final class ReplayBenchmark {
         for (int copy = 0; copy < 2; copy++) {
             double[] sorted = times.get(copy).stream().mapToDouble(Double::doubleValue).sorted().toArray();
             medians[copy] = sorted[sorted.length / 2];
-            String label = kernels ? (copy == 0 ? "replayed, libnd4j's kernels" : "replayed, peft4j's vector kernels")
-                    : copy == 0 ? "in SameDiff's executor" : "replayed";
+            String label = comparison.labels[copy];
             System.out.printf(Locale.ROOT, "| %s | %.1f | %.1f | %d |%n", label, medians[copy], sorted[0], sorted.length);
         }
         System.out.printf(Locale.ROOT, "%n%s: %.2f; max |parameter difference| between the copies: %s%n",
-                kernels ? "vector kernels / libnd4j's" : "replayed / SameDiff", medians[1] / medians[0], largestDifference(models));
+                comparison.ratio, medians[1] / medians[0], largestDifference(models));
     }
 
-    /** A block of steps: of the second copy (replayed, or with peft4j's kernels when {@code kernels}) or the first. */
-    private static double[] trainBlock(Model model, Workload workload, boolean second, boolean kernels) {
-        System.setProperty(SameDiffTrainer.RECORDED_STEPS, Boolean.toString(second || kernels));
-        System.setProperty(SameDiffTrainer.VECTOR_KERNELS, Boolean.toString(second || !kernels));
+    /** What the two copies differ in: the first copy runs without it, the second with it. */
+    private enum Comparison {
+        REPLAY("replayed / SameDiff", "in SameDiff's executor", "replayed"),
+        KERNELS("vector kernels / libnd4j's", "replayed, libnd4j's kernels", "replayed, peft4j's vector kernels"),
+        FUSION("fused / op by op", "replayed, peft4j's kernels op by op", "replayed, peft4j's kernels, exact GELU fused");
+
+        final String ratio;
+        final String[] labels;
+
+        Comparison(String ratio, String first, String second) {
+            this.ratio = ratio;
+            this.labels = new String[] {first, second};
+        }
+    }
+
+    /** A block of steps of the first copy or the {@code second}, set up as {@code comparison} says. */
+    private static double[] trainBlock(Model model, Workload workload, boolean second, Comparison comparison) {
+        System.setProperty(SameDiffTrainer.RECORDED_STEPS, Boolean.toString(second || comparison != Comparison.REPLAY));
+        System.setProperty(SameDiffTrainer.VECTOR_KERNELS, Boolean.toString(second || comparison != Comparison.KERNELS));
+        System.setProperty(SameDiffTrainer.FUSED_KERNELS, Boolean.toString(second || comparison != Comparison.FUSION));
         try {
             SingletonMultiDataSetIterator data = new SingletonMultiDataSetIterator(workload.batch());
             ProgressListener silent = new ProgressListener(null, STEPS_PER_BLOCK);
@@ -84,6 +104,7 @@ public final class ReplayBenchmark {
         } finally {
             System.clearProperty(SameDiffTrainer.RECORDED_STEPS);
             System.clearProperty(SameDiffTrainer.VECTOR_KERNELS);
+            System.clearProperty(SameDiffTrainer.FUSED_KERNELS);
         }
     }
 
