@@ -12,7 +12,10 @@ import java.util.function.Supplier;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.memory.MemoryWorkspace;
 import org.nd4j.linalg.api.ndarray.INDArray;
+import io.peft4j.runtime.internal.ReplayKernels;
+import org.nd4j.autodiff.functions.DifferentialFunction;
 import org.nd4j.linalg.api.ops.CustomOp;
+import org.nd4j.linalg.api.ops.Op;
 import org.nd4j.linalg.api.ops.OpContext;
 import org.nd4j.linalg.api.ops.impl.transforms.pairwise.arithmetic.AddOp;
 import org.nd4j.linalg.factory.Nd4j;
@@ -44,6 +47,7 @@ public final class EagerSession implements AutoCloseable {
     private static final ThreadLocal<EagerSession> CURRENT = new ThreadLocal<>();
 
     private final Map<Key, ReusedOp> ops = new HashMap<>();
+    private final ReplayKernels kernels = ReplayKernels.forThisProcess();
     private final Map<OutputKey, List<INDArray>> outputs = new HashMap<>();
     private final Map<OutputKey, Integer> handedOut = new HashMap<>();
     // Views of the arrays above (and of those views), by the array they view: the same objects every pass.
@@ -63,7 +67,46 @@ public final class EagerSession implements AutoCloseable {
         }
     }
 
-    private record ReusedOp(CustomOp op, OpContext context) {
+    /**
+     * An op's reused context (none for ND4J's legacy ops) and the kernel last bound to its arrays: a
+     * call with the same array objects as the one before, as a session's outputs and views are, runs
+     * that kernel again without looking anything up.
+     */
+    private static final class ReusedOp {
+        private final DifferentialFunction op;
+        private final OpContext context;
+        private INDArray[] boundInputs;
+        private INDArray boundOutput;
+        private Runnable kernel;
+
+        ReusedOp(DifferentialFunction op, OpContext context) {
+            this.op = op;
+            this.context = context;
+        }
+
+        Runnable kernel(ReplayKernels kernels, INDArray output, INDArray[] inputs) {
+            if (output != boundOutput || !sameObjects(inputs, boundInputs)) {
+                boundInputs = inputs.clone();
+                boundOutput = output;
+                kernel = op instanceof CustomOp custom
+                        ? kernels.kernelFor(op, Arrays.asList(inputs), new INDArray[] {output}, custom.iArgs(), custom.tArgs(), custom.bArgs())
+                        : kernels.kernelFor(op, Arrays.asList(inputs), new INDArray[] {output}, new long[0], new double[0], new boolean[0]);
+            }
+            return kernel;
+        }
+
+        private static boolean sameObjects(INDArray[] a, INDArray[] b) {
+            if (b == null || a.length != b.length) {
+                return false;
+            }
+            for (int i = 0; i < a.length; i++) {
+                if (a[i] != b[i]) {
+                    return false;
+                }
+            }
+            return true;
+        }
+
     }
 
     private record OutputKey(Key site, DataType type, List<Long> shape) {
@@ -173,11 +216,33 @@ public final class EagerSession implements AutoCloseable {
      */
     public INDArray exec(Object owner, String name, Supplier<? extends CustomOp> op, INDArray output, INDArray... inputs) {
         ReusedOp reused = ops.computeIfAbsent(new Key(Objects.requireNonNull(owner, "owner"), name), key -> prepare(op.get()));
-        for (int i = 0; i < inputs.length; i++) {
-            reused.context().setInputArray(i, inputs[i]);
+        Runnable kernel = reused.kernel(kernels, output, inputs);
+        if (kernel != null) {
+            kernel.run();
+            return output;
         }
-        reused.context().setOutputArray(0, output);
-        Nd4j.getExecutioner().exec(reused.op(), reused.context());
+        for (int i = 0; i < inputs.length; i++) {
+            reused.context.setInputArray(i, inputs[i]);
+        }
+        reused.context.setOutputArray(0, output);
+        Nd4j.getExecutioner().exec((CustomOp) reused.op, reused.context);
+        return output;
+    }
+
+    /**
+     * {@link #exec} for one of ND4J's legacy ops (transforms such as {@code gelu}, which have no op
+     * context): peft4j's kernel for it where the process has one, else {@code op} built anew and run
+     * the plain way.
+     */
+    public INDArray execLegacy(Object owner, String name, Supplier<? extends Op> op, INDArray output, INDArray... inputs) {
+        ReusedOp reused = ops.computeIfAbsent(new Key(Objects.requireNonNull(owner, "owner"), name),
+                key -> new ReusedOp((DifferentialFunction) op.get(), null));
+        Runnable kernel = reused.kernel(kernels, output, inputs);
+        if (kernel != null) {
+            kernel.run();
+        } else {
+            Nd4j.exec(op.get());
+        }
         return output;
     }
 
@@ -195,13 +260,26 @@ public final class EagerSession implements AutoCloseable {
         return output;
     }
 
+    /**
+     * {@link #call} for one of ND4J's legacy ops ({@link #execLegacy}): {@code op} builds the op on
+     * {@code inputs} into {@code output}; without a current session it runs the plain way.
+     */
+    public static INDArray callLegacy(Object owner, String name, Supplier<? extends Op> op, INDArray output, INDArray... inputs) {
+        EagerSession session = CURRENT.get();
+        if (session != null) {
+            return session.execLegacy(owner, name, op, output, inputs);
+        }
+        Nd4j.exec(op.get());
+        return output;
+    }
+
     private static ReusedOp prepare(CustomOp op) {
         OpContext context = Nd4j.getExecutioner().buildContext();
         context.setIArguments(op.iArgs());
         context.setTArguments(op.tArgs());
         context.setBArguments(op.bArgs());
         context.setDArguments(op.dArgs());
-        return new ReusedOp(op, context);
+        return new ReusedOp((DifferentialFunction) op, context);
     }
 
     /** Op contexts and output arrays held now: one context per owner and name, outputs per owner, name and shape. */

@@ -63,7 +63,7 @@ class EagerLoraTest {
                 assertTrue(LoraGraphTest.maxRelativeDifference(expected, plain) < 1e-5, "row " + i + " without a session: " + plain);
                 assertTrue(LoraGraphTest.maxRelativeDifference(expected, inSession) < 1e-5, "row " + i + " in a session: " + inSession);
             }
-            assertEquals(6, session.reusedCount(), "the contexts of two products and a sum and their three outputs, reused from row to row");
+            assertEquals(7, session.reusedCount(), "the ops of two products, the scaling and a sum and their three outputs, reused from row to row");
         }
     }
 }

@@ -10,6 +10,7 @@ import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.api.ops.impl.scalar.ScalarMultiplication;
 import org.nd4j.linalg.api.ops.random.custom.DistributionUniform;
 
 /**
@@ -152,11 +153,14 @@ final class LoraBranch {
 
     /**
      * {@link #eagerDelta} of one row (a decoding step) by {@link RowProduct}: two matrix-vector
-     * products, in the current {@link EagerSession}'s reused contexts and outputs if there is one.
-     * Returns {@code [1, out]}.
+     * products and the scaling, in the current {@link EagerSession}'s reused contexts, outputs and
+     * kernels if there is one. Returns {@code [1, out]}.
      */
     private INDArray oneRowDelta(INDArray row) {
-        INDArray down = RowProduct.times(this, "x A", row, factorA()).muli(settings.scaling());
+        INDArray down = RowProduct.times(this, "x A", row, factorA());
+        double scaling = settings.scaling();
+        // The scaling in the op's name: a session binds its kernel to one value per name.
+        EagerSession.callLegacy(this, "x A · " + scaling, () -> new ScalarMultiplication(down, scaling), down, down);
         return RowProduct.times(this, "x A s B", down, factorB());
     }
 

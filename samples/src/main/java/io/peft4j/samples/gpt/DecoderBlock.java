@@ -3,6 +3,7 @@ package io.peft4j.samples.gpt;
 import io.peft4j.annotations.Adapter;
 import io.peft4j.annotations.AdapterPreset;
 import io.peft4j.annotations.PrefixTuning;
+import io.peft4j.runtime.EagerSession;
 import io.peft4j.samples.transformer.FeedForward;
 import io.peft4j.samples.transformer.LayerNorm;
 import org.nd4j.autodiff.samediff.SDVariable;
@@ -44,10 +45,11 @@ public final class DecoderBlock {
 
     /**
      * Eager {@link #decode(SDVariable, KeyValue)} of one sequence {@code [T, d]}: appends this block's
-     * keys and values to {@code cache}.
+     * keys and values to {@code cache}. The residual sums are {@link EagerSession#sum}s: in a session
+     * they reuse their outputs and run in peft4j's kernels where the process has them.
      */
     public INDArray decode(INDArray x, KeyValueBuffer cache) {
-        INDArray h = attention.attend(attentionNorm.forward(x), cache).addi(x);
-        return h.addi(feedForward.forward(feedForwardNorm.forward(h)));
+        INDArray h = EagerSession.sum(this, "attention residual", x, attention.attend(attentionNorm.forward(x), cache));
+        return EagerSession.sum(this, "feed-forward residual", h, feedForward.forward(feedForwardNorm.forward(h)));
     }
 }

@@ -47,10 +47,19 @@ public final class VectorKernels implements ReplayKernels {
 
     @Override
     public Runnable kernelFor(DifferentialFunction op, List<INDArray> inputs, INDArray[] outputs, long[] iArgs, double[] tArgs, boolean[] bArgs) {
-        if (outputs.length == 0 || inputs.stream().anyMatch(Objects::isNull) || tArgs.length > 0) {
+        if (outputs.length == 0 || inputs.stream().anyMatch(Objects::isNull)) {
             return null;
         }
         String name = op.opName();
+        if (outputs.length == 1) {
+            Runnable decoding = DecodingKernels.kernelFor(name, inputs, outputs[0], iArgs, tArgs, bArgs);
+            if (decoding != null) {
+                return decoding;
+            }
+        }
+        if (tArgs.length > 0) {
+            return null;
+        }
         switch (name) {
             case "multiply_bp" -> {
                 return outputs.length == 2 && inputs.size() == 3 && iArgs.length == 0 && bArgs.length == 0

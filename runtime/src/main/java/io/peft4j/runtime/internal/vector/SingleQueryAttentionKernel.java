@@ -1,0 +1,113 @@
+package io.peft4j.runtime.internal.vector;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
+
+/**
+ * ND4J's {@code dot_product_attention} of one query per batch entry, without a mask, in fp32: per
+ * entry {@code b}, {@code w = softmax(keys[b]ᵀ · q[b] / √k)} over the positions and
+ * {@code out[b] = values[b] · w} (the scaling only when {@code scaled}) — one cached decoding step's
+ * attention, heads as the batch.
+ *
+ * <p>Shapes: {@code queries [batch, k, 1]} and {@code output [batch, v, 1]} contiguous;
+ * {@code keys [batch, k, positions]} and {@code values [batch, v, positions]} with any strides whose
+ * feature axis (1) is contiguous, such as a cache of rows {@code [positions, batch · k]} permuted.
+ * Sums run in another order than libnd4j's, so results differ from its in the last bits.
+ */
+final class SingleQueryAttentionKernel implements Runnable {
+    private static final VectorSpecies<Float> SPECIES = FloatVector.SPECIES_PREFERRED;
+    private static final int LANES = SPECIES.length();
+
+    private final FloatRegion queries;
+    private final StridedRegion keys;
+    private final StridedRegion values;
+    private final FloatRegion output;
+    private final boolean scaled;
+    private final int batch;
+    private final int keySize;
+    private final int valueSize;
+    private final int positions;
+    private final float[] weights;
+
+    SingleQueryAttentionKernel(FloatRegion queries, StridedRegion keys, StridedRegion values, FloatRegion output, boolean scaled) {
+        this.batch = keys.shape()[0];
+        this.keySize = keys.shape()[1];
+        this.valueSize = values.shape()[1];
+        this.positions = keys.shape()[2];
+        if (values.shape()[0] != batch || values.shape()[2] != positions || queries.length() != batch * keySize
+                || output.length() != batch * valueSize || keys.strides()[1] != 1 || values.strides()[1] != 1) {
+            throw new IllegalArgumentException("dot_product_attention of one query: queries of " + queries.length() + " elements, keys "
+                    + java.util.Arrays.toString(keys.shape()) + ", values " + java.util.Arrays.toString(values.shape()) + ", output of "
+                    + output.length() + " (feature axes must be contiguous)");
+        }
+        this.queries = queries;
+        this.keys = keys;
+        this.values = values;
+        this.output = output;
+        this.scaled = scaled;
+        this.weights = new float[positions];
+    }
+
+    @Override
+    public void run() {
+        for (int b = 0; b < batch; b++) {
+            scores(b);
+            softmax();
+            weightedValues(b);
+        }
+    }
+
+    private void scores(int b) {
+        float scale = scaled ? (float) Math.sqrt(keySize) : 1f;
+        int query = queries.at(b * keySize);
+        for (int p = 0; p < positions; p++) {
+            FloatVector sums = FloatVector.zero(SPECIES);
+            int i = 0;
+            for (; i + LANES <= keySize; i += LANES) {
+                FloatVector q = FloatVector.fromByteBuffer(SPECIES, queries.bytes(), query + i * Float.BYTES, FloatRegion.ORDER);
+                sums = FloatVector.fromByteBuffer(SPECIES, keys.bytes(), keys.at(b, i, p), FloatRegion.ORDER).fma(q, sums);
+            }
+            float sum = sums.reduceLanes(VectorOperators.ADD);
+            for (; i < keySize; i++) {
+                sum = Math.fma(queries.get(b * keySize + i), keys.bytes().getFloat(keys.at(b, i, p)), sum);
+            }
+            weights[p] = scaled ? sum / scale : sum;
+        }
+    }
+
+    private void softmax() {
+        float max = Float.NEGATIVE_INFINITY;
+        for (int p = 0; p < positions; p++) {
+            max = Math.max(max, weights[p]);
+        }
+        float total = 0f;
+        for (int p = 0; p < positions; p++) {
+            weights[p] = (float) Math.exp(weights[p] - max);
+            total += weights[p];
+        }
+        for (int p = 0; p < positions; p++) {
+            weights[p] /= total;
+        }
+    }
+
+    private void weightedValues(int b) {
+        int out = output.at(b * valueSize);
+        int i = 0;
+        for (; i + LANES <= valueSize; i += LANES) {
+            FloatVector sums = FloatVector.zero(SPECIES);
+            for (int p = 0; p < positions; p++) {
+                sums = FloatVector.fromByteBuffer(SPECIES, values.bytes(), values.at(b, i, p), FloatRegion.ORDER)
+                        .fma(FloatVector.broadcast(SPECIES, weights[p]), sums);
+            }
+            sums.intoByteBuffer(output.bytes(), out + i * Float.BYTES, FloatRegion.ORDER);
+        }
+        for (; i < valueSize; i++) {
+            float sum = 0f;
+            for (int p = 0; p < positions; p++) {
+                sum = Math.fma(weights[p], values.bytes().getFloat(values.at(b, i, p)), sum);
+            }
+            output.put(b * valueSize + i, sum);
+        }
+    }
+}
