@@ -38,20 +38,32 @@ import org.nd4j.linalg.factory.Nd4j;
  * <p>It also keeps the layers' output arrays ({@link #outputFor}), allocated once and reused by later
  * passes: allocating an op's output cost about as much as the op on {@code [1, d]} rows.
  *
+ * <p>On ND4J's CPU backend, in a JVM started with {@code --add-modules jdk.incubator.vector}, the ops
+ * that peft4j's vector kernels cover run in them instead ({@link ReplayKernels}: one-row products,
+ * {@code layer_norm}, one query's {@code dot_product_attention}, elementwise ops and GELU on small
+ * arrays): a kernel bound to a call's arrays runs again while the call passes the same array objects,
+ * as a session's outputs and views are, and reads their current values. On a decoding step's
+ * {@code [1, d]} rows a libnd4j call costs 15–60 µs around a few µs of arithmetic (BENCHMARKS.md,
+ * change 22). {@code -Dpeft4j.vectorKernels=false} ({@link SameDiffTrainer#VECTOR_KERNELS}), read when
+ * a session is created, keeps every op in libnd4j.
+ *
  * <p>A context holds an op's arguments (axes, flags), not its arrays, so weights and adapters may
- * change between passes. One thread at a time: a session belongs to one sequence; decode several
- * sequences at once with one session each. Nothing here is CPU-specific: op contexts are ND4J's, on
- * every backend.
+ * change between passes; a kernel takes its arguments when bound, so a name stands for one set of
+ * arguments there too. One thread at a time: a session belongs to one sequence; decode several
+ * sequences at once with one session each. Op contexts are ND4J's, on every backend; other backends
+ * run every op in libnd4j.
  */
 public final class EagerSession implements AutoCloseable {
     private static final ThreadLocal<EagerSession> CURRENT = new ThreadLocal<>();
 
     private final Map<Key, ReusedOp> ops = new HashMap<>();
     private final ReplayKernels kernels = ReplayKernels.forThisProcess();
-    private final Map<OutputKey, List<INDArray>> outputs = new HashMap<>();
-    private final Map<OutputKey, Integer> handedOut = new HashMap<>();
+    private final Map<Key, List<OutputSlot>> outputs = new HashMap<>();
     // Views of the arrays above (and of those views), by the array they view: the same objects every pass.
-    private final Map<INDArray, Map<List<Long>, INDArray>> views = new IdentityHashMap<>();
+    private final Map<INDArray, List<View>> views = new IdentityHashMap<>();
+    // Looked up with the caller's shape arrays, not boxed keys: a decoding step asks a hundred times, and
+    // the garbage of boxed keys was a sixth of what a step allocated (BENCHMARKS.md, change 22).
+    private int pass;
     private boolean closed;
 
     private record Key(Object owner, String name) {
@@ -109,7 +121,21 @@ public final class EagerSession implements AutoCloseable {
 
     }
 
-    private record OutputKey(Key site, DataType type, List<Long> shape) {
+    /** The arrays handed out for one owner, name, type and shape; {@code handed} counts the current pass's. */
+    private static final class OutputSlot {
+        private final DataType type;
+        private final long[] shape;
+        private final List<INDArray> arrays = new ArrayList<>(1);
+        private int pass = -1;
+        private int handed;
+
+        OutputSlot(DataType type, long[] shape) {
+            this.type = type;
+            this.shape = shape.clone();
+        }
+    }
+
+    private record View(long[] shape, INDArray array) {
     }
 
     /** An empty session, for one sequence. */
@@ -133,7 +159,7 @@ public final class EagerSession implements AutoCloseable {
             throw new IllegalStateException("an eager session is already running a pass on this thread: passes do not nest");
         }
         CURRENT.set(this);
-        handedOut.clear();
+        pass++;
         try {
             return EagerInference.run(forward);
         } finally {
@@ -149,17 +175,42 @@ public final class EagerSession implements AutoCloseable {
      * arrays. Its contents are undefined until written.
      */
     public INDArray output(Object owner, String name, DataType type, long... shape) {
-        OutputKey key = new OutputKey(new Key(Objects.requireNonNull(owner, "owner"), name), type, Arrays.stream(shape).boxed().toList());
-        int index = handedOut.merge(key, 1, Integer::sum) - 1;
-        List<INDArray> arrays = outputs.computeIfAbsent(key, k -> new ArrayList<>());
-        if (index == arrays.size()) {
-            try (MemoryWorkspace outside = Nd4j.getWorkspaceManager().scopeOutOfWorkspaces()) {
-                INDArray array = Nd4j.createUninitialized(type, shape);
-                arrays.add(array);
-                views.put(array, new HashMap<>());
+        Key site = new Key(Objects.requireNonNull(owner, "owner"), name);
+        List<OutputSlot> slots = outputs.get(site);
+        if (slots == null) {
+            slots = new ArrayList<>(1);
+            outputs.put(site, slots);
+        }
+        OutputSlot slot = null;
+        for (OutputSlot candidate : slots) {
+            if (candidate.type == type && Arrays.equals(candidate.shape, shape)) {
+                slot = candidate;
+                break;
             }
         }
-        return arrays.get(index);
+        if (slot == null) {
+            slot = new OutputSlot(type, shape);
+            slots.add(slot);
+        }
+        if (slot.pass != pass) {
+            slot.pass = pass;
+            slot.handed = 0;
+        }
+        int index = slot.handed++;
+        if (index == slot.arrays.size()) {
+            try (MemoryWorkspace outside = Nd4j.getWorkspaceManager().scopeOutOfWorkspaces()) {
+                INDArray array = Nd4j.createUninitialized(type, shape);
+                slot.arrays.add(array);
+                views.put(array, new ArrayList<>(1));
+            }
+        }
+        return slot.arrays.get(index);
+    }
+
+    /** The kernels of the {@link #current()} session, {@link ReplayKernels#NONE} without one. */
+    static ReplayKernels currentKernels() {
+        EagerSession session = CURRENT.get();
+        return session != null ? session.kernels : ReplayKernels.NONE;
     }
 
     /**
@@ -178,17 +229,18 @@ public final class EagerSession implements AutoCloseable {
      * arrays are reshaped the plain way.
      */
     public INDArray reshaped(INDArray array, long... shape) {
-        Map<List<Long>, INDArray> ofArray = views.get(array);
+        List<View> ofArray = views.get(array);
         if (ofArray == null) {
             return array.reshape(shape);
         }
-        List<Long> key = Arrays.stream(shape).boxed().toList();
-        INDArray view = ofArray.get(key);
-        if (view == null) {
-            view = array.reshape(shape);
-            ofArray.put(key, view);
-            views.putIfAbsent(view, new HashMap<>());
+        for (View view : ofArray) {
+            if (Arrays.equals(view.shape(), shape)) {
+                return view.array();
+            }
         }
+        INDArray view = array.reshape(shape);
+        ofArray.add(new View(shape.clone(), view));
+        views.putIfAbsent(view, new ArrayList<>(1));
         return view;
     }
 
@@ -282,9 +334,9 @@ public final class EagerSession implements AutoCloseable {
         return new ReusedOp((DifferentialFunction) op, context);
     }
 
-    /** Op contexts and output arrays held now: one context per owner and name, outputs per owner, name and shape. */
+    /** Ops and output arrays held now: one op (with its context, if it has one) per owner and name, outputs per owner, name and shape. */
     public int reusedCount() {
-        return ops.size() + outputs.values().stream().mapToInt(List::size).sum();
+        return ops.size() + outputs.values().stream().flatMap(List::stream).mapToInt(slot -> slot.arrays.size()).sum();
     }
 
     /**

@@ -72,8 +72,10 @@ public final class SameDiffTrainer {
      */
     public static final String RECORDED_STEPS = "peft4j.recordedSteps";
     /**
-     * System property: {@code false} keeps replayed steps on libnd4j's kernels instead of peft4j's
-     * Vector API kernels, which need {@code --add-modules jdk.incubator.vector} ({@link ReplayKernels}).
+     * System property: {@code false} keeps replayed steps and eager sessions ({@link EagerSession}) on
+     * libnd4j's kernels instead of peft4j's Vector API kernels, which need
+     * {@code --add-modules jdk.incubator.vector} ({@link ReplayKernels}); read when a step is recorded or
+     * a session is created.
      */
     public static final String VECTOR_KERNELS = ReplayKernels.PROPERTY;
     /**

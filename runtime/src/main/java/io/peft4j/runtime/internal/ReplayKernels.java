@@ -56,6 +56,30 @@ public interface ReplayKernels {
         return null;
     }
 
+    /**
+     * A kernel over a key/value cache whose extent changes from call to call: it is bound to the
+     * cache's arrays once and told the position at each call.
+     */
+    interface CacheKernel {
+        /** Runs over the cache's first {@code position} rows ({@link #cacheAttention}) or from row {@code position} on ({@link #cacheWriter}). */
+        void run(int position);
+    }
+
+    /**
+     * One query's attention over the first rows of a key/value cache, heads split along the features:
+     * per head, {@code softmax(q · kᵀ / √(d / heads)) · v} (the scaling only when {@code scaled}) into
+     * {@code output}. Shapes: {@code query} and {@code output} {@code [1, d]}, {@code keys} and
+     * {@code values} {@code [capacity, d]}. {@code null} when not covered.
+     */
+    default CacheKernel cacheAttention(INDArray query, INDArray keys, INDArray values, INDArray output, int heads, boolean scaled) {
+        return null;
+    }
+
+    /** Copies {@code rows [m, d]} into {@code cache [capacity, d]} from the row given at each call; {@code null} when not covered. */
+    default CacheKernel cacheWriter(INDArray rows, INDArray cache) {
+        return null;
+    }
+
     /** The kernels this JVM can use: peft4j's when available and not switched off (see the class comment), else {@link #NONE}. */
     static ReplayKernels forThisProcess() {
         return ReplayKernelChoice.kernels();

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import io.peft4j.annotations.LoRA;
 import io.peft4j.runtime.ComputeThreads;
 import io.peft4j.runtime.PeftModel;
+import io.peft4j.runtime.SameDiffTrainer;
 import io.peft4j.runtime.lora.LoraAdapter;
 import io.peft4j.runtime.lora.LoraLayer;
 import io.peft4j.samples.gpt.DecoderSession;
@@ -17,6 +18,7 @@ import java.util.Arrays;
 import java.util.Locale;
 import java.util.Optional;
 import java.util.function.IntFunction;
+import java.util.function.Supplier;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.rng.Random;
@@ -42,7 +44,7 @@ public final class GenerationBenchmark {
     // more of them: the eager rows warm up longer, to measure the steady state.
     private static final int EAGER_WARM_UP_RUNS = 20;
 
-    private enum Mode { EAGER_CACHE, EAGER_CACHE_PLAIN_CALLS, GRAPH_CACHE, GRAPH_RECOMPUTE }
+    private enum Mode { EAGER_CACHE, EAGER_CACHE_LIBND4J_KERNELS, EAGER_CACHE_PLAIN_CALLS, GRAPH_CACHE, GRAPH_RECOMPUTE }
 
     public static void main(String[] args) throws IOException, InterruptedException {
         boolean unchecked = ResidentMemoryCheck.disable();
@@ -63,12 +65,15 @@ public final class GenerationBenchmark {
         GptModel adapted = new GptModel(SameDiff.create(), config, 7);
         PeftModel lora = withLora(adapted);
         // Eager decoding kept getting faster for the first tens of seconds of a process, so the eager rows
-        // come after the graph rows and take turns: base in a session, base with plain calls, LoRA unmerged.
+        // come after the graph rows and take turns: base in a session, the same with libnd4j's kernels, base with
+        // plain calls, LoRA unmerged.
         double[][] eagerWays = tokensPerSecond(generated, EAGER_WARM_UP_RUNS, () -> generate(model, session, prompt, Mode.EAGER_CACHE),
+                () -> generate(model, session, prompt, Mode.EAGER_CACHE_LIBND4J_KERNELS),
                 () -> generate(model, session, prompt, Mode.EAGER_CACHE_PLAIN_CALLS), () -> generate(adapted, null, prompt, Mode.EAGER_CACHE));
         double[] eager = eagerWays[0];
-        double[] plainCalls = eagerWays[1];
-        double[] unmerged = eagerWays[2];
+        double[] libnd4jKernels = eagerWays[1];
+        double[] plainCalls = eagerWays[2];
+        double[] unmerged = eagerWays[3];
         lora.merge();
         double[] merged = tokensPerSecond(generated, EAGER_WARM_UP_RUNS, () -> generate(adapted, null, prompt, Mode.EAGER_CACHE))[0];
         double predicted = flops(config, prompt.length, false) / flops(config, prompt.length, true);
@@ -79,6 +84,8 @@ public final class GenerationBenchmark {
         System.out.println("|---|---:|---:|---:|");
         Optional<JsonNode> torch = PyTorchReference.run("gpt", threads);
         row("with the key/value cache, eager", eager, torch.map(t -> t.path("cached_tokens_per_s")));
+        row("with the key/value cache, eager, libnd4j's kernels (-D" + SameDiffTrainer.VECTOR_KERNELS + "=false)", libnd4jKernels,
+                torch.map(t -> t.path("cached_tokens_per_s")));
         row("with the key/value cache, eager, plain op calls (no session)", plainCalls, torch.map(t -> t.path("cached_tokens_per_s")));
         row("with the key/value cache, SameDiff step graph", cached, torch.map(t -> t.path("cached_tokens_per_s")));
         row("recomputing every position (SameDiff)", recomputed, torch.map(t -> t.path("recompute_tokens_per_s")));
@@ -91,6 +98,21 @@ public final class GenerationBenchmark {
                         / t.path("recompute_tokens_per_s").path("median").asDouble())).orElse(""), predicted);
         if (torch.isEmpty()) {
             System.out.println("No Python with torch was found (apt-get install python3-torch); no PyTorch comparison.");
+        }
+    }
+
+    /** {@code decoder} built with peft4j's kernels switched off: a session takes its kernels when it is created. */
+    private static EagerDecoder withVectorKernelsOff(Supplier<EagerDecoder> decoder) {
+        String before = System.getProperty(SameDiffTrainer.VECTOR_KERNELS);
+        System.setProperty(SameDiffTrainer.VECTOR_KERNELS, "false");
+        try {
+            return decoder.get();
+        } finally {
+            if (before == null) {
+                System.clearProperty(SameDiffTrainer.VECTOR_KERNELS);
+            } else {
+                System.setProperty(SameDiffTrainer.VECTOR_KERNELS, before);
+            }
         }
     }
 
@@ -139,12 +161,13 @@ public final class GenerationBenchmark {
         int[] tokens = Arrays.copyOf(prompt, LENGTH);
         EagerDecoder eager = switch (mode) {
             case EAGER_CACHE -> new EagerDecoder(model);
+            case EAGER_CACHE_LIBND4J_KERNELS -> withVectorKernelsOff(() -> new EagerDecoder(model));
             case EAGER_CACHE_PLAIN_CALLS -> EagerDecoder.withPlainOpCalls(model);
             default -> null;
         };
         DecoderSession.Cache cache = mode == Mode.GRAPH_CACHE ? session.newCache() : null;
         IntFunction<float[]> next = length -> switch (mode) {
-            case EAGER_CACHE, EAGER_CACHE_PLAIN_CALLS -> length == prompt.length ? eager.feed(prompt) : eager.feed(tokens[length - 1]);
+            case EAGER_CACHE, EAGER_CACHE_LIBND4J_KERNELS, EAGER_CACHE_PLAIN_CALLS -> length == prompt.length ? eager.feed(prompt) : eager.feed(tokens[length - 1]);
             case GRAPH_CACHE -> length == prompt.length ? cache.feed(prompt) : cache.feed(tokens[length - 1]);
             case GRAPH_RECOMPUTE -> session.fullLogits(Arrays.copyOf(tokens, length));
         };

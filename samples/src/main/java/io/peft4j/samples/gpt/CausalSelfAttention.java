@@ -1,15 +1,13 @@
 package io.peft4j.samples.gpt;
 
 import io.peft4j.annotations.LoRA;
-import io.peft4j.runtime.EagerSession;
+import io.peft4j.runtime.KeyValueCache;
 import io.peft4j.samples.transformer.Linear;
 import io.peft4j.samples.transformer.Shapes;
-import java.util.function.Supplier;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.ops.CustomOp;
-import org.nd4j.linalg.api.ops.impl.transforms.custom.DotProductAttention;
 import org.nd4j.linalg.api.ops.impl.transforms.custom.SoftMax;
 import org.nd4j.linalg.api.rng.Random;
 import org.nd4j.linalg.factory.Nd4j;
@@ -77,13 +75,13 @@ public final class CausalSelfAttention {
      * appends to the cache (with whatever the key and value projections put in front of them when the
      * cache is empty: prefixes). Returns {@code [T, d]}.
      */
-    public INDArray attend(INDArray x, KeyValueBuffer cache) {
+    public INDArray attend(INDArray x, KeyValueCache cache) {
         INDArray keys = key.forward(x);
         INDArray values = value.forward(x);
         long length = x.size(0);
         cache.append(cache.isEmpty() ? keys : lastRows(keys, length), cache.isEmpty() ? values : lastRows(values, length));
         if (length == 1) {
-            return output.forward(attendOne(query.forward(x), cache));
+            return output.forward(cache.attendOne(this, query.forward(x), heads));
         }
         INDArray scores = Nd4j.matmul(byHead(query.forward(x)), byHead(cache.keys()), null, false, true, false)
                 .divi(Math.sqrt((double) size / heads));
@@ -91,32 +89,6 @@ public final class CausalSelfAttention {
         INDArray weights = Nd4j.exec((CustomOp) new SoftMax(scores, scores, 2))[0];
         INDArray attended = Nd4j.matmul(weights, byHead(cache.values()), null, false, false, false);
         return output.forward(attended.permute(1, 0, 2).dup('c').reshape(length, size));
-    }
-
-    /**
-     * One query {@code [1, d]} over every cached key, by ND4J's fused {@code dot_product_attention}
-     * (heads as its batch, {@code [heads, d/heads, positions]}): one op for the scores, softmax and
-     * weighted values, which measured faster than three in a decoding step (BENCHMARKS.md). A single
-     * query needs no causal mask, which the op could not take. In an {@link EagerSession} the op reuses
-     * its native context and output.
-     */
-    private INDArray attendOne(INDArray query, KeyValueBuffer cache) {
-        INDArray queries = EagerSession.reshape(query, heads, size / heads, 1);
-        INDArray keys = byHeadAndFeature(cache.keys());
-        INDArray values = byHeadAndFeature(cache.values());
-        INDArray attended = EagerSession.outputFor(this, "attended", query.dataType(), heads, size / heads, 1);
-        Supplier<CustomOp> op = () -> {
-            DotProductAttention attention = new DotProductAttention(queries, keys, values, null, true, false);
-            attention.addOutputArgument(attended);
-            return attention;
-        };
-        EagerSession.call(this, "dot_product_attention", op, attended, queries, keys, values);
-        return EagerSession.reshape(attended, 1, size);
-    }
-
-    /** {@code [P, d] → [heads, d/heads, P]}. */
-    private INDArray byHeadAndFeature(INDArray rows) {
-        return rows.reshape(rows.size(0), heads, size / heads).permute(1, 2, 0);
     }
 
     private static INDArray lastRows(INDArray rows, long n) {

@@ -4,6 +4,7 @@ import io.peft4j.annotations.Adapter;
 import io.peft4j.annotations.AdapterPreset;
 import io.peft4j.annotations.PrefixTuning;
 import io.peft4j.runtime.EagerSession;
+import io.peft4j.runtime.KeyValueCache;
 import io.peft4j.samples.transformer.FeedForward;
 import io.peft4j.samples.transformer.LayerNorm;
 import org.nd4j.autodiff.samediff.SDVariable;
@@ -48,7 +49,7 @@ public final class DecoderBlock {
      * keys and values to {@code cache}. The residual sums are {@link EagerSession#sum}s: in a session
      * they reuse their outputs and run in peft4j's kernels where the process has them.
      */
-    public INDArray decode(INDArray x, KeyValueBuffer cache) {
+    public INDArray decode(INDArray x, KeyValueCache cache) {
         INDArray h = EagerSession.sum(this, "attention residual", x, attention.attend(attentionNorm.forward(x), cache));
         return EagerSession.sum(this, "feed-forward residual", h, feedForward.forward(feedForwardNorm.forward(h)));
     }

@@ -2,6 +2,7 @@ package io.peft4j.samples.gpt;
 
 import io.peft4j.runtime.EagerInference;
 import io.peft4j.runtime.EagerSession;
+import io.peft4j.runtime.KeyValueCache;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.function.Supplier;
@@ -26,7 +27,7 @@ import org.nd4j.linalg.factory.Nd4j;
  */
 public final class EagerDecoder {
     private final GptModel model;
-    private final List<KeyValueBuffer> caches = new ArrayList<>();
+    private final List<KeyValueCache> caches = new ArrayList<>();
     private final EagerSession session;
     private int positions;
 
@@ -47,7 +48,7 @@ public final class EagerDecoder {
         this.model = model;
         this.session = session;
         for (int i = 0; i < model.config().layers(); i++) {
-            caches.add(new KeyValueBuffer(model.config().context()));
+            caches.add(new KeyValueCache(model.config().context()));
         }
     }
 

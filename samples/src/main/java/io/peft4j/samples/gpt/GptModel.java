@@ -2,6 +2,7 @@ package io.peft4j.samples.gpt;
 
 import io.peft4j.annotations.PromptInit;
 import io.peft4j.annotations.PromptTuning;
+import io.peft4j.runtime.KeyValueCache;
 import io.peft4j.runtime.checkpoint.SafetensorsFile;
 import io.peft4j.runtime.checkpoint.TensorDtype;
 import io.peft4j.samples.transformer.LayerNorm;
@@ -95,7 +96,7 @@ public final class GptModel {
      * and returns the last position's logits {@code [1, vocab]}. With empty caches {@code T} is the
      * prompt; after that, the tokens that follow it. Adapters apply as they are on at the call.
      */
-    public INDArray decode(INDArray tokens, INDArray positions, List<KeyValueBuffer> caches) {
+    public INDArray decode(INDArray tokens, INDArray positions, List<KeyValueCache> caches) {
         INDArray h = embedding.forward(tokens, positions);
         long length = h.size(0);
         if (!caches.get(0).isEmpty() && length != tokens.length()) {

@@ -1,5 +1,6 @@
 package io.peft4j.runtime.internal.vector;
 
+import io.peft4j.runtime.internal.ReplayKernels;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
@@ -14,8 +15,11 @@ import jdk.incubator.vector.VectorSpecies;
  * {@code keys [batch, k, positions]} and {@code values [batch, v, positions]} with any strides whose
  * feature axis (1) is contiguous, such as a cache of rows {@code [positions, batch · k]} permuted.
  * Sums run in another order than libnd4j's, so results differ from its in the last bits.
+ *
+ * <p>As a {@link ReplayKernels.CacheKernel} it attends over the first positions given at each call
+ * (a cache filled up to there), bound once to the whole cache.
  */
-final class SingleQueryAttentionKernel implements Runnable {
+final class SingleQueryAttentionKernel implements Runnable, ReplayKernels.CacheKernel {
     private static final VectorSpecies<Float> SPECIES = FloatVector.SPECIES_PREFERRED;
     private static final int LANES = SPECIES.length();
 
@@ -27,15 +31,15 @@ final class SingleQueryAttentionKernel implements Runnable {
     private final int batch;
     private final int keySize;
     private final int valueSize;
-    private final int positions;
+    private final int capacity;
     private final float[] weights;
 
     SingleQueryAttentionKernel(FloatRegion queries, StridedRegion keys, StridedRegion values, FloatRegion output, boolean scaled) {
         this.batch = keys.shape()[0];
         this.keySize = keys.shape()[1];
         this.valueSize = values.shape()[1];
-        this.positions = keys.shape()[2];
-        if (values.shape()[0] != batch || values.shape()[2] != positions || queries.length() != batch * keySize
+        this.capacity = keys.shape()[2];
+        if (values.shape()[0] != batch || values.shape()[2] != capacity || queries.length() != batch * keySize
                 || output.length() != batch * valueSize || keys.strides()[1] != 1 || values.strides()[1] != 1) {
             throw new IllegalArgumentException("dot_product_attention of one query: queries of " + queries.length() + " elements, keys "
                     + java.util.Arrays.toString(keys.shape()) + ", values " + java.util.Arrays.toString(values.shape()) + ", output of "
@@ -46,19 +50,27 @@ final class SingleQueryAttentionKernel implements Runnable {
         this.values = values;
         this.output = output;
         this.scaled = scaled;
-        this.weights = new float[positions];
+        this.weights = new float[capacity];
     }
 
     @Override
     public void run() {
+        run(capacity);
+    }
+
+    @Override
+    public void run(int filled) {
+        if (filled < 1 || filled > capacity) {
+            throw new IllegalArgumentException("attention over " + filled + " positions of a cache of " + capacity);
+        }
         for (int b = 0; b < batch; b++) {
-            scores(b);
-            softmax();
-            weightedValues(b);
+            scores(b, filled);
+            softmax(filled);
+            weightedValues(b, filled);
         }
     }
 
-    private void scores(int b) {
+    private void scores(int b, int positions) {
         float scale = scaled ? (float) Math.sqrt(keySize) : 1f;
         int query = queries.at(b * keySize);
         for (int p = 0; p < positions; p++) {
@@ -76,7 +88,7 @@ final class SingleQueryAttentionKernel implements Runnable {
         }
     }
 
-    private void softmax() {
+    private void softmax(int positions) {
         float max = Float.NEGATIVE_INFINITY;
         for (int p = 0; p < positions; p++) {
             max = Math.max(max, weights[p]);
@@ -91,7 +103,7 @@ final class SingleQueryAttentionKernel implements Runnable {
         }
     }
 
-    private void weightedValues(int b) {
+    private void weightedValues(int b, int positions) {
         int out = output.at(b * valueSize);
         int i = 0;
         for (; i + LANES <= valueSize; i += LANES) {

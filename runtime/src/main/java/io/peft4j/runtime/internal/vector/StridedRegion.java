@@ -37,6 +37,15 @@ record StridedRegion(ByteBuffer bytes, int start, int[] shape, int[] strides) {
         return new StridedRegion(bytes.order(FloatRegion.ORDER), (int) (array.offset() * Float.BYTES), shape, strides);
     }
 
+    /**
+     * The rows {@code [capacity, heads · size]} of a contiguous {@code region} seen as
+     * {@code [heads, size, capacity]}: a key/value cache by head and feature.
+     */
+    static StridedRegion byHead(FloatRegion region, int capacity, int heads) {
+        int width = region.length() / capacity;
+        return new StridedRegion(region.bytes(), region.start(), new int[] {heads, width / heads, capacity}, new int[] {width / heads, 1, width});
+    }
+
     /** The byte offset of element {@code [i, j, k]}. */
     int at(int i, int j, int k) {
         return start + (i * strides[0] + j * strides[1] + k * strides[2]) * Float.BYTES;

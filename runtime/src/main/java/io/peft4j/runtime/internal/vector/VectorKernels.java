@@ -130,6 +130,30 @@ public final class VectorKernels implements ReplayKernels {
         return new ExactGeluGradientKernel(regions[0], regions[1], regions[2], regions[3], regions[4], regions[5], scalars);
     }
 
+    @Override
+    public CacheKernel cacheAttention(INDArray query, INDArray keys, INDArray values, INDArray output, int heads, boolean scaled) {
+        FloatRegion q = FloatRegion.of(query);
+        FloatRegion k = FloatRegion.of(keys);
+        FloatRegion v = FloatRegion.of(values);
+        FloatRegion out = FloatRegion.of(output);
+        if (q == null || k == null || v == null || out == null || keys.rank() != 2 || !Arrays.equals(keys.shape(), values.shape())
+                || heads < 1 || keys.size(1) % heads != 0 || q.length() != keys.size(1) || out.length() != keys.size(1)) {
+            return null;
+        }
+        int capacity = (int) keys.size(0);
+        return new SingleQueryAttentionKernel(q, StridedRegion.byHead(k, capacity, heads), StridedRegion.byHead(v, capacity, heads), out, scaled);
+    }
+
+    @Override
+    public CacheKernel cacheWriter(INDArray rows, INDArray cache) {
+        FloatRegion source = FloatRegion.of(rows);
+        FloatRegion target = FloatRegion.of(cache);
+        if (source == null || target == null || rows.rank() != 2 || cache.rank() != 2 || rows.size(1) != cache.size(1)) {
+            return null;
+        }
+        return new CacheWriterKernel(source, target, (int) cache.size(1));
+    }
+
     private static boolean isMemoryBound(DifferentialFunction op, String name) {
         UnaryKernel.Function function = UnaryKernel.Function.named(name);
         return op instanceof ScalarOp || BinaryKernel.Operation.named(name) != null || (function != null && function.cost <= 2);

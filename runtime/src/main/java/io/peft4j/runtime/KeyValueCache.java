@@ -1,0 +1,155 @@
+package io.peft4j.runtime;
+
+import io.peft4j.runtime.internal.ReplayKernels;
+import java.util.function.Supplier;
+import org.nd4j.linalg.api.memory.MemoryWorkspace;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.api.ops.CustomOp;
+import org.nd4j.linalg.api.ops.impl.transforms.custom.DotProductAttention;
+import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.linalg.indexing.NDArrayIndex;
+
+/**
+ * One attention layer's keys and values for eager cached decoding of one sequence, in arrays
+ * allocated once: {@code [capacity, d]} each, of which the first {@link #length()} rows are filled.
+ *
+ * <p>The capacity is set by the first {@link #append} (the prompt, with any prefix or virtual-token
+ * positions in front) plus {@code room} positions for what follows, so a decoding step writes its
+ * new position in place instead of copying the whole cache, as a graph's {@code concat} does. The
+ * arrays live outside any workspace: they outlast the step that fills them.
+ *
+ * <p>In an {@link EagerSession} with peft4j's kernels ({@link SameDiffTrainer#VECTOR_KERNELS}), a
+ * step's append and its one query's attention ({@link #attendOne}) run in kernels bound to the cache
+ * once per sequence: no view of the cache per step. Views cost ND4J a native shape buffer each, and
+ * the eight a layer made per step were a third of what a decoding step allocated (BENCHMARKS.md,
+ * change 22). Elsewhere (other backends, plain calls) both are ND4J's views and ops.
+ */
+public final class KeyValueCache {
+    private final long room;
+    private INDArray keys;
+    private INDArray values;
+    private long length;
+    // Kernels of the current session, bound to the arrays they were made for.
+    private ReplayKernels.CacheKernel keyWriter;
+    private ReplayKernels.CacheKernel valueWriter;
+    private INDArray writtenKeys;
+    private INDArray writtenValues;
+    private ReplayKernels.CacheKernel attention;
+    private INDArray attendedQuery;
+    private INDArray attendedOutput;
+
+    /** A cache that will hold the first append's positions and {@code room} more. */
+    public KeyValueCache(long room) {
+        if (room < 0) {
+            throw new IllegalArgumentException("room for " + room + " positions: give 0 or more");
+        }
+        this.room = room;
+    }
+
+    /** Appends {@code newKeys} and {@code newValues} {@code [m, d]}. */
+    public void append(INDArray newKeys, INDArray newValues) {
+        long count = newKeys.size(0);
+        if (keys == null) {
+            long[] shape = {count + room, newKeys.size(1)};
+            try (MemoryWorkspace outside = Nd4j.getWorkspaceManager().scopeOutOfWorkspaces()) {
+                keys = Nd4j.create(newKeys.dataType(), shape);
+                values = Nd4j.create(newValues.dataType(), shape);
+            }
+        }
+        if (length + count > keys.size(0)) {
+            throw new IllegalStateException("the key/value cache holds " + keys.size(0) + " positions and is full: " + length
+                    + " are cached and " + count + " more arrived");
+        }
+        if (!writeByKernels(newKeys, newValues)) {
+            positions(keys, length, length + count).assign(newKeys);
+            positions(values, length, length + count).assign(newValues);
+        }
+        length += count;
+    }
+
+    private boolean writeByKernels(INDArray newKeys, INDArray newValues) {
+        ReplayKernels kernels = EagerSession.currentKernels();
+        if (kernels == ReplayKernels.NONE) {
+            return false;
+        }
+        if (newKeys != writtenKeys || newValues != writtenValues) {
+            writtenKeys = newKeys;
+            writtenValues = newValues;
+            keyWriter = kernels.cacheWriter(newKeys, keys);
+            valueWriter = kernels.cacheWriter(newValues, values);
+        }
+        if (keyWriter == null || valueWriter == null) {
+            return false;
+        }
+        keyWriter.run((int) length);
+        valueWriter.run((int) length);
+        return true;
+    }
+
+    /**
+     * One query {@code [1, d]} over every cached position, {@code heads} heads splitting the features:
+     * per head {@code softmax(q · Kᵀ / √(d / heads)) · V}, returned as {@code [1, d]} (an
+     * {@link EagerSession#outputFor} array of {@code owner}). A single query needs no causal mask.
+     * Without peft4j's kernels it is ND4J's fused {@code dot_product_attention} (heads as its batch,
+     * {@code [heads, d/heads, positions]}), one op instead of three.
+     */
+    public INDArray attendOne(Object owner, INDArray query, int heads) {
+        if (length == 0) {
+            throw new IllegalStateException("nothing is cached yet: append the prompt's keys and values first");
+        }
+        long size = keys.size(1);
+        ReplayKernels kernels = EagerSession.currentKernels();
+        if (kernels != ReplayKernels.NONE) {
+            INDArray attended = EagerSession.outputFor(owner, "attended", query.dataType(), 1, size);
+            if (query != attendedQuery || attended != attendedOutput) {
+                attendedQuery = query;
+                attendedOutput = attended;
+                attention = kernels.cacheAttention(query, keys, values, attended, heads, true);
+            }
+            if (attention != null) {
+                attention.run((int) length);
+                return attended;
+            }
+        }
+        INDArray queries = EagerSession.reshape(query, heads, size / heads, 1);
+        INDArray byHeadKeys = byHeadAndFeature(keys(), heads);
+        INDArray byHeadValues = byHeadAndFeature(values(), heads);
+        INDArray attended = EagerSession.outputFor(owner, "attended by head", query.dataType(), heads, size / heads, 1);
+        Supplier<CustomOp> op = () -> {
+            DotProductAttention product = new DotProductAttention(queries, byHeadKeys, byHeadValues, null, true, false);
+            product.addOutputArgument(attended);
+            return product;
+        };
+        EagerSession.call(owner, "dot_product_attention", op, attended, queries, byHeadKeys, byHeadValues);
+        return EagerSession.reshape(attended, 1, size);
+    }
+
+    /** Whether nothing was appended yet. */
+    public boolean isEmpty() {
+        return length == 0;
+    }
+
+    /** Cached positions, prefixes and virtual tokens included. */
+    public long length() {
+        return length;
+    }
+
+    /** The cached keys {@code [length, d]} (a view). */
+    public INDArray keys() {
+        return positions(keys, 0, length);
+    }
+
+    /** The cached values {@code [length, d]} (a view). */
+    public INDArray values() {
+        return positions(values, 0, length);
+    }
+
+    /** {@code [P, d] → [heads, d/heads, P]}. */
+    private static INDArray byHeadAndFeature(INDArray rows, int heads) {
+        return rows.reshape(rows.size(0), heads, rows.size(1) / heads).permute(1, 2, 0);
+    }
+
+    private static INDArray positions(INDArray array, long from, long to) {
+        return array.get(NDArrayIndex.interval(from, to), NDArrayIndex.all());
+    }
+}
