@@ -1,6 +1,7 @@
 package io.peft4j.runtime.internal.vector;
 
 import io.peft4j.runtime.internal.ExactGelu;
+import io.peft4j.runtime.internal.ReplayKernels;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.EnumMap;
@@ -85,6 +86,19 @@ final class KernelWarmUp {
         kernels.add(new ExactGeluKernel(x, scalars, parts));
         kernels.add(new ExactGeluKernel(x, scalars, Map.of(ExactGelu.Part.OUTPUT, y)));
         kernels.add(new ExactGeluGradientKernel(x, positive, y, z, positive, region(ELEMENTS, 0f), scalars));
+        // An eager decoding step's kernels, at a small model's sizes.
+        FloatRegion matrix = region(256 * 128, 0.25f);
+        FloatRegion rowIn = region(256, 0.5f);
+        FloatRegion rowOut = region(256, 0f);
+        kernels.add(new RowProductKernel(matrix, 256, 128, rowIn, region(128, 0f), RowProductKernel.Layout.TRANSPOSED));
+        kernels.add(new RowProductKernel(matrix, 128, 256, rowIn, region(128, 0f), RowProductKernel.Layout.PLAIN));
+        kernels.add(new LayerNormKernel(x, region(64, 1f), region(64, 0f), y));
+        FloatRegion cache = region(32 * 256, 0.5f);
+        ReplayKernels.CacheKernel attention = new SingleQueryAttentionKernel(rowIn, StridedRegion.byHead(cache, 32, 4),
+                StridedRegion.byHead(cache, 32, 4), rowOut, true);
+        kernels.add(() -> attention.run(32));
+        ReplayKernels.CacheKernel writer = new CacheWriterKernel(rowOut, region(32 * 256, 0f), 256);
+        kernels.add(() -> writer.run(7));
         return kernels;
     }
 
