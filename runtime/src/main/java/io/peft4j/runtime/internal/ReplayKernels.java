@@ -7,7 +7,9 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
  * Kernels that compute some of a replayed step's op calls in place of libnd4j's, bound once to the
- * call's buffers ({@link RecordedStep}).
+ * call's buffers ({@link RecordedStep}), and the ops of eager passes in an
+ * {@link io.peft4j.runtime.EagerSession}, bound to the arrays a call passes
+ * ({@link io.peft4j.runtime.KeyValueCache} for a decoder's cache).
  *
  * <p>On the CPU, libnd4j's elementwise and transcendental kernels run 3–7× slower than PyTorch's on
  * the same shapes (BENCHMARKS.md), and they dominate a step once the GEMMs are counted out. peft4j's
@@ -15,7 +17,7 @@ import org.nd4j.linalg.api.ndarray.INDArray;
  * for the ops and shapes they cover; every other call runs in libnd4j as recorded. The Vector API is
  * an incubator module in JDK 17, so they are used only when the JVM was started with
  * {@code --add-modules jdk.incubator.vector}, on ND4J's CPU backend, and unless the system property
- * {@value #PROPERTY} is {@code false} when a step is recorded.
+ * {@value #PROPERTY} is {@code false} when a step is recorded or a session created.
  */
 public interface ReplayKernels {
     /** System property that turns peft4j's kernels off ({@code -Dpeft4j.vectorKernels=false}). */

@@ -17,7 +17,11 @@ import org.nd4j.linalg.api.ops.ScalarOp;
 /**
  * peft4j's replay kernels on the JDK's Vector API, for fp32 arrays contiguous in C order on the host.
  *
- * <p>Covered: {@code exp}, {@code sigmoid}, {@code erf}, {@code gelu} and {@code _geluderivative}; {@code softmax}, {@code reduce_mean} and
+ * <p>Covered: the ops of an eager decoding step that libnd4j runs per call ({@link DecodingKernels}:
+ * a matrix times a rank-1 vector, {@code layer_norm} over the last axis, one query's
+ * {@code dot_product_attention}) and a key/value cache's appends and attention
+ * ({@link #cacheWriter}, {@link #cacheAttention});
+ * {@code exp}, {@code sigmoid}, {@code erf}, {@code gelu} and {@code _geluderivative}; {@code softmax}, {@code reduce_mean} and
  * {@code reduce_sum} along the last axis and the gradients of those reductions; {@code multiply_bp}
  * of operands of one shape; {@code permute} when the last axis stays last; and, up to
  * {@link #MAX_MEMORY_BOUND_ELEMENTS}, {@code add}, {@code subtract}, {@code multiply} and
