@@ -46,25 +46,6 @@ public final class ExactGelu {
     public record Scalars(float half, float scale, boolean divideByScale, float one) {
     }
 
-    /** The recorded calls, as value slots: what {@link #find} needs of a recording. */
-    interface Calls {
-        int size();
-
-        DifferentialFunction op(int call);
-
-        /** The value slots a call reads, {@code -1} for a placeholder, parameter or constant. */
-        int[] inputs(int call);
-
-        /** The value slots a call writes. */
-        int[] outputs(int call);
-
-        /** The calls that read a slot, in order. */
-        List<Integer> readers(int slot);
-
-        /** Whether something besides the calls reads a slot (a loss, a gradient the updater takes, a kept output). */
-        boolean readAfterwards(int slot);
-    }
-
     /**
      * One group of calls to run as one pass at its last call, {@code anchor}.
      *
@@ -75,7 +56,7 @@ public final class ExactGelu {
      * @param gradientSlots a gradient group's slots, indexed by the constants below; null for a forward group
      */
     record Fusion(int anchor, Set<Integer> members, boolean gradient, Scalars scalars, int forwardInput, Map<Part, Integer> parts,
-                  int[] gradientSlots) {
+                  int[] gradientSlots) implements FusedGroup {
         /** The gradient group's slots: the output's gradient, HALF, ONE_PLUS_ERF, GAUSSIAN, the erf coefficient, the result. */
         static final int GRADIENT = 0;
         static final int HALF = 1;
@@ -84,9 +65,21 @@ public final class ExactGelu {
         static final int COEFFICIENT = 4;
         static final int RESULT = 5;
 
-        /** The slots the group reads, which have to stay intact until {@code anchor}. */
-        int[] inputs() {
+        @Override
+        public int[] inputs() {
             return gradient ? Arrays.copyOf(gradientSlots, RESULT) : new int[] {forwardInput};
+        }
+
+        @Override
+        public Runnable kernel(ReplayKernels kernels, FusedGroup.StepArrays arrays) {
+            if (gradient) {
+                return kernels.exactGeluGradient(arrays.slot(gradientSlots[GRADIENT]), arrays.slot(gradientSlots[HALF]),
+                        arrays.slot(gradientSlots[ONE_PLUS_ERF]), arrays.slot(gradientSlots[GAUSSIAN]), arrays.slot(gradientSlots[COEFFICIENT]),
+                        arrays.slot(gradientSlots[RESULT]), scalars);
+            }
+            Map<Part, INDArray> written = new EnumMap<>(Part.class);
+            parts.forEach((part, slot) -> written.put(part, arrays.slot(slot)));
+            return kernels.exactGelu(arrays.slot(forwardInput), scalars, written);
         }
     }
 
@@ -94,7 +87,7 @@ public final class ExactGelu {
     }
 
     /** The forward groups and, for those whose parts it reads, the gradient groups. */
-    static List<Fusion> find(Calls calls) {
+    static List<Fusion> find(FusedGroup.Calls calls) {
         List<Fusion> found = new ArrayList<>();
         for (int call = 0; call < calls.size(); call++) {
             if ("erf".equals(calls.op(call).opName())) {
@@ -111,7 +104,7 @@ public final class ExactGelu {
         return found;
     }
 
-    private static Fusion forward(Calls calls, int erf) {
+    private static Fusion forward(FusedGroup.Calls calls, int erf) {
         int[] erfInputs = calls.inputs(erf);
         if (erfInputs.length != 1 || erfInputs[0] < 0 || calls.outputs(erf).length != 1) {
             return null;
@@ -157,12 +150,12 @@ public final class ExactGelu {
         produced.put(Part.OUTPUT, calls.outputs(product)[0]);
         addGaussian(calls, scaled, members, produced);
         Scalars scalars = new Scalars(half, divides ? divisor : factor, divides, one);
-        Map<Part, Integer> written = written(calls, members, produced);
+        Map<Part, Integer> written = FusedGroup.written(calls, members, produced, Part.class);
         return written == null ? null : new Fusion(last(members), members, false, scalars, x, written, null);
     }
 
     /** SameDiff's derivative of erf squares, negates and exponentiates the scaled input in the forward pass. */
-    private static void addGaussian(Calls calls, int scaled, Set<Integer> members, Map<Part, Integer> produced) {
+    private static void addGaussian(FusedGroup.Calls calls, int scaled, Set<Integer> members, Map<Part, Integer> produced) {
         for (int reader : calls.readers(scaled)) {
             int[] inputs = calls.inputs(reader);
             String name = calls.op(reader).opName();
@@ -187,28 +180,7 @@ public final class ExactGelu {
         }
     }
 
-    /** The parts read outside the group, all after its last call; {@code null} when one is read earlier or by the step itself. */
-    private static Map<Part, Integer> written(Calls calls, Set<Integer> members, Map<Part, Integer> produced) {
-        int anchor = last(members);
-        Map<Part, Integer> written = new EnumMap<>(Part.class);
-        for (Map.Entry<Part, Integer> part : produced.entrySet()) {
-            int slot = part.getValue();
-            if (calls.readAfterwards(slot)) {
-                return null;
-            }
-            for (int reader : calls.readers(slot)) {
-                if (!members.contains(reader)) {
-                    if (reader <= anchor) {
-                        return null;
-                    }
-                    written.put(part.getKey(), slot);
-                }
-            }
-        }
-        return written;
-    }
-
-    private static Fusion gradient(Calls calls, Fusion forward) {
+    private static Fusion gradient(FusedGroup.Calls calls, Fusion forward) {
         Integer half = forward.parts().get(Part.HALF);
         Integer onePlusErf = forward.parts().get(Part.ONE_PLUS_ERF);
         Integer gaussian = forward.parts().get(Part.GAUSSIAN);
@@ -264,7 +236,7 @@ public final class ExactGelu {
     }
 
     /** The call that wrote {@code slot}, or -1. */
-    private static int producer(Calls calls, int slot) {
+    private static int producer(FusedGroup.Calls calls, int slot) {
         for (int call = 0; call < calls.size(); call++) {
             for (int output : calls.outputs(call)) {
                 if (output == slot) {
@@ -276,13 +248,13 @@ public final class ExactGelu {
     }
 
     /** The one call reading {@code slot} (once), or -1 when there are others or the step reads it too. */
-    private static int onlyReader(Calls calls, int slot) {
+    private static int onlyReader(FusedGroup.Calls calls, int slot) {
         List<Integer> readers = calls.readers(slot);
         return readers.size() == 1 && !calls.readAfterwards(slot) ? readers.get(0) : -1;
     }
 
     /** For a two-operand {@code opName} call that reads {@code slot}, its other operand's slot, or -1. */
-    private static int otherOperand(Calls calls, int call, String opName, int slot) {
+    private static int otherOperand(FusedGroup.Calls calls, int call, String opName, int slot) {
         int[] inputs = calls.inputs(call);
         if (!calls.op(call).opName().equals(opName) || inputs.length != 2 || calls.outputs(call).length != 1) {
             return -1;
@@ -291,7 +263,7 @@ public final class ExactGelu {
     }
 
     /** The fp32 scalar of a one-input {@code opName} scalar op, or null. */
-    private static Float scalar(Calls calls, int call, String opName) {
+    private static Float scalar(FusedGroup.Calls calls, int call, String opName) {
         DifferentialFunction op = calls.op(call);
         if (!(op instanceof ScalarOp scalarOp) || !op.opName().equals(opName) || calls.inputs(call).length != 1
                 || calls.outputs(call).length != 1 || scalarOp.dimensions() != null) {

@@ -248,9 +248,14 @@ public final class RecordedStep {
         }
         ReplayKernels kernels = ReplayKernels.forThisProcess();
         boolean fuse = kernels != ReplayKernels.NONE && !"false".equalsIgnoreCase(System.getProperty(ReplayKernels.FUSION_PROPERTY));
-        List<ExactGelu.Fusion> fusions = !fuse ? List.of()
-                : ExactGelu.find(new RecordedCalls(recorded, inputSlots, slotArrays.size(), slotOfValue, kept, lossVariables, variableOfGradient));
-        for (ExactGelu.Fusion fusion : fusions) {
+        List<FusedGroup> fusions = new ArrayList<>();
+        if (fuse) {
+            RecordedCalls recordedCalls = new RecordedCalls(recorded, inputSlots, slotArrays.size(), slotOfValue, kept, lossVariables,
+                    variableOfGradient);
+            fusions.addAll(ExactGelu.find(recordedCalls));
+            fusions.addAll(WrittenOutLayerNorm.find(recordedCalls));
+        }
+        for (FusedGroup fusion : fusions) {
             for (int input : fusion.inputs()) {
                 lastUse.set(input, Math.max(lastUse.get(input), fusion.anchor())); // read when the group's last call runs
             }
@@ -264,8 +269,20 @@ public final class RecordedStep {
         kept.forEach(name -> keptBuffers.put(name, buffers[slotOfValue.get(name)]));
         Map<Integer, Runnable> fusedKernels = new HashMap<>();
         Set<Integer> fusedMembers = new HashSet<>();
-        for (ExactGelu.Fusion fusion : fusions) {
-            Runnable kernel = fusedKernel(kernels, fusion, buffers);
+        FusedGroup.StepArrays stepArrays = new FusedGroup.StepArrays() {
+            @Override
+            public INDArray slot(int slot) {
+                return buffers[slot];
+            }
+
+            @Override
+            public INDArray input(int call, int k) {
+                int input = inputSlots.get(call)[k];
+                return input >= 0 ? buffers[input] : externalInputs.get(call)[k];
+            }
+        };
+        for (FusedGroup fusion : fusions) {
+            Runnable kernel = fusion.kernel(kernels, stepArrays);
             if (kernel != null) {
                 fusedKernels.put(fusion.anchor(), kernel);
                 fusedMembers.addAll(fusion.members());
@@ -327,22 +344,9 @@ public final class RecordedStep {
         return call.op().getOutputsOfOp() != null && call.op().getOutputsOfOp().size() == call.outputs().length;
     }
 
-    /** The fused kernel for {@code fusion} over the step's buffers, or null when the kernels do not cover them. */
-    private static Runnable fusedKernel(ReplayKernels kernels, ExactGelu.Fusion fusion, INDArray[] buffers) {
-        if (fusion.gradient()) {
-            int[] slots = fusion.gradientSlots();
-            return kernels.exactGeluGradient(buffers[slots[ExactGelu.Fusion.GRADIENT]], buffers[slots[ExactGelu.Fusion.HALF]],
-                    buffers[slots[ExactGelu.Fusion.ONE_PLUS_ERF]], buffers[slots[ExactGelu.Fusion.GAUSSIAN]],
-                    buffers[slots[ExactGelu.Fusion.COEFFICIENT]], buffers[slots[ExactGelu.Fusion.RESULT]], fusion.scalars());
-        }
-        Map<ExactGelu.Part, INDArray> parts = new EnumMap<>(ExactGelu.Part.class);
-        fusion.parts().forEach((part, slot) -> parts.put(part, buffers[slot]));
-        return kernels.exactGelu(buffers[fusion.forwardInput()], fusion.scalars(), parts);
-    }
-
-    /** The recorded calls as {@link ExactGelu} reads them. */
+    /** The recorded calls as {@link ExactGelu} and {@link WrittenOutLayerNorm} read them. */
     private record RecordedCalls(List<Recorded> recorded, List<int[]> inputSlots, List<int[]> outputSlots, List<List<Integer>> readers,
-                                 Set<Integer> readAfterwards) implements ExactGelu.Calls {
+                                 Set<Integer> readAfterwards) implements FusedGroup.Calls {
         RecordedCalls(List<Recorded> recorded, List<int[]> inputSlots, int slotCount, Map<String, Integer> slotOfValue, List<String> kept,
                       List<String> lossVariables, Map<String, String> variableOfGradient) {
             this(recorded, inputSlots, outputSlots(recorded), readers(recorded, inputSlots, slotCount),
@@ -413,6 +417,11 @@ public final class RecordedStep {
         @Override
         public int[] inputs(int call) {
             return inputSlots.get(call);
+        }
+
+        @Override
+        public INDArray recordedInput(int call, int k) {
+            return recorded.get(call).inputs().get(k);
         }
 
         @Override

@@ -59,6 +59,20 @@ public interface ReplayKernels {
     }
 
     /**
+     * A LayerNorm written out op by op ({@link WrittenOutLayerNorm}) in one pass over the rows of
+     * {@code input [.., d]}: {@code (x − mean) / √(variance + epsilon) · gain + bias} with {@code gain}
+     * and {@code bias} {@code [d]}; for {@link WrittenOutLayerNorm.Stage#STATISTICS} up to the shifted
+     * variance only (no gain, no bias), for {@link WrittenOutLayerNorm.Stage#NORMALISATION} from the
+     * centred values ({@code input}) and the {@code shifted} variance ({@code [.., 1]}). Writes the
+     * {@code parts} given (per element {@code input}'s shape, per row {@code [.., 1]}); {@code null} when
+     * not covered.
+     */
+    default Runnable writtenOutLayerNorm(WrittenOutLayerNorm.Stage stage, INDArray input, INDArray shifted, INDArray gain, INDArray bias,
+                                         float epsilon, Map<WrittenOutLayerNorm.Part, INDArray> parts) {
+        return null;
+    }
+
+    /**
      * A kernel over a key/value cache whose extent changes from call to call: it is bound to the
      * cache's arrays once and told the position at each call.
      */

@@ -2,6 +2,7 @@ package io.peft4j.samples.benchmark;
 
 import io.peft4j.runtime.ComputeThreads;
 import io.peft4j.runtime.ProgressListener;
+import io.peft4j.runtime.RecordedInference;
 import io.peft4j.runtime.SameDiffTrainer;
 import io.peft4j.runtime.TrainingReport;
 import io.peft4j.samples.benchmark.Workload.Method;
@@ -9,9 +10,11 @@ import io.peft4j.samples.benchmark.Workload.Model;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Map;
 import java.util.Locale;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.VariableType;
+import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.dataset.adapter.SingletonMultiDataSetIterator;
 
 /**
@@ -29,12 +32,18 @@ import org.nd4j.linalg.dataset.adapter.SingletonMultiDataSetIterator;
  * by the kernels' rounding.
  *
  * <p>With {@code fused}, both copies replay with peft4j's kernels, the first running every op of
- * BERT's written-out exact GELU and its gradient on its own ({@link SameDiffTrainer#FUSED_KERNELS}
- * false), the second one pass per group; the parameters then agree to rounding (the same arithmetic,
- * but an exponential can round differently in code the JIT has compiled to another tier).
+ * BERT's written-out exact GELU and its gradient, and of a LayerNorm written out, on its own
+ * ({@link SameDiffTrainer#FUSED_KERNELS} false), the second one pass per group; the parameters then
+ * agree to rounding (the same arithmetic, but an exponential can round differently in code the JIT
+ * has compiled to another tier).
+ *
+ * <p>With {@code forward}, the base model's forward pass instead of training steps: two
+ * {@link RecordedInference}s of one graph recorded the two ways (for the plain comparison, SameDiff's
+ * executor against a replay), blocks of passes in turn.
  *
  * <p>Arguments: {@code transformer} (default) or {@code minilm}; {@code full}, {@code lora} (default)
- * or {@code adapter}; {@code kernels} or {@code fused}; the number of blocks (default 5).
+ * or {@code adapter}, or {@code forward}; {@code kernels} or {@code fused}; the number of blocks
+ * (default 5).
  */
 public final class ReplayBenchmark {
     private static final int STEPS_PER_BLOCK = 6;
@@ -47,6 +56,10 @@ public final class ReplayBenchmark {
         Method method = given.contains("full") ? Method.FULL : given.contains("adapter") ? Method.ADAPTER : Method.LORA;
         int blocks = given.stream().filter(arg -> arg.matches("\\d+")).mapToInt(Integer::parseInt).findFirst().orElse(5);
         Comparison comparison = given.contains("kernels") ? Comparison.KERNELS : given.contains("fused") ? Comparison.FUSION : Comparison.REPLAY;
+        if (given.contains("forward")) {
+            forwardPasses(workload, comparison, blocks, threads);
+            return;
+        }
         Model[] models = {workload.create(method), workload.create(method)};
         for (Model model : models) {
             model.buildGraph();
@@ -79,7 +92,7 @@ public final class ReplayBenchmark {
     private enum Comparison {
         REPLAY("replayed / SameDiff", "in SameDiff's executor", "replayed"),
         KERNELS("vector kernels / libnd4j's", "replayed, libnd4j's kernels", "replayed, peft4j's vector kernels"),
-        FUSION("fused / op by op", "replayed, peft4j's kernels op by op", "replayed, peft4j's kernels, exact GELU fused");
+        FUSION("fused / op by op", "replayed, peft4j's kernels op by op", "replayed, peft4j's kernels, exact GELU and LayerNorm fused");
 
         final String ratio;
         final String[] labels;
@@ -90,11 +103,67 @@ public final class ReplayBenchmark {
         }
     }
 
-    /** A block of steps of the first copy or the {@code second}, set up as {@code comparison} says. */
-    private static double[] trainBlock(Model model, Workload workload, boolean second, Comparison comparison) {
+    /** Forward passes of the base model, recorded the two ways, in blocks taking turns; prints as {@link #main} does. */
+    private static void forwardPasses(Workload workload, Comparison comparison, int blocks, int threads) {
+        Model model = workload.create(Method.BASE);
+        String output = model.buildGraph();
+        Map<String, INDArray> feed = model.features(workload.batch());
+        RecordedInference[] replays = new RecordedInference[2];
+        for (int copy = 0; copy < 2; copy++) {
+            if (copy == 0 && comparison == Comparison.REPLAY) {
+                continue; // SameDiff's executor
+            }
+            setUp(copy == 1, comparison);
+            try {
+                replays[copy] = RecordedInference.of(model.sameDiff(), output);
+                replays[copy].output(feed);
+                replays[copy].output(feed); // the second call with these shapes records
+            } finally {
+                clear();
+            }
+        }
+        List<List<Double>> times = List.of(new ArrayList<>(), new ArrayList<>());
+        INDArray[] last = new INDArray[2];
+        for (int block = 0; block < blocks; block++) {
+            for (int copy = 0; copy < 2; copy++) {
+                for (int pass = 0; pass < STEPS_PER_BLOCK; pass++) {
+                    long start = System.nanoTime();
+                    last[copy] = replays[copy] != null ? replays[copy].output(feed).get(output) : model.sameDiff().output(feed, output).get(output);
+                    if (block > 0 && pass >= UNTIMED_STEPS) {
+                        times.get(copy).add((System.nanoTime() - start) / 1e6);
+                    }
+                }
+            }
+        }
+        System.out.printf(Locale.ROOT, "%s; forward passes of the base model; %d native thread%s; %d blocks of %d passes, in turn%n%n",
+                workload.description(), threads, threads == 1 ? "" : "s", blocks, STEPS_PER_BLOCK);
+        System.out.println("| passes | median (ms) | min (ms) | timed passes |");
+        System.out.println("|---|---:|---:|---:|");
+        double[] medians = new double[2];
+        for (int copy = 0; copy < 2; copy++) {
+            double[] sorted = times.get(copy).stream().mapToDouble(Double::doubleValue).sorted().toArray();
+            medians[copy] = sorted[sorted.length / 2];
+            System.out.printf(Locale.ROOT, "| %s | %.1f | %.1f | %d |%n", comparison.labels[copy], medians[copy], sorted[0], sorted.length);
+        }
+        System.out.printf(Locale.ROOT, "%n%s: %.2f; max |output difference| between the two: %s%n", comparison.ratio, medians[1] / medians[0],
+                last[0].sub(last[1]).amaxNumber().doubleValue());
+    }
+
+    private static void setUp(boolean second, Comparison comparison) {
         System.setProperty(SameDiffTrainer.RECORDED_STEPS, Boolean.toString(second || comparison != Comparison.REPLAY));
         System.setProperty(SameDiffTrainer.VECTOR_KERNELS, Boolean.toString(second || comparison != Comparison.KERNELS));
         System.setProperty(SameDiffTrainer.FUSED_KERNELS, Boolean.toString(second || comparison != Comparison.FUSION));
+    }
+
+    private static void clear() {
+        System.clearProperty(SameDiffTrainer.RECORDED_STEPS);
+        System.clearProperty(SameDiffTrainer.VECTOR_KERNELS);
+        System.clearProperty(SameDiffTrainer.FUSED_KERNELS);
+    }
+
+    /** A block of steps of the first copy or the {@code second}, set up as {@code comparison} says. */
+    private static double[] trainBlock(Model model, Workload workload, boolean second, Comparison comparison) {
+        setUp(second, comparison);
         try {
             SingletonMultiDataSetIterator data = new SingletonMultiDataSetIterator(workload.batch());
             ProgressListener silent = new ProgressListener(null, STEPS_PER_BLOCK);
@@ -102,9 +171,7 @@ public final class ReplayBenchmark {
                     : SameDiffTrainer.fit(model.sameDiff(), workload.trainingConfig(), data, STEPS_PER_BLOCK, silent);
             return report.stepSeconds();
         } finally {
-            System.clearProperty(SameDiffTrainer.RECORDED_STEPS);
-            System.clearProperty(SameDiffTrainer.VECTOR_KERNELS);
-            System.clearProperty(SameDiffTrainer.FUSED_KERNELS);
+            clear();
         }
     }
 

@@ -2,6 +2,7 @@ package io.peft4j.runtime.internal.vector;
 
 import io.peft4j.runtime.internal.ExactGelu;
 import io.peft4j.runtime.internal.ReplayKernels;
+import io.peft4j.runtime.internal.WrittenOutLayerNorm;
 import java.nio.ByteBuffer;
 import java.util.Arrays;
 import java.util.EnumMap;
@@ -132,6 +133,35 @@ public final class VectorKernels implements ReplayKernels {
             }
         }
         return new ExactGeluGradientKernel(regions[0], regions[1], regions[2], regions[3], regions[4], regions[5], scalars);
+    }
+
+    @Override
+    public Runnable writtenOutLayerNorm(WrittenOutLayerNorm.Stage stage, INDArray input, INDArray shifted, INDArray gain, INDArray bias,
+                                        float epsilon, Map<WrittenOutLayerNorm.Part, INDArray> parts) {
+        FloatRegion x = FloatRegion.of(input);
+        FloatRegion g = gain == null ? null : FloatRegion.of(gain);
+        FloatRegion b = bias == null ? null : FloatRegion.of(bias);
+        FloatRegion s = shifted == null ? null : FloatRegion.of(shifted);
+        boolean scales = stage != WrittenOutLayerNorm.Stage.STATISTICS;
+        if (x == null || input.rank() < 2 || (scales && (g == null || b == null || gain.rank() != 1 || bias.rank() != 1))
+                || (shifted != null && s == null)) {
+            return null;
+        }
+        int width = (int) input.size(input.rank() - 1);
+        if (scales && (g.length() != width || b.length() != width)) {
+            return null;
+        }
+        Map<WrittenOutLayerNorm.Part, FloatRegion> regions = new EnumMap<>(WrittenOutLayerNorm.Part.class);
+        long rows = input.length() / width;
+        for (Map.Entry<WrittenOutLayerNorm.Part, INDArray> part : parts.entrySet()) {
+            FloatRegion region = FloatRegion.of(part.getValue());
+            long expected = WrittenOutLayerNormKernel.perRow(part.getKey()) ? rows : input.length();
+            if (region == null || region.length() != expected) {
+                return null;
+            }
+            regions.put(part.getKey(), region);
+        }
+        return new WrittenOutLayerNormKernel(stage, x, s, g, b, width, epsilon, regions);
     }
 
     @Override
