@@ -1,13 +1,12 @@
 package io.peft4j.runtime.internal;
 
+import static io.peft4j.runtime.internal.RecordedSteps.assertClose;
+import static io.peft4j.runtime.internal.RecordedSteps.record;
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
-import org.nd4j.autodiff.listeners.Operation;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.linalg.api.buffer.DataType;
@@ -60,21 +59,12 @@ class ExactGeluFusionTest {
         GradientGraphSimplifier.simplify(sd);
         Map<String, INDArray> placeholders = placeholders();
         RecordedStep fused = record(sd.getFunction("grad"), placeholders, "w1-grad");
-        String previous = System.getProperty(ReplayKernels.FUSION_PROPERTY);
-        System.setProperty(ReplayKernels.FUSION_PROPERTY, "false");
-        try {
-            RecordedStep opByOp = record(sd.getFunction("grad"), placeholders, "w1-grad");
-            assertEquals(0, opByOp.fusedCalls());
-            assertTrue(opByOp.kernelCalls() > 0, "the op-by-op kernels still run");
-            assertClose(opByOp.output(placeholders).get("w1-grad"), fused.output(placeholders).get("w1-grad"), 1e-6,
-                    "the same arithmetic (an exponential may round differently in another JIT tier)");
-        } finally {
-            if (previous == null) {
-                System.clearProperty(ReplayKernels.FUSION_PROPERTY);
-            } else {
-                System.setProperty(ReplayKernels.FUSION_PROPERTY, previous);
-            }
-        }
+        RecordedStep opByOp = RecordedSteps.withProperty(ReplayKernels.FUSION_PROPERTY, "false",
+                () -> record(sd.getFunction("grad"), placeholders, "w1-grad"));
+        assertEquals(0, opByOp.fusedCalls());
+        assertTrue(opByOp.kernelCalls() > 0, "the op-by-op kernels still run");
+        assertClose(opByOp.output(placeholders).get("w1-grad"), fused.output(placeholders).get("w1-grad"), 1e-6,
+                "the same arithmetic (an exponential may round differently in another JIT tier)");
     }
 
     @Test
@@ -94,24 +84,9 @@ class ExactGeluFusionTest {
         }
     }
 
-    private static RecordedStep record(SameDiff sd, Map<String, INDArray> placeholders, String... outputs) {
-        RecordedStep.Recorder recorder = new RecordedStep.Recorder(Operation.INFERENCE);
-        sd.output(placeholders, List.of(recorder), outputs);
-        RecordedStep step = RecordedStep.build(sd, recorder, placeholders, Map.of(), List.of(), List.of(outputs));
-        assertNotNull(step, "the graph can be replayed");
-        return step;
-    }
-
     private static Map<String, INDArray> placeholders() {
         INDArray x = Nd4j.randn(DataType.FLOAT, 4, SEQUENCE, WIDTH);
         return Map.of("x", x, "y", x.mul(0.5));
-    }
-
-    /** Relative to the largest magnitude: gradients of a sum over many terms round in another order. */
-    private static void assertClose(INDArray expected, INDArray actual, double tolerance, String what) {
-        double scale = Math.max(expected.amaxNumber().doubleValue(), 1e-30);
-        double difference = expected.sub(actual).amaxNumber().doubleValue();
-        assertTrue(difference <= tolerance * scale, what + ": largest difference " + difference + " against largest value " + scale);
     }
 
     /** {@code out = gelu_erf(x · w1) · w2} over {@code x [4, 8, 64]}, and {@code loss = mean((out − y)²)}. */

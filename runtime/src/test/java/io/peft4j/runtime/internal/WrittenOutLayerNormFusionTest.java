@@ -1,15 +1,14 @@
 package io.peft4j.runtime.internal;
 
+import static io.peft4j.runtime.internal.RecordedSteps.assertClose;
+import static io.peft4j.runtime.internal.RecordedSteps.record;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertNotNull;
-import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.List;
 import java.util.Map;
 import java.util.function.Supplier;
 import org.junit.jupiter.api.Test;
-import org.nd4j.autodiff.listeners.Operation;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.linalg.api.buffer.DataType;
@@ -76,25 +75,7 @@ class WrittenOutLayerNormFusionTest {
     private enum Spelling { STANDARD, FIRST_AXIS, EPSILON_AFTER_ROOT }
 
     private static <T> T withoutFusion(Supplier<T> action) {
-        String previous = System.getProperty(ReplayKernels.FUSION_PROPERTY);
-        System.setProperty(ReplayKernels.FUSION_PROPERTY, "false");
-        try {
-            return action.get();
-        } finally {
-            if (previous == null) {
-                System.clearProperty(ReplayKernels.FUSION_PROPERTY);
-            } else {
-                System.setProperty(ReplayKernels.FUSION_PROPERTY, previous);
-            }
-        }
-    }
-
-    private static RecordedStep record(SameDiff sd, Map<String, INDArray> placeholders, String... outputs) {
-        RecordedStep.Recorder recorder = new RecordedStep.Recorder(Operation.INFERENCE);
-        sd.output(placeholders, List.of(recorder), outputs);
-        RecordedStep step = RecordedStep.build(sd, recorder, placeholders, Map.of(), List.of(), List.of(outputs));
-        assertNotNull(step, "the graph can be replayed");
-        return step;
+        return RecordedSteps.withProperty(ReplayKernels.FUSION_PROPERTY, "false", action);
     }
 
     private static Map<String, INDArray> placeholders() {
@@ -105,12 +86,6 @@ class WrittenOutLayerNormFusionTest {
     private static void assertBitwise(INDArray expected, INDArray actual, String what) {
         assertArrayEquals(expected.shape(), actual.shape(), what);
         assertArrayEquals(expected.data().asFloat(), actual.data().asFloat(), what);
-    }
-
-    private static void assertClose(INDArray expected, INDArray actual, double tolerance, String what) {
-        double scale = Math.max(expected.amaxNumber().doubleValue(), 1e-30);
-        double difference = expected.sub(actual).amaxNumber().doubleValue();
-        assertTrue(difference <= tolerance * scale, what + ": largest difference " + difference + " against largest value " + scale);
     }
 
     /** {@code out = layerNorm(x · w1) · w2} over {@code x [4, 8, 40]}, and {@code loss = mean((out − y)²)}. */
