@@ -83,6 +83,12 @@ public final class SameDiffTrainer {
      * on its own kernel instead of one fused pass per group ({@link ReplayKernels}).
      */
     public static final String FUSED_KERNELS = ReplayKernels.FUSION_PROPERTY;
+    /**
+     * System property: {@code false} keeps matrix products of arrays of rank 3 or more (attention's
+     * scores and context, and their gradients) in libnd4j instead of peft4j's kernels
+     * ({@link ReplayKernels}).
+     */
+    public static final String PRODUCT_KERNELS = ReplayKernels.PRODUCT_PROPERTY;
 
     /** Progress lines go here every this many steps by default. */
     public static final int DEFAULT_PROGRESS_INTERVAL = 25;

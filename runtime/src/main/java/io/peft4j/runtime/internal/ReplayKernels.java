@@ -27,6 +27,11 @@ public interface ReplayKernels {
      * {@link ExactGelu} ({@code -Dpeft4j.fusedKernels=false}); read when a step is recorded.
      */
     String FUSION_PROPERTY = "peft4j.fusedKernels";
+    /**
+     * System property that keeps matrix products of arrays of rank 3 or more (attention's) in
+     * libnd4j ({@code -Dpeft4j.productKernels=false}); read when a call is bound.
+     */
+    String PRODUCT_PROPERTY = "peft4j.productKernels";
     /** The module that has to be in the JVM's boot layer. */
     String MODULE = "jdk.incubator.vector";
 

@@ -37,12 +37,17 @@ import org.nd4j.linalg.dataset.adapter.SingletonMultiDataSetIterator;
  * agree to rounding (the same arithmetic, but an exponential can round differently in code the JIT
  * has compiled to another tier).
  *
+ * <p>With {@code products}, both copies replay with peft4j's kernels, the first leaving matrix
+ * products of arrays of rank 3 or more (attention's) to libnd4j ({@link SameDiffTrainer#PRODUCT_KERNELS}
+ * false), the second running them in peft4j's kernels; the parameters then differ by the products'
+ * rounding.
+ *
  * <p>With {@code forward}, the base model's forward pass instead of training steps: two
  * {@link RecordedInference}s of one graph recorded the two ways (for the plain comparison, SameDiff's
  * executor against a replay), blocks of passes in turn.
  *
  * <p>Arguments: {@code transformer} (default) or {@code minilm}; {@code full}, {@code lora} (default)
- * or {@code adapter}, or {@code forward}; {@code kernels} or {@code fused}; the number of blocks
+ * or {@code adapter}, or {@code forward}; {@code kernels}, {@code fused} or {@code products}; the number of blocks
  * (default 5).
  */
 public final class ReplayBenchmark {
@@ -55,7 +60,8 @@ public final class ReplayBenchmark {
         Workload workload = given.contains("minilm") ? new MiniLmWorkload() : new SampleTransformerWorkload();
         Method method = given.contains("full") ? Method.FULL : given.contains("adapter") ? Method.ADAPTER : Method.LORA;
         int blocks = given.stream().filter(arg -> arg.matches("\\d+")).mapToInt(Integer::parseInt).findFirst().orElse(5);
-        Comparison comparison = given.contains("kernels") ? Comparison.KERNELS : given.contains("fused") ? Comparison.FUSION : Comparison.REPLAY;
+        Comparison comparison = given.contains("kernels") ? Comparison.KERNELS : given.contains("fused") ? Comparison.FUSION
+                : given.contains("products") ? Comparison.PRODUCTS : Comparison.REPLAY;
         if (given.contains("forward")) {
             forwardPasses(workload, comparison, blocks, threads);
             return;
@@ -92,7 +98,9 @@ public final class ReplayBenchmark {
     private enum Comparison {
         REPLAY("replayed / SameDiff", "in SameDiff's executor", "replayed"),
         KERNELS("vector kernels / libnd4j's", "replayed, libnd4j's kernels", "replayed, peft4j's vector kernels"),
-        FUSION("fused / op by op", "replayed, peft4j's kernels op by op", "replayed, peft4j's kernels, exact GELU and LayerNorm fused");
+        FUSION("fused / op by op", "replayed, peft4j's kernels op by op", "replayed, peft4j's kernels, exact GELU and LayerNorm fused"),
+        PRODUCTS("peft4j's / libnd4j's batched products", "replayed, peft4j's kernels, batched products in libnd4j",
+                "replayed, peft4j's kernels and batched products");
 
         final String ratio;
         final String[] labels;
@@ -128,10 +136,12 @@ public final class ReplayBenchmark {
             for (int copy = 0; copy < 2; copy++) {
                 for (int pass = 0; pass < STEPS_PER_BLOCK; pass++) {
                     long start = System.nanoTime();
-                    last[copy] = replays[copy] != null ? replays[copy].output(feed).get(output) : model.sameDiff().output(feed, output).get(output);
+                    INDArray result = replays[copy] != null ? replays[copy].output(feed).get(output) : model.sameDiff().output(feed, output).get(output);
                     if (block > 0 && pass >= UNTIMED_STEPS) {
                         times.get(copy).add((System.nanoTime() - start) / 1e6);
                     }
+                    // a copy: both recordings of one graph may write their output into the same array
+                    last[copy] = result.dup();
                 }
             }
         }
@@ -153,12 +163,14 @@ public final class ReplayBenchmark {
         System.setProperty(SameDiffTrainer.RECORDED_STEPS, Boolean.toString(second || comparison != Comparison.REPLAY));
         System.setProperty(SameDiffTrainer.VECTOR_KERNELS, Boolean.toString(second || comparison != Comparison.KERNELS));
         System.setProperty(SameDiffTrainer.FUSED_KERNELS, Boolean.toString(second || comparison != Comparison.FUSION));
+        System.setProperty(SameDiffTrainer.PRODUCT_KERNELS, Boolean.toString(second || comparison != Comparison.PRODUCTS));
     }
 
     private static void clear() {
         System.clearProperty(SameDiffTrainer.RECORDED_STEPS);
         System.clearProperty(SameDiffTrainer.VECTOR_KERNELS);
         System.clearProperty(SameDiffTrainer.FUSED_KERNELS);
+        System.clearProperty(SameDiffTrainer.PRODUCT_KERNELS);
     }
 
     /** A block of steps of the first copy or the {@code second}, set up as {@code comparison} says. */

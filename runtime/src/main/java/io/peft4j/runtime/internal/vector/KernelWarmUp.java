@@ -99,6 +99,16 @@ final class KernelWarmUp {
         kernels.add(() -> attention.run(32));
         ReplayKernels.CacheKernel writer = new CacheWriterKernel(rowOut, region(32 * 256, 0f), 256);
         kernels.add(() -> writer.run(7));
+        // Attention's batched products: four [36, 40] · [40, 37] products with row and column tails,
+        // each operand read along its rows (PV) and across them (the scores' Kᵀ, a gradient's Qᵀ).
+        FloatRegion heads = region(4 * 40 * 40, 0.5f);
+        int[] offsets = {0, 1600, 3200, 4800};
+        BatchedMatrix rowsLeft = new BatchedMatrix(heads.bytes(), 0, offsets, 36, 40, 40, 1);
+        BatchedMatrix columnsLeft = new BatchedMatrix(heads.bytes(), 0, offsets, 36, 40, 1, 40);
+        BatchedMatrix rowsRight = new BatchedMatrix(heads.bytes(), 0, offsets, 40, 37, 40, 1);
+        BatchedMatrix columnsRight = new BatchedMatrix(heads.bytes(), 0, offsets, 40, 37, 1, 40);
+        kernels.add(new BatchedProductKernel(rowsLeft, rowsRight, region(4 * 36 * 37, 0f)));
+        kernels.add(new BatchedProductKernel(columnsLeft, columnsRight, region(4 * 36 * 37, 0f)));
         return kernels;
     }
 

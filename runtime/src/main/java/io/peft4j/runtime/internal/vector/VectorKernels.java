@@ -21,7 +21,8 @@ import org.nd4j.linalg.api.ops.ScalarOp;
  * <p>Covered: the ops of an eager decoding step that libnd4j runs per call ({@link DecodingKernels}:
  * a matrix times a rank-1 vector, {@code layer_norm} over the last axis, one query's
  * {@code dot_product_attention}) and a key/value cache's appends and attention
- * ({@link #cacheWriter}, {@link #cacheAttention});
+ * ({@link #cacheWriter}, {@link #cacheAttention}); {@code matmul} and {@code matmul_bp} of arrays of
+ * rank 3 or more, attention's products ({@link BatchedProducts});
  * {@code exp}, {@code sigmoid}, {@code erf}, {@code gelu} and {@code _geluderivative}; {@code softmax}, {@code reduce_mean} and
  * {@code reduce_sum} along the last axis and the gradients of those reductions; {@code multiply_bp}
  * of operands of one shape; {@code permute} when the last axis stays last; and, up to
@@ -60,6 +61,12 @@ public final class VectorKernels implements ReplayKernels {
             Runnable decoding = DecodingKernels.kernelFor(name, inputs, outputs[0], iArgs, tArgs, bArgs);
             if (decoding != null) {
                 return decoding;
+            }
+        }
+        if (!"false".equalsIgnoreCase(System.getProperty(PRODUCT_PROPERTY))) {
+            Runnable product = BatchedProducts.kernelFor(name, inputs, outputs, iArgs, tArgs, bArgs);
+            if (product != null) {
+                return product;
             }
         }
         if (tArgs.length > 0) {

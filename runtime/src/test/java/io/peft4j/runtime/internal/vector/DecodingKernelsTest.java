@@ -1,9 +1,8 @@
 package io.peft4j.runtime.internal.vector;
 
-import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static io.peft4j.runtime.internal.vector.KernelAssertions.assertClose;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
-import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.Arrays;
 import java.util.List;
@@ -133,16 +132,5 @@ class DecodingKernelsTest {
                 op.tArgs(), op.bArgs());
         assertNotNull(kernel, op.opName() + " on " + inputs.stream().map(in -> Arrays.toString(in.shape())).toList() + " not covered");
         return kernel;
-    }
-
-    /** Within {@code tolerance} of the larger magnitude of the two results, element by element. */
-    private static void assertClose(INDArray expected, INDArray actual, double tolerance, String what) {
-        assertArrayEquals(expected.shape(), actual.shape(), what);
-        float[] e = expected.data().asFloat();
-        float[] a = actual.data().asFloat();
-        double scale = Math.max(1.0, Math.max(expected.amaxNumber().doubleValue(), actual.amaxNumber().doubleValue()));
-        for (int i = 0; i < e.length; i++) {
-            assertTrue(Math.abs(e[i] - a[i]) <= tolerance * scale, what + ": element " + i + " is " + a[i] + ", libnd4j's " + e[i]);
-        }
     }
 }

@@ -1,0 +1,105 @@
+package io.peft4j.runtime.internal.vector;
+
+import java.util.Arrays;
+import java.util.List;
+import org.nd4j.linalg.api.ndarray.INDArray;
+
+/**
+ * Binds {@code matmul} and {@code matmul_bp} of fp32 arrays of rank 3 or more with equal batch axes
+ * (attention's products) to {@link BatchedProductKernel}s. Integer arguments are the transpositions
+ * of the first operand, the second and the result; scaling arguments, if any, must be
+ * {@code (1, 0)}. Each returns {@code null} for any other form, which then runs in libnd4j.
+ *
+ * <p>Shapes: {@code matmul(x, y)} with {@code x [..., m, k]} and {@code y [..., k, n]} (each
+ * {@code [..., k, m]} or {@code [..., n, k]} when transposed) gives {@code z [..., m, n]}, or
+ * {@code [..., n, m]} when the result is transposed. {@code matmul_bp(x, y, g)}, {@code g} shaped as
+ * {@code z}, gives {@code dx} and {@code dy} shaped as {@code x} and {@code y}.
+ */
+final class BatchedProducts {
+    private BatchedProducts() {
+    }
+
+    /** A kernel for op {@code name} with these arrays and arguments, or {@code null}. */
+    static Runnable kernelFor(String name, List<INDArray> inputs, INDArray[] outputs, long[] iArgs, double[] tArgs, boolean[] bArgs) {
+        boolean plainScale = tArgs.length == 0 || (tArgs.length == 2 && tArgs[0] == 1.0 && tArgs[1] == 0.0);
+        if (!plainScale || bArgs.length > 0 || iArgs.length > 3 || inputs.size() < 2 || inputs.get(0).rank() < 3
+                || !sameBatchAxes(inputs)) {
+            return null;
+        }
+        boolean transposeX = flag(iArgs, 0);
+        boolean transposeY = flag(iArgs, 1);
+        boolean transposeZ = flag(iArgs, 2);
+        if (name.equals("matmul") && inputs.size() == 2 && outputs.length == 1) {
+            return product(inputs.get(0), transposeX, inputs.get(1), transposeY, transposeZ, outputs[0]);
+        }
+        if (name.equals("matmul_bp") && inputs.size() == 3 && outputs.length == 2) {
+            return productGradient(inputs.get(0), transposeX, inputs.get(1), transposeY, inputs.get(2), transposeZ, outputs[0], outputs[1]);
+        }
+        return null;
+    }
+
+    /** {@code z = op(x) · op(y)}, or its transpose {@code op(y)ᵀ · op(x)ᵀ}. */
+    private static Runnable product(INDArray x, boolean transposeX, INDArray y, boolean transposeY, boolean transposeZ, INDArray z) {
+        BatchedMatrix left = BatchedMatrix.of(x, transposeX);
+        BatchedMatrix right = BatchedMatrix.of(y, transposeY);
+        if (left == null || right == null) {
+            return null;
+        }
+        return transposeZ ? kernel(right.transposed(), left.transposed(), z, x) : kernel(left, right, z, x);
+    }
+
+    /**
+     * With {@code X = op(x)}, {@code Y = op(y)} and {@code G} the gradient of {@code X · Y}:
+     * {@code dX = G · Yᵀ} and {@code dY = Xᵀ · G}, each written transposed where its operand was used
+     * transposed ({@code dx = Y · Gᵀ}, {@code dy = Gᵀ · X}).
+     */
+    private static Runnable productGradient(INDArray x, boolean transposeX, INDArray y, boolean transposeY, INDArray gradient,
+                                            boolean transposeZ, INDArray dx, INDArray dy) {
+        BatchedMatrix xs = BatchedMatrix.of(x, transposeX);
+        BatchedMatrix ys = BatchedMatrix.of(y, transposeY);
+        BatchedMatrix g = BatchedMatrix.of(gradient, transposeZ);
+        if (xs == null || ys == null || g == null || !Arrays.equals(x.shape(), dx.shape()) || !Arrays.equals(y.shape(), dy.shape())) {
+            return null;
+        }
+        Runnable first = transposeX ? kernel(ys, g.transposed(), dx, x) : kernel(g, ys.transposed(), dx, x);
+        Runnable second = transposeY ? kernel(g.transposed(), xs, dy, y) : kernel(xs.transposed(), g, dy, y);
+        if (first == null || second == null) {
+            return null;
+        }
+        return () -> {
+            first.run();
+            second.run();
+        };
+    }
+
+    /** The kernel writing {@code left · right} into {@code result}, which must have {@code like}'s batch axes. */
+    private static Runnable kernel(BatchedMatrix left, BatchedMatrix right, INDArray result, INDArray like) {
+        FloatRegion out = FloatRegion.of(result);
+        int rank = like.rank();
+        if (out == null || result.rank() != rank || left.columns() != right.rows() || left.batch() != right.batch()
+                || result.size(rank - 2) != left.rows() || result.size(rank - 1) != right.columns()) {
+            return null;
+        }
+        for (int axis = 0; axis < rank - 2; axis++) {
+            if (result.size(axis) != like.size(axis)) {
+                return null;
+            }
+        }
+        return new BatchedProductKernel(left, right, out);
+    }
+
+    private static boolean sameBatchAxes(List<INDArray> inputs) {
+        long[] first = inputs.get(0).shape();
+        for (INDArray input : inputs) {
+            long[] shape = input.shape();
+            if (shape.length != first.length || !Arrays.equals(shape, 0, shape.length - 2, first, 0, first.length - 2)) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    private static boolean flag(long[] iArgs, int index) {
+        return iArgs.length > index && iArgs[index] != 0;
+    }
+}
