@@ -89,6 +89,12 @@ public final class SameDiffTrainer {
      * ({@link ReplayKernels}).
      */
     public static final String PRODUCT_KERNELS = ReplayKernels.PRODUCT_PROPERTY;
+    /**
+     * System property: {@code false} keeps Adam's updates of the trainable parameters in libnd4j (its
+     * {@code adam_updater} and a subtraction per parameter) instead of one kernel pass each
+     * ({@link ReplayKernels}); the values are the same bit for bit.
+     */
+    public static final String OPTIMIZER_KERNELS = ReplayKernels.OPTIMIZER_PROPERTY;
 
     /** Progress lines go here every this many steps by default. */
     public static final int DEFAULT_PROGRESS_INTERVAL = 25;

@@ -60,8 +60,9 @@ import org.nd4j.linalg.learning.regularization.Regularization;
  * when the step is built. Elementwise ops, softmax and the transcendental
  * functions run in peft4j's own kernels where {@link ReplayKernels} has them, and BERT's written-out
  * exact GELU and its gradient as one pass each ({@link ExactGelu}). Parameters are updated where SameDiff updates them: right after the op that
- * computes their gradient, with the same regularisation, updater and listener calls, so a replayed
- * step computes what SameDiff's would, op for op.
+ * computes their gradient, with the same regularisation, updater and listener calls (Adam's update in
+ * one kernel pass, {@link AdamSteps}, with libnd4j's bits), so a replayed step computes what
+ * SameDiff's would, op for op.
  *
  * <p>{@link #build} refuses (returns {@code null}) what it cannot replay faithfully: control flow,
  * random ops (each step must draw anew), values that did not come from a recorded op, a placeholder,
@@ -80,6 +81,7 @@ public final class RecordedStep {
     private final Map<String, Integer> lossIndex;
     private final List<String> lossVariables;
     private final Map<String, INDArray> kept;
+    private final AdamSteps adamSteps;
 
     /**
      * What SameDiff ran for one op, and, once built, the context that runs it again; {@code kernel},
@@ -139,9 +141,11 @@ public final class RecordedStep {
     }
 
     private RecordedStep(SameDiff gradients, List<Call> calls, Map<String, INDArray> placeholderBuffers, Map<String, INDArray> parameters,
-                         Map<String, String> variableOfGradient, List<String> lossVariables, Map<String, INDArray> kept) {
+                         Map<String, String> variableOfGradient, List<String> lossVariables, Map<String, INDArray> kept,
+                         AdamSteps adamSteps) {
         this.gradients = gradients;
         this.kept = kept;
+        this.adamSteps = adamSteps;
         this.calls = calls;
         this.placeholderBuffers = placeholderBuffers;
         this.parameters = parameters;
@@ -314,7 +318,8 @@ public final class RecordedStep {
                 execute(call);
             }
         }
-        return new RecordedStep(gradients, calls, placeholderBuffers, parameters, variableOfGradient, lossVariables, keptBuffers);
+        return new RecordedStep(gradients, calls, placeholderBuffers, parameters, variableOfGradient, lossVariables, keptBuffers,
+                AdamSteps.with(kernels));
     }
 
     /**
@@ -720,15 +725,22 @@ public final class RecordedStep {
             throw new IllegalStateException("No updater for trainable variable '" + name + "': create the updaters before training");
         }
         INDArray parameter = gradients.getArrForVarName(name);
+        ReplayKernels.ParameterStep kernel = adamSteps.stepFor(name, parameter, gradient, updater, config);
         List<Regularization> regularizations = config.getRegularization();
         regularize(regularizations, Regularization.ApplyStep.BEFORE_UPDATER, parameter, gradient, at, config, regularizationLosses);
-        updater.applyUpdater(gradient, at.iteration(), at.epoch());
+        if (kernel != null) {
+            AdamSteps.update(kernel, updater, at);
+        } else {
+            updater.applyUpdater(gradient, at.iteration(), at.epoch());
+        }
         regularize(regularizations, Regularization.ApplyStep.POST_UPDATER, parameter, gradient, at, config, regularizationLosses);
         Variable variable = gradients.getVariables().get(name);
         for (Listener listener : active) {
             listener.preUpdate(gradients, at, variable, gradient);
         }
-        if (config.isMinimize()) {
+        if (kernel != null) {
+            kernel.step();
+        } else if (config.isMinimize()) {
             parameter.subi(gradient);
         } else {
             parameter.addi(gradient);

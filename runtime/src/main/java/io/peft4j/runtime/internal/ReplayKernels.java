@@ -32,6 +32,11 @@ public interface ReplayKernels {
      * libnd4j ({@code -Dpeft4j.productKernels=false}); read when a call is bound.
      */
     String PRODUCT_PROPERTY = "peft4j.productKernels";
+    /**
+     * System property that keeps Adam's parameter updates in libnd4j ({@code -Dpeft4j.optimizerKernels=false});
+     * read when a step is recorded.
+     */
+    String OPTIMIZER_PROPERTY = "peft4j.optimizerKernels";
     /** The module that has to be in the JVM's boot layer. */
     String MODULE = "jdk.incubator.vector";
 
@@ -98,6 +103,28 @@ public interface ReplayKernels {
 
     /** Copies {@code rows [m, d]} into {@code cache [capacity, d]} from the row given at each call; {@code null} when not covered. */
     default CacheKernel cacheWriter(INDArray rows, INDArray cache) {
+        return null;
+    }
+
+    /**
+     * An optimizer's step for one parameter, bound to the parameter, its gradient and its state:
+     * {@link #update} turns the gradient into the update (as the updater's {@code applyUpdater}
+     * does), {@link #step} applies it to the parameter (as {@code parameter.subi(update)} does).
+     */
+    interface ParameterStep {
+        /** The update into the gradient's array, the optimizer's state advanced, for these hyper-parameters and iteration. */
+        void update(double learningRate, double beta1, double beta2, double epsilon, int iteration);
+
+        /** {@code parameter ← parameter − update}. */
+        void step();
+    }
+
+    /**
+     * Adam's step ({@code org.nd4j.linalg.learning.AdamUpdater}) for {@code parameter} with its
+     * {@code gradient} and moments {@code m} and {@code v} (all of one length), computing what
+     * libnd4j's {@code adam_updater} and the subtraction compute; {@code null} when not covered.
+     */
+    default ParameterStep adam(INDArray parameter, INDArray gradient, INDArray m, INDArray v) {
         return null;
     }
 

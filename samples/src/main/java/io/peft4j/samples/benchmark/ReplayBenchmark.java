@@ -42,12 +42,16 @@ import org.nd4j.linalg.dataset.adapter.SingletonMultiDataSetIterator;
  * false), the second running them in peft4j's kernels; the parameters then differ by the products'
  * rounding.
  *
+ * <p>With {@code optimizer}, both copies replay with peft4j's kernels, the first updating the
+ * parameters with libnd4j's Adam ({@link SameDiffTrainer#OPTIMIZER_KERNELS} false), the second with
+ * peft4j's one-pass kernel; the parameters then agree bit for bit.
+ *
  * <p>With {@code forward}, the base model's forward pass instead of training steps: two
  * {@link RecordedInference}s of one graph recorded the two ways (for the plain comparison, SameDiff's
  * executor against a replay), blocks of passes in turn.
  *
  * <p>Arguments: {@code transformer} (default) or {@code minilm}; {@code full}, {@code lora} (default)
- * or {@code adapter}, or {@code forward}; {@code kernels}, {@code fused} or {@code products}; the number of blocks
+ * or {@code adapter}, or {@code forward}; {@code kernels}, {@code fused}, {@code products} or {@code optimizer}; the number of blocks
  * (default 5).
  */
 public final class ReplayBenchmark {
@@ -61,7 +65,7 @@ public final class ReplayBenchmark {
         Method method = given.contains("full") ? Method.FULL : given.contains("adapter") ? Method.ADAPTER : Method.LORA;
         int blocks = given.stream().filter(arg -> arg.matches("\\d+")).mapToInt(Integer::parseInt).findFirst().orElse(5);
         Comparison comparison = given.contains("kernels") ? Comparison.KERNELS : given.contains("fused") ? Comparison.FUSION
-                : given.contains("products") ? Comparison.PRODUCTS : Comparison.REPLAY;
+                : given.contains("products") ? Comparison.PRODUCTS : given.contains("optimizer") ? Comparison.OPTIMIZER : Comparison.REPLAY;
         if (given.contains("forward")) {
             forwardPasses(workload, comparison, blocks, threads);
             return;
@@ -100,7 +104,8 @@ public final class ReplayBenchmark {
         KERNELS("vector kernels / libnd4j's", "replayed, libnd4j's kernels", "replayed, peft4j's vector kernels"),
         FUSION("fused / op by op", "replayed, peft4j's kernels op by op", "replayed, peft4j's kernels, exact GELU and LayerNorm fused"),
         PRODUCTS("peft4j's / libnd4j's batched products", "replayed, peft4j's kernels, batched products in libnd4j",
-                "replayed, peft4j's kernels and batched products");
+                "replayed, peft4j's kernels and batched products"),
+        OPTIMIZER("Adam in peft4j's kernel / in libnd4j", "replayed, peft4j's kernels, Adam in libnd4j", "replayed, peft4j's kernels and Adam's kernel");
 
         final String ratio;
         final String[] labels;
@@ -164,6 +169,7 @@ public final class ReplayBenchmark {
         System.setProperty(SameDiffTrainer.VECTOR_KERNELS, Boolean.toString(second || comparison != Comparison.KERNELS));
         System.setProperty(SameDiffTrainer.FUSED_KERNELS, Boolean.toString(second || comparison != Comparison.FUSION));
         System.setProperty(SameDiffTrainer.PRODUCT_KERNELS, Boolean.toString(second || comparison != Comparison.PRODUCTS));
+        System.setProperty(SameDiffTrainer.OPTIMIZER_KERNELS, Boolean.toString(second || comparison != Comparison.OPTIMIZER));
     }
 
     private static void clear() {
@@ -171,6 +177,7 @@ public final class ReplayBenchmark {
         System.clearProperty(SameDiffTrainer.VECTOR_KERNELS);
         System.clearProperty(SameDiffTrainer.FUSED_KERNELS);
         System.clearProperty(SameDiffTrainer.PRODUCT_KERNELS);
+        System.clearProperty(SameDiffTrainer.OPTIMIZER_KERNELS);
     }
 
     /** A block of steps of the first copy or the {@code second}, set up as {@code comparison} says. */

@@ -109,6 +109,13 @@ final class KernelWarmUp {
         BatchedMatrix columnsRight = new BatchedMatrix(heads.bytes(), 0, offsets, 40, 37, 1, 40);
         kernels.add(new BatchedProductKernel(rowsLeft, rowsRight, region(4 * 36 * 37, 0f)));
         kernels.add(new BatchedProductKernel(columnsLeft, columnsRight, region(4 * 36 * 37, 0f)));
+        // Adam's step, with a tail after the last full vector.
+        int parameters = ELEMENTS + 3;
+        AdamKernel adam = new AdamKernel(region(parameters, 0.5f), region(parameters, 0.01f), region(parameters, 0f), region(parameters, 0f));
+        kernels.add(() -> {
+            adam.update(1e-3, 0.9, 0.999, 1e-8, 0);
+            adam.step();
+        });
         return kernels;
     }
 

@@ -195,6 +195,19 @@ public final class VectorKernels implements ReplayKernels {
         return new CacheWriterKernel(source, target, (int) cache.size(1));
     }
 
+    @Override
+    public ParameterStep adam(INDArray parameter, INDArray gradient, INDArray m, INDArray v) {
+        FloatRegion p = FloatRegion.of(parameter);
+        FloatRegion g = FloatRegion.of(gradient);
+        FloatRegion first = FloatRegion.of(m);
+        FloatRegion second = FloatRegion.of(v);
+        if (p == null || g == null || first == null || second == null || g.length() != p.length() || first.length() != p.length()
+                || second.length() != p.length()) {
+            return null;
+        }
+        return new AdamKernel(p, g, first, second);
+    }
+
     private static boolean isMemoryBound(DifferentialFunction op, String name) {
         UnaryKernel.Function function = UnaryKernel.Function.named(name);
         return op instanceof ScalarOp || BinaryKernel.Operation.named(name) != null || (function != null && function.cost <= 2);
