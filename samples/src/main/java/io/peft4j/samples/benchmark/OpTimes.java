@@ -22,6 +22,7 @@ import org.nd4j.linalg.dataset.api.MultiDataSet;
  */
 final class OpTimes extends BaseListener {
     private final int skip;
+    private final boolean byShape;
     private final Map<String, long[]> nanosAndCalls = new HashMap<>();
     private long betweenOps;
     private long afterLastOp;
@@ -31,7 +32,13 @@ final class OpTimes extends BaseListener {
     private int counted;
 
     OpTimes(int skip) {
+        this(skip, false);
+    }
+
+    /** With {@code byShape}, one row per op type and input shapes rather than per op type. */
+    OpTimes(int skip, boolean byShape) {
         this.skip = skip;
+        this.byShape = byShape;
     }
 
     @Override
@@ -56,7 +63,9 @@ final class OpTimes extends BaseListener {
     public void opExecution(SameDiff sd, At at, MultiDataSet batch, SameDiffOp op, OpContext context, INDArray[] outputs) {
         lastEnd = System.nanoTime();
         if (step >= skip) {
-            long[] entry = nanosAndCalls.computeIfAbsent(op.getOp().opName(), name -> new long[2]);
+            String key = byShape ? op.getOp().opName() + " " + context.getInputArrays().stream()
+                    .map(input -> input == null ? "-" : java.util.Arrays.toString(input.shape())).toList() : op.getOp().opName();
+            long[] entry = nanosAndCalls.computeIfAbsent(key, name -> new long[2]);
             entry[0] += lastEnd - opStart;
             entry[1]++;
         }

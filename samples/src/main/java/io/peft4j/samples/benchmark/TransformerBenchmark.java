@@ -40,11 +40,13 @@ import org.nd4j.linalg.learning.GradientUpdater;
  * ratios. Writes the tables to {@code target/benchmark.md}.
  *
  * <p>Arguments: none for both workloads, or {@code transformer} or {@code minilm}; {@code --profile}
- * adds, for each training step, the time per op type ({@link OpTimes}). The thread count is peft4j's
+ * adds, for each training step, the time per op type ({@link OpTimes}), {@code --profile-shapes} per op type
+ * and input shapes. The thread count is peft4j's
  * ({@link ComputeThreads}; set it with {@code -Dpeft4j.threads=N}).
  */
 public final class TransformerBenchmark {
     private static final int WARMUP = 3;
+    private static boolean profileByShape;
     private static final int REPEATS = 20;
 
     /** One measured row: seconds per operation. */
@@ -54,7 +56,8 @@ public final class TransformerBenchmark {
 
     public static void main(String[] args) throws IOException {
         int threads = ComputeThreads.apply();
-        boolean profile = Arrays.asList(args).contains("--profile");
+        boolean profile = Arrays.asList(args).contains("--profile") || Arrays.asList(args).contains("--profile-shapes");
+        profileByShape = Arrays.asList(args).contains("--profile-shapes");
         List<String> named = Arrays.stream(args).filter(arg -> !arg.startsWith("--")).toList();
         List<String> chosen = named.isEmpty() ? List.of("transformer", "minilm") : named;
         double peak = gemmPeakGflops(2048);
@@ -128,7 +131,7 @@ public final class TransformerBenchmark {
     private static Row trainingStep(Workload workload, String what, Method method, boolean profile) {
         Model model = workload.create(method);
         model.buildGraph();
-        OpTimes opTimes = profile ? new OpTimes(WARMUP) : null;
+        OpTimes opTimes = profile ? new OpTimes(WARMUP, profileByShape) : null;
         if (opTimes != null) {
             model.sameDiff().addListeners(opTimes);
         }

@@ -1,6 +1,7 @@
 package io.peft4j.runtime.internal.vector;
 
 import java.nio.ByteBuffer;
+import java.nio.FloatBuffer;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
@@ -62,6 +63,20 @@ record BatchedMatrix(ByteBuffer bytes, int start, int[] batchOffsets, int rows, 
     /** The byte offset of element {@code (row, column)} of matrix {@code item}. */
     int at(int item, int row, int column) {
         return start + (batchOffsets[item] + row * rowStride + column * columnStride) * Float.BYTES;
+    }
+
+    /**
+     * A view of the whole memory as floats, for bulk copies by element index ({@link #index}); its
+     * absolute reads change nothing, so threads may share it.
+     */
+    FloatBuffer floats() {
+        ByteBuffer whole = bytes.duplicate().clear();
+        return whole.order(FloatRegion.ORDER).asFloatBuffer();
+    }
+
+    /** The element index of element {@code (row, column)} of matrix {@code item} in {@link #floats()}. */
+    int index(int item, int row, int column) {
+        return start / Float.BYTES + batchOffsets[item] + row * rowStride + column * columnStride;
     }
 
     private static int[] batchOffsets(INDArray array) {

@@ -1,5 +1,7 @@
 package io.peft4j.runtime.internal.vector;
 
+import java.nio.FloatBuffer;
+import java.util.Arrays;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorSpecies;
@@ -13,10 +15,11 @@ import jdk.incubator.vector.VectorSpecies;
  * {@code [batch, m, n]} contiguous in C order.
  *
  * <p>Why not libnd4j: its {@code matmul} of arrays of rank 3 or more does not call BLAS but loops in
- * its own code, at 52–88 GFLOP/s on MiniLM's {@code [16, 12, 128, 32]} heads against over 300 here
- * (BENCHMARKS.md, change 24). Each block of rows is packed with its matrix's right operand into
- * contiguous arrays, then computed four rows by two vectors of columns at a time in registers; each
- * sum runs over {@code k} in order, so results differ from libnd4j's in the last bits.
+ * its own code, at 52–88 GFLOP/s on MiniLM's {@code [16, 12, 128, 32]} heads (BENCHMARKS.md,
+ * change 24). Each block of rows, and its matrix's right operand, is copied into arrays on the heap
+ * by bulk copies of whichever axis is contiguous (a scalar read per element from off-heap memory in
+ * the inner loop was 2.5× slower), then computed four rows by two vectors of columns at a time in
+ * registers; each sum runs over {@code k} in order.
  */
 final class BatchedProductKernel implements Runnable {
     private static final VectorSpecies<Float> SPECIES = FloatVector.SPECIES_PREFERRED;
@@ -39,6 +42,11 @@ final class BatchedProductKernel implements Runnable {
     /** Columns of the packed right operand: {@code n} rounded up to whole vectors, the rest zeros. */
     private final int paddedColumns;
     private final int rowBlocks;
+    /** Where element {@code (r, j)} of a packed block of the left operand lies: {@code r · leftRowStep + j · leftColumnStep}. */
+    private final int leftRowStep;
+    private final int leftColumnStep;
+    private final FloatBuffer leftFloats;
+    private final FloatBuffer rightFloats;
 
     BatchedProductKernel(BatchedMatrix left, BatchedMatrix right, FloatRegion result) {
         this.m = left.rows();
@@ -53,6 +61,11 @@ final class BatchedProductKernel implements Runnable {
         this.result = result;
         this.paddedColumns = (n + LANES - 1) / LANES * LANES;
         this.rowBlocks = (m + ROW_BLOCK - 1) / ROW_BLOCK;
+        boolean columnMajor = left.columnStride() != 1 && left.rowStride() == 1;
+        this.leftRowStep = columnMajor ? 1 : k;
+        this.leftColumnStep = columnMajor ? ROW_BLOCK : 1;
+        this.leftFloats = left.floats();
+        this.rightFloats = right.floats();
     }
 
     @Override
@@ -72,7 +85,7 @@ final class BatchedProductKernel implements Runnable {
             int firstRow = task % rowBlocks * ROW_BLOCK;
             int rows = Math.min(ROW_BLOCK, m - firstRow);
             if (item != packedItem) {
-                packRight(item, b);
+                packRight(item, b, packed);
                 packedItem = item;
             }
             packLeft(item, firstRow, rows, a);
@@ -81,50 +94,61 @@ final class BatchedProductKernel implements Runnable {
         }
     }
 
-    /** {@code a[r · k + j] = left[item](firstRow + r, j)}. */
+    /**
+     * Copies rows {@code [firstRow, firstRow + rows)} of {@code left[item]} into {@code a}: row-major
+     * ({@code a[r · k + j]}) when the rows are contiguous, else column-major
+     * ({@code a[j · ROW_BLOCK + r]}) when the columns are, as {@link #leftRowStep} and
+     * {@link #leftColumnStep} say; each row or column one bulk copy.
+     */
     private void packLeft(int item, int firstRow, int rows, float[] a) {
         if (left.columnStride() == 1) {
             for (int r = 0; r < rows; r++) {
-                copyRow(left, left.at(item, firstRow + r, 0), a, r * k, k);
+                leftFloats.get(left.index(item, firstRow + r, 0), a, r * k, k);
+            }
+        } else if (left.rowStride() == 1) {
+            for (int j = 0; j < k; j++) {
+                leftFloats.get(left.index(item, firstRow, j), a, j * ROW_BLOCK, rows);
             }
         } else {
-            for (int j = 0; j < k; j++) {
-                for (int r = 0; r < rows; r++) {
-                    a[r * k + j] = left.bytes().getFloat(left.at(item, firstRow + r, j));
+            for (int r = 0; r < rows; r++) {
+                for (int j = 0; j < k; j++) {
+                    a[r * k + j] = leftFloats.get(left.index(item, firstRow + r, j));
                 }
             }
         }
     }
 
-    /** {@code b[j · paddedColumns + c] = right[item](j, c)}, zeros past column {@code n}. */
-    private void packRight(int item, float[] b) {
+    /**
+     * {@code b[j · paddedColumns + c] = right[item](j, c)}, zeros past column {@code n}: rows copied
+     * in bulk when contiguous; when the columns are (a transposed operand, the scores' {@code Kᵀ}),
+     * each column is copied in bulk and spread across the rows.
+     */
+    private void packRight(int item, float[] b, Packed packed) {
         for (int j = 0; j < k; j++) {
-            java.util.Arrays.fill(b, j * paddedColumns + n, (j + 1) * paddedColumns, 0f);
+            Arrays.fill(b, j * paddedColumns + n, (j + 1) * paddedColumns, 0f);
         }
         if (right.columnStride() == 1) {
             for (int j = 0; j < k; j++) {
-                copyRow(right, right.at(item, j, 0), b, j * paddedColumns, n);
+                rightFloats.get(right.index(item, j, 0), b, j * paddedColumns, n);
+            }
+        } else if (right.rowStride() == 1) {
+            float[] column = packed.column(k);
+            for (int c = 0; c < n; c++) {
+                rightFloats.get(right.index(item, 0, c), column, 0, k);
+                for (int j = 0; j < k; j++) {
+                    b[j * paddedColumns + c] = column[j];
+                }
             }
         } else {
-            for (int c = 0; c < n; c++) {
-                for (int j = 0; j < k; j++) {
-                    b[j * paddedColumns + c] = right.bytes().getFloat(right.at(item, j, c));
+            for (int j = 0; j < k; j++) {
+                for (int c = 0; c < n; c++) {
+                    b[j * paddedColumns + c] = rightFloats.get(right.index(item, j, c));
                 }
             }
         }
     }
 
-    private static void copyRow(BatchedMatrix source, int byteOffset, float[] target, int targetStart, int length) {
-        int i = 0;
-        for (; i + LANES <= length; i += LANES) {
-            FloatVector.fromByteBuffer(SPECIES, source.bytes(), byteOffset + i * Float.BYTES, FloatRegion.ORDER).intoArray(target, targetStart + i);
-        }
-        for (; i < length; i++) {
-            target[targetStart + i] = source.bytes().getFloat(byteOffset + i * Float.BYTES);
-        }
-    }
-
-    /** The packed {@code rows × k} block times the packed {@code k × n} matrix into the result from byte {@code out}. */
+    /** The packed block of {@code rows} rows times the packed {@code k × n} matrix into the result from byte {@code out}. */
     private void multiply(float[] a, float[] b, int rows, int out) {
         int r = 0;
         for (; r + 4 <= rows; r += 4) {
@@ -152,23 +176,26 @@ final class BatchedProductKernel implements Runnable {
         FloatVector c21 = FloatVector.zero(SPECIES);
         FloatVector c30 = FloatVector.zero(SPECIES);
         FloatVector c31 = FloatVector.zero(SPECIES);
-        int a0 = r * k;
+        int rowStep = leftRowStep;
+        int columnStep = leftColumnStep;
+        int a0 = r * rowStep;
         for (int j = 0; j < k; j++) {
             int at = j * paddedColumns + c;
             FloatVector b0 = FloatVector.fromArray(SPECIES, b, at);
             FloatVector b1 = FloatVector.fromArray(SPECIES, b, at + LANES);
-            FloatVector s = FloatVector.broadcast(SPECIES, a[a0 + j]);
+            FloatVector s = FloatVector.broadcast(SPECIES, a[a0]);
             c00 = b0.fma(s, c00);
             c01 = b1.fma(s, c01);
-            s = FloatVector.broadcast(SPECIES, a[a0 + k + j]);
+            s = FloatVector.broadcast(SPECIES, a[a0 + rowStep]);
             c10 = b0.fma(s, c10);
             c11 = b1.fma(s, c11);
-            s = FloatVector.broadcast(SPECIES, a[a0 + 2 * k + j]);
+            s = FloatVector.broadcast(SPECIES, a[a0 + 2 * rowStep]);
             c20 = b0.fma(s, c20);
             c21 = b1.fma(s, c21);
-            s = FloatVector.broadcast(SPECIES, a[a0 + 3 * k + j]);
+            s = FloatVector.broadcast(SPECIES, a[a0 + 3 * rowStep]);
             c30 = b0.fma(s, c30);
             c31 = b1.fma(s, c31);
+            a0 += columnStep;
         }
         store(c00, r, c, out);
         store(c01, r, c + LANES, out);
@@ -182,9 +209,10 @@ final class BatchedProductKernel implements Runnable {
 
     private void oneRowOneVector(float[] a, float[] b, int r, int c, int out) {
         FloatVector sum = FloatVector.zero(SPECIES);
-        int a0 = r * k;
+        int a0 = r * leftRowStep;
         for (int j = 0; j < k; j++) {
-            sum = FloatVector.fromArray(SPECIES, b, j * paddedColumns + c).fma(FloatVector.broadcast(SPECIES, a[a0 + j]), sum);
+            sum = FloatVector.fromArray(SPECIES, b, j * paddedColumns + c).fma(FloatVector.broadcast(SPECIES, a[a0]), sum);
+            a0 += leftColumnStep;
         }
         store(sum, r, c, out);
     }
@@ -204,12 +232,20 @@ final class BatchedProductKernel implements Runnable {
     private static final class Packed {
         private float[] left = new float[0];
         private float[] right = new float[0];
+        private float[] column = new float[0];
 
         float[] left(int length) {
             if (left.length < length) {
                 left = new float[length];
             }
             return left;
+        }
+
+        float[] column(int length) {
+            if (column.length < length) {
+                column = new float[length];
+            }
+            return column;
         }
 
         float[] right(int length) {

@@ -15,12 +15,13 @@ import org.nd4j.linalg.api.ops.CustomOp;
 import org.nd4j.linalg.api.ops.impl.reduce.Mmul;
 import org.nd4j.linalg.api.ops.impl.reduce.MmulBp;
 import org.nd4j.linalg.factory.Nd4j;
+import org.nd4j.linalg.indexing.NDArrayIndex;
 
 /**
  * Batched products ({@code matmul} and {@code matmul_bp} of arrays of rank 3 or more) compute what
  * libnd4j computes, to within fp32 rounding of sums taken in another order: every combination of
  * transposed operands and result, sizes that leave row and column tails, heads split by a permuted
- * view as attention splits them, and a product large enough to run on several threads. Other forms
+ * view as attention splits them, heads whose features are strided, and a product large enough to run on several threads. Other forms
  * are refused, so that libnd4j runs them.
  */
 class BatchedProductsTest {
@@ -70,6 +71,16 @@ class BatchedProductsTest {
         kernel(pv, List.of(scores, v), actualContext).run();
         Nd4j.exec(pv);
         assertClose(context, actualContext, 2e-5, "PV");
+
+        // every other feature: neither axis of a head contiguous, as the left operand or, transposed, the right
+        INDArray everyOther = Nd4j.randn(DataType.FLOAT, batch, heads, sequence, 2 * size)
+                .get(NDArrayIndex.all(), NDArrayIndex.all(), NDArrayIndex.all(), NDArrayIndex.interval(0, 2, 2 * size));
+        INDArray stridedScores = Nd4j.create(DataType.FLOAT, batch, heads, sequence, sequence);
+        Mmul strided = new Mmul(everyOther, everyOther, stridedScores, 1.0, 0.0, transpose(false, true, false));
+        INDArray actualStrided = stridedScores.ulike();
+        kernel(strided, List.of(everyOther, everyOther), actualStrided).run();
+        Nd4j.exec(strided);
+        assertClose(stridedScores, actualStrided, 2e-5, "heads with strided features");
 
         int large = 64;
         INDArray a = Nd4j.randn(DataType.FLOAT, 16, 4, large, large);
