@@ -57,9 +57,12 @@ final class AdamSteps {
         return binding.step();
     }
 
-    /** The update into the gradient's array, as {@code updater.applyUpdater(gradient, iteration, epoch)} computes it. */
-    static void update(ReplayKernels.ParameterStep step, GradientUpdater<?> updater, At at) {
+    /**
+     * The update into the gradient's array, as {@code updater.applyUpdater(gradient, iteration, epoch)}
+     * computes it; returns whether every value of the update is finite.
+     */
+    static boolean update(ReplayKernels.ParameterStep step, GradientUpdater<?> updater, At at) {
         Adam config = ((AdamUpdater) updater).getConfig();
-        step.update(config.getLearningRate(at.iteration(), at.epoch()), config.getBeta1(), config.getBeta2(), config.getEpsilon(), at.iteration());
+        return step.update(config.getLearningRate(at.iteration(), at.epoch()), config.getBeta1(), config.getBeta2(), config.getEpsilon(), at.iteration());
     }
 }

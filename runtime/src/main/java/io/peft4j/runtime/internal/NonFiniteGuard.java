@@ -113,6 +113,13 @@ public final class NonFiniteGuard extends BaseListener {
         }
     }
 
+    /** {@link #preUpdate} for an update whose finiteness the step already knows (Adam's kernel checks as it writes). */
+    void preUpdate(Variable variable, boolean updateFinite) {
+        if (badVariable == null && !updateFinite) {
+            badVariable = variable.getName();
+        }
+    }
+
     @Override
     public void iterationDone(SameDiff gradients, At at, MultiDataSet dataSet, Loss loss) {
         SameDiff sd = trained;

@@ -728,15 +728,20 @@ public final class RecordedStep {
         ReplayKernels.ParameterStep kernel = adamSteps.stepFor(name, parameter, gradient, updater, config);
         List<Regularization> regularizations = config.getRegularization();
         regularize(regularizations, Regularization.ApplyStep.BEFORE_UPDATER, parameter, gradient, at, config, regularizationLosses);
+        boolean finite = true;
         if (kernel != null) {
-            AdamSteps.update(kernel, updater, at);
+            finite = AdamSteps.update(kernel, updater, at);
         } else {
             updater.applyUpdater(gradient, at.iteration(), at.epoch());
         }
         regularize(regularizations, Regularization.ApplyStep.POST_UPDATER, parameter, gradient, at, config, regularizationLosses);
         Variable variable = gradients.getVariables().get(name);
         for (Listener listener : active) {
-            listener.preUpdate(gradients, at, variable, gradient);
+            if (kernel != null && listener instanceof NonFiniteGuard guard) {
+                guard.preUpdate(variable, finite);
+            } else {
+                listener.preUpdate(gradients, at, variable, gradient);
+            }
         }
         if (kernel != null) {
             kernel.step();

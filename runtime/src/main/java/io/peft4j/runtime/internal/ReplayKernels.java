@@ -112,8 +112,11 @@ public interface ReplayKernels {
      * does), {@link #step} applies it to the parameter (as {@code parameter.subi(update)} does).
      */
     interface ParameterStep {
-        /** The update into the gradient's array, the optimizer's state advanced, for these hyper-parameters and iteration. */
-        void update(double learningRate, double beta1, double beta2, double epsilon, int iteration);
+        /**
+         * The update into the gradient's array, the optimizer's state advanced, for these hyper-parameters
+         * and iteration; returns whether every value of the update is finite.
+         */
+        boolean update(double learningRate, double beta1, double beta2, double epsilon, int iteration);
 
         /** {@code parameter ← parameter − update}. */
         void step();

@@ -2,13 +2,15 @@ package io.peft4j.runtime.internal.vector;
 
 import io.peft4j.runtime.internal.ReplayKernels;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
  * Adam's step for one fp32 parameter, as libnd4j's {@code adam_updater} computes it, in one pass:
  * {@code m ← β₁m + g(1 − β₁)}, {@code v ← β₂v + g·g(1 − β₂)}, {@code g ← m·α̂ / (√v + ε)} with
  * {@code α̂ = α√(1 − β₂ᵗ) / (1 − β₁ᵗ)}; then, after the trainer's listeners have seen the update,
- * the parameter's step {@code p ← p − g}.
+ * the parameter's step {@code p ← p − g}. The update pass also tells whether every update is finite,
+ * which {@link io.peft4j.runtime.internal.NonFiniteGuard} would otherwise learn from a sum per parameter.
  *
  * <p>Shapes: parameter, gradient and both moments hold the same number of elements, each contiguous
  * in C order (the moments are views of the updater's state array).
@@ -32,6 +34,8 @@ final class AdamKernel implements ReplayKernels.ParameterStep {
     private float beta2;
     private float stepSize;
     private float epsilon;
+    /** Set by any part of {@link #update} that wrote a NaN or an infinity; only ever set to true while it runs. */
+    private volatile boolean nonFinite;
 
     AdamKernel(FloatRegion parameter, FloatRegion gradient, FloatRegion m, FloatRegion v) {
         int length = parameter.length();
@@ -46,12 +50,14 @@ final class AdamKernel implements ReplayKernels.ParameterStep {
     }
 
     @Override
-    public void update(double learningRate, double beta1, double beta2, double epsilon, int iteration) {
+    public boolean update(double learningRate, double beta1, double beta2, double epsilon, int iteration) {
         this.beta1 = (float) beta1;
         this.beta2 = (float) beta2;
         this.epsilon = (float) epsilon;
         this.stepSize = stepSize((float) learningRate, this.beta1, this.beta2, this.epsilon, iteration);
+        nonFinite = false;
         run(parameter.length(), this::moments);
+        return !nonFinite;
     }
 
     @Override
@@ -79,6 +85,10 @@ final class AdamKernel implements ReplayKernels.ParameterStep {
     private void moments(int from, int to) {
         float keep1 = 1 - beta1;
         float keep2 = 1 - beta2;
+        // u · 0 is 0 for every finite u and NaN otherwise: one multiply-add per vector tells whether all were finite
+        FloatVector zero = FloatVector.zero(SPECIES);
+        FloatVector check = zero;
+        float scalarCheck = 0f;
         int i = from;
         int end = from + (to - from) / LANES * LANES;
         for (; i < end; i += LANES) {
@@ -89,6 +99,7 @@ final class AdamKernel implements ReplayKernels.ParameterStep {
             store(newM, m, i);
             store(newV, v, i);
             store(update, gradient, i);
+            check = update.fma(zero, check);
         }
         for (; i < to; i++) {
             float g = gradient.get(i);
@@ -96,7 +107,12 @@ final class AdamKernel implements ReplayKernels.ParameterStep {
             float newV = beta2 * v.get(i) + g * g * keep2;
             m.put(i, newM);
             v.put(i, newV);
-            gradient.put(i, newM * stepSize / ((float) Math.sqrt(newV) + epsilon));
+            float update = newM * stepSize / ((float) Math.sqrt(newV) + epsilon);
+            gradient.put(i, update);
+            scalarCheck += update * 0f;
+        }
+        if (Float.isNaN(check.reduceLanes(VectorOperators.ADD) + scalarCheck)) {
+            nonFinite = true;
         }
     }
 
