@@ -1,26 +1,19 @@
 package io.peft4j.runtime.internal;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
-import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNotSame;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.peft4j.runtime.ProgressListener;
 import io.peft4j.runtime.SameDiffTrainer;
-import io.peft4j.runtime.TrainingReport;
-import io.peft4j.runtime.training.ListBatches;
-import java.util.ArrayList;
-import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.autodiff.samediff.TrainingConfig;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.dataset.MultiDataSet;
 import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.linalg.learning.AdamUpdater;
 import org.nd4j.linalg.learning.SgdUpdater;
@@ -79,17 +72,7 @@ class AdamStepsTest {
     }
 
     private static INDArray[] train() {
-        SameDiff sd = graph();
-        Nd4j.getRandom().setSeed(5);
-        List<org.nd4j.linalg.dataset.api.MultiDataSet> batches = new ArrayList<>();
-        for (int i = 0; i < 5; i++) {
-            INDArray x = Nd4j.randn(DataType.FLOAT, 6, WIDTH);
-            batches.add(new MultiDataSet(x, x.mul(-0.5)));
-        }
-        TrainingConfig config = TrainingConfig.builder().updater(new Adam(1e-2)).dataSetFeatureMapping("x").dataSetLabelMapping("y").build();
-        TrainingReport report = SameDiffTrainer.fit(sd, config, new ListBatches(batches), 3, new ProgressListener(null, 1));
-        assertEquals(15, report.losses().length);
-        return new INDArray[] {sd.getArrForVarName("w").dup(), sd.getArrForVarName("b").dup()};
+        return RecordedSteps.train(graph(), new long[] {6, WIDTH}, 5, -0.5, 3, 1e-2, "w", "b");
     }
 
     /** {@code out = tanh(x · w + b)}, {@code loss = mean((out − y)²)}, over {@code x [6, 24]}. */

@@ -3,22 +3,14 @@ package io.peft4j.runtime.internal;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.peft4j.runtime.ProgressListener;
 import io.peft4j.runtime.SameDiffTrainer;
-import io.peft4j.runtime.TrainingReport;
-import io.peft4j.runtime.training.ListBatches;
-import java.util.ArrayList;
-import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
-import org.nd4j.autodiff.samediff.TrainingConfig;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.dataset.MultiDataSet;
 import org.nd4j.linalg.factory.Nd4j;
-import org.nd4j.linalg.learning.config.Adam;
 
 /**
  * Attention's batched products ({@code matmul} of {@code [batch, heads, sequence, size]} heads split
@@ -58,17 +50,7 @@ class AttentionProductsReplayTest {
     }
 
     private static INDArray[] train() {
-        SameDiff sd = graph();
-        Nd4j.getRandom().setSeed(5);
-        List<org.nd4j.linalg.dataset.api.MultiDataSet> batches = new ArrayList<>();
-        for (int i = 0; i < 6; i++) {
-            INDArray x = Nd4j.randn(DataType.FLOAT, 3, SEQUENCE, WIDTH);
-            batches.add(new MultiDataSet(x, x.mul(0.5)));
-        }
-        TrainingConfig config = TrainingConfig.builder().updater(new Adam(1e-2)).dataSetFeatureMapping("x").dataSetLabelMapping("y").build();
-        TrainingReport report = SameDiffTrainer.fit(sd, config, new ListBatches(batches), 2, new ProgressListener(null, 1));
-        assertEquals(12, report.losses().length);
-        return new INDArray[] {sd.getArrForVarName("query").dup(), sd.getArrForVarName("key").dup(), sd.getArrForVarName("value").dup()};
+        return RecordedSteps.train(graph(), new long[] {3, SEQUENCE, WIDTH}, 6, 0.5, 2, 1e-2, "query", "key", "value");
     }
 
     /**

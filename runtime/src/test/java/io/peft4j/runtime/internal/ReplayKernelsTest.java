@@ -7,11 +7,6 @@ import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.peft4j.runtime.ProgressListener;
-import io.peft4j.runtime.SameDiffTrainer;
-import io.peft4j.runtime.TrainingReport;
-import io.peft4j.runtime.training.ListBatches;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.function.Supplier;
@@ -19,12 +14,9 @@ import org.junit.jupiter.api.Test;
 import org.nd4j.autodiff.listeners.Operation;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
-import org.nd4j.autodiff.samediff.TrainingConfig;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.dataset.MultiDataSet;
 import org.nd4j.linalg.factory.Nd4j;
-import org.nd4j.linalg.learning.config.Adam;
 
 /**
  * Replayed steps run peft4j's vector kernels where they cover a call, and compute what they would
@@ -89,17 +81,7 @@ class ReplayKernelsTest {
     }
 
     private static INDArray[] train() {
-        SameDiff sd = graph();
-        Nd4j.getRandom().setSeed(5);
-        List<org.nd4j.linalg.dataset.api.MultiDataSet> batches = new ArrayList<>();
-        for (int i = 0; i < 6; i++) {
-            INDArray x = Nd4j.randn(DataType.FLOAT, 4, SEQUENCE, WIDTH);
-            batches.add(new MultiDataSet(x, x.mul(0.5)));
-        }
-        TrainingConfig config = TrainingConfig.builder().updater(new Adam(1e-2)).dataSetFeatureMapping("x").dataSetLabelMapping("y").build();
-        TrainingReport report = SameDiffTrainer.fit(sd, config, new ListBatches(batches), 2, new ProgressListener(null, 1));
-        assertEquals(12, report.losses().length);
-        return new INDArray[] {sd.getArrForVarName("w1").dup(), sd.getArrForVarName("w2").dup(), sd.getArrForVarName("bias").dup()};
+        return RecordedSteps.train(graph(), new long[] {4, SEQUENCE, WIDTH}, 6, 0.5, 2, 1e-2, "w1", "w2", "bias");
     }
 
     /**
