@@ -95,7 +95,7 @@ final class SingleQueryAttentionKernel implements Runnable, ReplayKernels.CacheK
         }
         float total = 0f;
         for (int p = 0; p < positions; p++) {
-            weights[p] = (float) Math.exp(weights[p] - max);
+            weights[p] = Exp.of(weights[p] - max);
             total += weights[p];
         }
         for (int p = 0; p < positions; p++) {

@@ -54,14 +54,14 @@ final class SoftmaxKernel implements Runnable {
             }
             FloatVector sums = FloatVector.zero(SPECIES);
             for (i = 0; i < bound; i += SPECIES.length()) {
-                FloatVector e = load(x, in, i).sub(max).lanewise(VectorOperators.EXP);
+                FloatVector e = Exp.of(load(x, in, i).sub(max));
                 sums = sums.add(e);
                 e.intoByteBuffer(y.bytes(), out + i * Float.BYTES, FloatRegion.ORDER);
             }
             float sum = sums.reduceLanes(VectorOperators.ADD);
             if (i < width) {
-                FloatVector e = FloatVector.fromByteBuffer(SPECIES, x.bytes(), in + i * Float.BYTES, FloatRegion.ORDER, tail)
-                        .sub(max).lanewise(VectorOperators.EXP);
+                FloatVector e = Exp.of(FloatVector.fromByteBuffer(SPECIES, x.bytes(), in + i * Float.BYTES, FloatRegion.ORDER, tail)
+                        .sub(max));
                 sum += e.reduceLanes(VectorOperators.ADD, tail);
                 e.intoByteBuffer(y.bytes(), out + i * Float.BYTES, FloatRegion.ORDER, tail);
             }
