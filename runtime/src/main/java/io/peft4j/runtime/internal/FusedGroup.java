@@ -11,7 +11,7 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 /**
  * A group of a recording's calls that {@link RecordedStep} runs as one pass of peft4j's kernels at
  * its last call, {@link #anchor()}; the other members then run nothing ({@link ExactGelu},
- * {@link WrittenOutLayerNorm}).
+ * {@link WrittenOutLayerNorm}, {@link ScaledDotProductAttention}).
  */
 interface FusedGroup {
     /** The recorded calls, as value slots: what a group's finder needs of a recording. */
@@ -34,6 +34,12 @@ interface FusedGroup {
 
         /** Input {@code k} of {@code call} as recorded (for its shape and type). */
         INDArray recordedInput(int call, int k);
+
+        /** The integer arguments {@code call} was run with (a product's transpositions, a softmax's axis). */
+        long[] integerArguments(int call);
+
+        /** The floating-point arguments {@code call} was run with. */
+        double[] floatArguments(int call);
     }
 
     /** The step's arrays as a group's kernel binds to them. */

@@ -258,6 +258,7 @@ public final class RecordedStep {
                     variableOfGradient);
             fusions.addAll(ExactGelu.find(recordedCalls));
             fusions.addAll(WrittenOutLayerNorm.find(recordedCalls));
+            fusions.addAll(ScaledDotProductAttention.find(recordedCalls));
         }
         for (FusedGroup fusion : fusions) {
             for (int input : fusion.inputs()) {
@@ -349,7 +350,7 @@ public final class RecordedStep {
         return call.op().getOutputsOfOp() != null && call.op().getOutputsOfOp().size() == call.outputs().length;
     }
 
-    /** The recorded calls as {@link ExactGelu} and {@link WrittenOutLayerNorm} read them. */
+    /** The recorded calls as {@link ExactGelu}, {@link WrittenOutLayerNorm} and {@link ScaledDotProductAttention} read them. */
     private record RecordedCalls(List<Recorded> recorded, List<int[]> inputSlots, List<int[]> outputSlots, List<List<Integer>> readers,
                                  Set<Integer> readAfterwards) implements FusedGroup.Calls {
         RecordedCalls(List<Recorded> recorded, List<int[]> inputSlots, int slotCount, Map<String, Integer> slotOfValue, List<String> kept,
@@ -432,6 +433,16 @@ public final class RecordedStep {
         @Override
         public int[] outputs(int call) {
             return outputSlots.get(call);
+        }
+
+        @Override
+        public long[] integerArguments(int call) {
+            return recorded.get(call).iArgs();
+        }
+
+        @Override
+        public double[] floatArguments(int call) {
+            return recorded.get(call).tArgs();
         }
 
         @Override

@@ -24,12 +24,14 @@ public interface ReplayKernels {
     String PROPERTY = "peft4j.vectorKernels";
     /**
      * System property that keeps every call on its own kernel, without the fused groups of
-     * {@link ExactGelu} ({@code -Dpeft4j.fusedKernels=false}); read when a step is recorded.
+     * {@link ExactGelu}, {@link WrittenOutLayerNorm} and {@link ScaledDotProductAttention}
+     * ({@code -Dpeft4j.fusedKernels=false}); read when a step is recorded.
      */
     String FUSION_PROPERTY = "peft4j.fusedKernels";
     /**
      * System property that keeps matrix products of arrays of rank 3 or more (attention's) in
-     * libnd4j ({@code -Dpeft4j.productKernels=false}); read when a call is bound.
+     * libnd4j, and with them the fused attention ({@code -Dpeft4j.productKernels=false}); read when a
+     * call is bound.
      */
     String PRODUCT_PROPERTY = "peft4j.productKernels";
     /**
@@ -79,6 +81,17 @@ public interface ReplayKernels {
      */
     default Runnable writtenOutLayerNorm(WrittenOutLayerNorm.Stage stage, INDArray input, INDArray shifted, INDArray gain, INDArray bias,
                                          float epsilon, Map<WrittenOutLayerNorm.Part, INDArray> parts) {
+        return null;
+    }
+
+    /**
+     * Attention written out op by op ({@link ScaledDotProductAttention}) in one pass:
+     * {@code output = softmax(Q · Kᵀ ∘ scale + mask) · V} from {@code operands}, writing the
+     * intermediates in {@code parts} (each shaped as the scores {@code [.., m, T]}) and the
+     * {@code output [.., m, e]}; {@code null} when not covered.
+     */
+    default Runnable attention(ScaledDotProductAttention.Operands operands, Map<ScaledDotProductAttention.Part, INDArray> parts,
+                               INDArray output) {
         return null;
     }
 

@@ -28,8 +28,11 @@ class AttentionProductsReplayTest {
         SameDiff sd = graph();
         Map<String, INDArray> placeholders = Map.of("x", Nd4j.randn(DataType.FLOAT, 3, SEQUENCE, WIDTH));
         INDArray expected = sd.output(placeholders, "out").get("out");
-        RecordedStep inKernels = RecordedSteps.withProperty(SameDiffTrainer.PRODUCT_KERNELS, "true", () -> RecordedSteps.record(sd, placeholders, "out"));
-        RecordedStep inLibnd4j = RecordedSteps.withProperty(SameDiffTrainer.PRODUCT_KERNELS, "false", () -> RecordedSteps.record(sd, placeholders, "out"));
+        // op by op: fused, the two products and what lies between them are one pass (ScaledDotProductAttentionFusionTest)
+        RecordedStep inKernels = RecordedSteps.withProperty(ReplayKernels.FUSION_PROPERTY, "false", () -> RecordedSteps.withProperty(
+                SameDiffTrainer.PRODUCT_KERNELS, "true", () -> RecordedSteps.record(sd, placeholders, "out")));
+        RecordedStep inLibnd4j = RecordedSteps.withProperty(ReplayKernels.FUSION_PROPERTY, "false", () -> RecordedSteps.withProperty(
+                SameDiffTrainer.PRODUCT_KERNELS, "false", () -> RecordedSteps.record(sd, placeholders, "out")));
         assertEquals(2, inKernels.kernelCalls() - inLibnd4j.kernelCalls(), "the scores' and the context's products");
         RecordedSteps.assertClose(expected, inKernels.output(placeholders).get("out"), 2e-6, "output with the products in the kernels");
         RecordedSteps.assertClose(expected, inLibnd4j.output(placeholders).get("out"), 2e-6, "output with the products in libnd4j");

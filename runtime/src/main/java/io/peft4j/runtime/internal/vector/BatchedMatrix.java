@@ -44,11 +44,46 @@ record BatchedMatrix(ByteBuffer bytes, int start, int[] batchOffsets, int rows, 
         int q = (int) array.size(rank - 1);
         int pStride = (int) array.stride(rank - 2);
         int qStride = (int) array.stride(rank - 1);
-        int[] offsets = batchOffsets(array);
+        int[] offsets = batchOffsets(array.shape(), array.stride());
         int start = (int) (array.offset() * Float.BYTES);
         return transposed
                 ? new BatchedMatrix(bytes.order(FloatRegion.ORDER), start, offsets, q, p, qStride, pStride)
                 : new BatchedMatrix(bytes.order(FloatRegion.ORDER), start, offsets, p, q, pStride, qStride);
+    }
+
+    /**
+     * {@code array} broadcast to {@code shape} ({@code [b₁, …, bₙ, p, q]}) as numpy broadcasts, axes
+     * aligned from the last, an axis of size 1 or a missing one repeated with stride 0 (an attention
+     * mask {@code [batch, 1, 1, T]} over scores {@code [batch, heads, T, T]}); {@code null} when it
+     * does not broadcast or is not fp32 on the host.
+     */
+    static BatchedMatrix broadcast(INDArray array, long[] shape) {
+        int rank = shape.length;
+        if (array == null || array.dataType() != DataType.FLOAT || rank < 3 || array.rank() > rank || array.isEmpty()
+                || array.length() > Integer.MAX_VALUE) {
+            return null;
+        }
+        long[] strides = new long[rank];
+        long last = array.offset();
+        for (int axis = 0; axis < rank; axis++) {
+            int own = axis - (rank - array.rank());
+            if (own < 0 || array.size(own) == 1) {
+                continue;
+            }
+            if (array.size(own) != shape[axis] || array.stride(own) < 0) {
+                return null;
+            }
+            strides[axis] = array.stride(own);
+            last += (shape[axis] - 1) * strides[axis];
+        }
+        ByteBuffer bytes = array.data().asNio();
+        long end = (last + 1) * Float.BYTES;
+        if (bytes == null || !bytes.isDirect() || end > bytes.capacity() || end > Integer.MAX_VALUE) {
+            return null;
+        }
+        int[] offsets = batchOffsets(shape, strides);
+        return new BatchedMatrix(bytes.order(FloatRegion.ORDER), (int) (array.offset() * Float.BYTES), offsets, (int) shape[rank - 2],
+                (int) shape[rank - 1], (int) strides[rank - 2], (int) strides[rank - 1]);
     }
 
     /** The same matrices transposed. */
@@ -79,21 +114,22 @@ record BatchedMatrix(ByteBuffer bytes, int start, int[] batchOffsets, int rows, 
         return start / Float.BYTES + batchOffsets[item] + row * rowStride + column * columnStride;
     }
 
-    private static int[] batchOffsets(INDArray array) {
-        int axes = array.rank() - 2;
+    /** Each matrix's offset in elements, for batch axes {@code shape[0 .. rank − 2)} with these strides, in C order. */
+    private static int[] batchOffsets(long[] shape, long[] strides) {
+        int axes = shape.length - 2;
         int count = 1;
         for (int axis = 0; axis < axes; axis++) {
-            count *= (int) array.size(axis);
+            count *= (int) shape[axis];
         }
         int[] offsets = new int[count];
         int[] index = new int[axes];
         for (int item = 0; item < count; item++) {
             long offset = 0;
             for (int axis = 0; axis < axes; axis++) {
-                offset += index[axis] * array.stride(axis);
+                offset += index[axis] * strides[axis];
             }
             offsets[item] = (int) offset;
-            for (int axis = axes - 1; axis >= 0 && ++index[axis] == array.size(axis); axis--) {
+            for (int axis = axes - 1; axis >= 0 && ++index[axis] == shape[axis]; axis--) {
                 index[axis] = 0;
             }
         }

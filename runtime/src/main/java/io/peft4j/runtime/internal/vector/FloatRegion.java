@@ -2,6 +2,7 @@ package io.peft4j.runtime.internal.vector;
 
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.FloatBuffer;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
@@ -35,6 +36,14 @@ record FloatRegion(ByteBuffer bytes, int start, int length) {
     /** The byte offset of element {@code index}. */
     int at(int index) {
         return start + index * Float.BYTES;
+    }
+
+    /**
+     * A view of the whole memory as floats, for bulk copies by element index ({@code start / 4 + index});
+     * its absolute reads and writes move no position, so threads may share it.
+     */
+    FloatBuffer floats() {
+        return bytes.duplicate().clear().order(ORDER).asFloatBuffer();
     }
 
     float get(int index) {

@@ -2,6 +2,7 @@ package io.peft4j.runtime.internal.vector;
 
 import io.peft4j.runtime.internal.ExactGelu;
 import io.peft4j.runtime.internal.ReplayKernels;
+import io.peft4j.runtime.internal.ScaledDotProductAttention;
 import io.peft4j.runtime.internal.WrittenOutLayerNorm;
 import java.nio.ByteBuffer;
 import java.util.Arrays;
@@ -169,6 +170,55 @@ public final class VectorKernels implements ReplayKernels {
             regions.put(part.getKey(), region);
         }
         return new WrittenOutLayerNormKernel(stage, x, s, g, b, width, epsilon, regions);
+    }
+
+    @Override
+    public Runnable attention(ScaledDotProductAttention.Operands operands, Map<ScaledDotProductAttention.Part, INDArray> parts,
+                              INDArray output) {
+        if ("false".equalsIgnoreCase(System.getProperty(PRODUCT_PROPERTY))) {
+            return null;
+        }
+        BatchedMatrix query = BatchedMatrix.of(operands.query(), operands.queryTransposed());
+        BatchedMatrix keys = BatchedMatrix.of(operands.keys(), operands.keysTransposed());
+        BatchedMatrix values = BatchedMatrix.of(operands.values(), operands.valuesTransposed());
+        FloatRegion out = FloatRegion.of(output);
+        if (query == null || keys == null || values == null || out == null || output.rank() != operands.query().rank()) {
+            return null;
+        }
+        int rank = output.rank();
+        long[] scores = operands.query().shape().clone();
+        scores[rank - 2] = query.rows();
+        scores[rank - 1] = keys.columns();
+        for (INDArray array : List.of(operands.keys(), operands.values(), output)) {
+            if (array.rank() != rank || !Arrays.equals(array.shape(), 0, rank - 2, scores, 0, rank - 2)) {
+                return null;
+            }
+        }
+        if (output.size(rank - 2) != query.rows() || output.size(rank - 1) != values.columns()) {
+            return null;
+        }
+        BatchedMatrix mask = null;
+        if (operands.mask() != null) {
+            mask = BatchedMatrix.broadcast(operands.mask(), scores);
+            if (mask == null) {
+                return null;
+            }
+        }
+        Map<ScaledDotProductAttention.Part, FloatRegion> regions = new EnumMap<>(ScaledDotProductAttention.Part.class);
+        for (Map.Entry<ScaledDotProductAttention.Part, INDArray> part : parts.entrySet()) {
+            FloatRegion region = FloatRegion.of(part.getValue());
+            if (region == null || !Arrays.equals(part.getValue().shape(), scores)) {
+                return null;
+            }
+            regions.put(part.getKey(), region);
+        }
+        ScaledDotProductAttention.Scale scale = operands.scale();
+        AttentionKernel.Scaling scaling = scale == null ? AttentionKernel.Scaling.NONE
+                : scale.divides() ? AttentionKernel.Scaling.DIVIDE : AttentionKernel.Scaling.MULTIPLY;
+        AttentionKernel.Targets targets = new AttentionKernel.Targets(regions.get(ScaledDotProductAttention.Part.SCORES),
+                regions.get(ScaledDotProductAttention.Part.SCALED), regions.get(ScaledDotProductAttention.Part.MASKED),
+                regions.get(ScaledDotProductAttention.Part.PROBABILITIES), out);
+        return new AttentionKernel(query, keys, values, mask, scaling, scale == null ? 1f : scale.value(), targets);
     }
 
     @Override
