@@ -10,8 +10,8 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
  * A group of a recording's calls that {@link RecordedStep} runs as one pass of peft4j's kernels at
- * its last call, {@link #anchor()}; the other members then run nothing ({@link ExactGelu},
- * {@link WrittenOutLayerNorm}, {@link ScaledDotProductAttention}).
+ * one of them, {@link #anchor()}; the other members then run nothing ({@link ExactGelu},
+ * {@link WrittenOutLayerNorm}, {@link ScaledDotProductAttention}, {@link AttentionGradient}).
  */
 interface FusedGroup {
     /** The recorded calls, as value slots: what a group's finder needs of a recording. */
@@ -51,7 +51,7 @@ interface FusedGroup {
         INDArray input(int call, int k);
     }
 
-    /** The group's last call, where its pass runs. */
+    /** The call where the group's pass runs: its last, or its first when every value it reads is ready there. */
     int anchor();
 
     /** The group's calls, {@link #anchor()} among them. */
@@ -59,6 +59,14 @@ interface FusedGroup {
 
     /** The value slots the group reads, which have to stay intact until {@link #anchor()}. */
     int[] inputs();
+
+    /**
+     * Slots the group's pass writes at {@link #anchor()} though their own calls come later (a group
+     * anchored at its first call): their buffers are reserved from the anchor on.
+     */
+    default int[] writtenAtAnchor() {
+        return new int[0];
+    }
 
     /** The pass over the step's arrays, or {@code null} when {@code kernels} do not cover them. */
     Runnable kernel(ReplayKernels kernels, StepArrays arrays);

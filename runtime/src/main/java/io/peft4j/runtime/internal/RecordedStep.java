@@ -101,8 +101,8 @@ public final class RecordedStep {
         VIEW,
         /** Nothing: only the placeholders' shapes determine its outputs, computed once when built. */
         COMPUTED_ONCE,
-        /** Nothing: a fused kernel computes what it did, at a later call of its group ({@link ExactGelu}). */
-        FUSED_INTO_LATER,
+        /** Nothing: a fused kernel computes what it did, at another call of its group ({@link FusedGroup}). */
+        FUSED_INTO_ANCHOR,
         /** Runs its group's fused kernel. */
         RUN_FUSED
     }
@@ -259,6 +259,7 @@ public final class RecordedStep {
             fusions.addAll(ExactGelu.find(recordedCalls));
             fusions.addAll(WrittenOutLayerNorm.find(recordedCalls));
             fusions.addAll(ScaledDotProductAttention.find(recordedCalls));
+            fusions.addAll(AttentionGradient.find(recordedCalls));
         }
         for (FusedGroup fusion : fusions) {
             for (int input : fusion.inputs()) {
@@ -269,7 +270,8 @@ public final class RecordedStep {
         for (int s = 0; s < rootOf.length; s++) {
             lastUse.set(rootOf[s], Math.max(lastUse.get(rootOf[s]), lastUse.get(s)));
         }
-        INDArray[] buffers = assignBuffers(recorded, slotArrays, lastUse, rootOf, ownBuffer);
+        int[] firstWrite = firstWrites(recorded, fusions, rootOf);
+        INDArray[] buffers = assignBuffers(recorded, slotArrays, lastUse, rootOf, ownBuffer, firstWrite);
         Map<String, INDArray> keptBuffers = new LinkedHashMap<>();
         kept.forEach(name -> keptBuffers.put(name, buffers[slotOfValue.get(name)]));
         Map<Integer, Runnable> fusedKernels = new HashMap<>();
@@ -308,7 +310,7 @@ public final class RecordedStep {
             boolean aliased = rootOf[slot] != slot && sharesMemory(buffers[slot], buffers[rootOf[slot]]);
             slot += call.outputs().length;
             Role role = aliased ? Role.VIEW : folded[i] ? Role.COMPUTED_ONCE : fusedKernels.containsKey(i) ? Role.RUN_FUSED
-                    : fusedMembers.contains(i) ? Role.FUSED_INTO_LATER : Role.RUN;
+                    : fusedMembers.contains(i) ? Role.FUSED_INTO_ANCHOR : Role.RUN;
             Runnable kernel = role == Role.RUN_FUSED ? fusedKernels.get(i)
                     : role != Role.RUN || Arrays.stream(call.dArgs()).anyMatch(type -> type != DataType.FLOAT)
                     ? null : kernels.kernelFor(call.op().getOp(), inputs, outputs, call.iArgs(), call.tArgs(), call.bArgs());
@@ -554,30 +556,54 @@ public final class RecordedStep {
      * A value computed once ({@code ownBuffer}) takes no buffer from the pool: one that an earlier value
      * had would be written over by that value's op at every step.
      */
+    /**
+     * The call at which each slot is first written: the call that computes it, or the earlier anchor
+     * of a fused group that writes it ({@link FusedGroup#writtenAtAnchor()}).
+     */
+    private static int[] firstWrites(List<Recorded> recorded, List<FusedGroup> fusions, int[] rootOf) {
+        int[] firstWrite = new int[rootOf.length];
+        int slot = 0;
+        for (int i = 0; i < recorded.size(); i++) {
+            for (int j = 0; j < recorded.get(i).outputs().length; j++) {
+                firstWrite[slot++] = i;
+            }
+        }
+        for (FusedGroup fusion : fusions) {
+            for (int written : fusion.writtenAtAnchor()) {
+                firstWrite[rootOf[written]] = Math.min(firstWrite[rootOf[written]], fusion.anchor());
+            }
+        }
+        return firstWrite;
+    }
+
     private static INDArray[] assignBuffers(List<Recorded> recorded, List<INDArray> slotArrays, List<Integer> lastUse, int[] rootOf,
-                                            boolean[] ownBuffer) {
+                                            boolean[] ownBuffer, int[] firstWrite) {
         INDArray[] buffers = new INDArray[slotArrays.size()];
         Map<String, Deque<INDArray>> pool = new HashMap<>();
         List<List<Integer>> endingAt = new ArrayList<>();
+        List<List<Integer>> startingAt = new ArrayList<>();
         for (int i = 0; i < recorded.size(); i++) {
             endingAt.add(new ArrayList<>());
+            startingAt.add(new ArrayList<>());
         }
         for (int s = 0; s < lastUse.size(); s++) {
             if (rootOf[s] == s) {
                 endingAt.get(lastUse.get(s)).add(s);
+                startingAt.get(firstWrite[s]).add(s);
             }
         }
         int slot = 0;
         for (int i = 0; i < recorded.size(); i++) {
-            for (int j = 0; j < recorded.get(i).outputs().length; j++, slot++) {
-                INDArray like = slotArrays.get(slot);
-                if (rootOf[slot] != slot) {
-                    buffers[slot] = buffers[rootOf[slot]].reshape('c', like.shape());
-                    continue;
-                }
-                Deque<INDArray> free = ownBuffer[slot] ? null : pool.get(key(like));
-                buffers[slot] = free != null && !free.isEmpty() ? free.pop()
+            for (int root : startingAt.get(i)) {
+                INDArray like = slotArrays.get(root);
+                Deque<INDArray> free = ownBuffer[root] ? null : pool.get(key(like));
+                buffers[root] = free != null && !free.isEmpty() ? free.pop()
                         : Nd4j.createUninitialized(like.dataType(), like.shape(), like.ordering());
+            }
+            for (int j = 0; j < recorded.get(i).outputs().length; j++, slot++) {
+                if (rootOf[slot] != slot) {
+                    buffers[slot] = buffers[rootOf[slot]].reshape('c', slotArrays.get(slot).shape());
+                }
             }
             for (int ended : endingAt.get(i)) {
                 pool.computeIfAbsent(key(slotArrays.get(ended)), unused -> new ArrayDeque<>()).push(buffers[ended]);
@@ -663,7 +689,7 @@ public final class RecordedStep {
 
     /** How many of the recorded calls run as parts of fused kernels ({@link ExactGelu}), the groups' last calls included. */
     public int fusedCalls() {
-        return (int) calls.stream().filter(call -> call.role() == Role.FUSED_INTO_LATER || call.role() == Role.RUN_FUSED).count();
+        return (int) calls.stream().filter(call -> call.role() == Role.FUSED_INTO_ANCHOR || call.role() == Role.RUN_FUSED).count();
     }
 
     /** How many op calls the recording holds. */

@@ -24,7 +24,7 @@ public interface ReplayKernels {
     String PROPERTY = "peft4j.vectorKernels";
     /**
      * System property that keeps every call on its own kernel, without the fused groups of
-     * {@link ExactGelu}, {@link WrittenOutLayerNorm} and {@link ScaledDotProductAttention}
+     * {@link ExactGelu}, {@link WrittenOutLayerNorm}, {@link ScaledDotProductAttention} and {@link AttentionGradient}
      * ({@code -Dpeft4j.fusedKernels=false}); read when a step is recorded.
      */
     String FUSION_PROPERTY = "peft4j.fusedKernels";
@@ -92,6 +92,17 @@ public interface ReplayKernels {
      */
     default Runnable attention(ScaledDotProductAttention.Operands operands, Map<ScaledDotProductAttention.Part, INDArray> parts,
                                INDArray output) {
+        return null;
+    }
+
+    /**
+     * The gradient of attention written out op by op ({@link AttentionGradient}) in one pass: from the
+     * forward pass's operands and probabilities and the output's gradient, {@code queryGradient}
+     * ({@code [.., m, d]}), {@code keyGradient} ({@code [.., T, d]}) and {@code valueGradient}
+     * ({@code [.., T, e]}); {@code null} when not covered.
+     */
+    default Runnable attentionGradient(AttentionGradient.Operands operands, INDArray queryGradient, INDArray keyGradient,
+                                       INDArray valueGradient) {
         return null;
     }
 

@@ -17,10 +17,10 @@ import org.nd4j.linalg.factory.Nd4j;
 
 /**
  * Attention written out op by op ({@code softmax(QKᵀ / √d + mask) V}, as the samples' transformer,
- * MiniLM and GPT write it) runs as one fused pass in a replayed forward pass and in the forward part
- * of a replayed gradient computation, with the probabilities the softmax gradient reads written out:
- * bit for bit what the op-by-op replay computes ({@code -Dpeft4j.fusedKernels=false}), and SameDiff's
- * values to rounding. The sequence (70) spans two blocks of rows, the second not a multiple of four,
+ * MiniLM and GPT write it) runs as one fused pass in a replayed forward pass, and in a replayed
+ * gradient computation as two, the forward one writing the probabilities that the backward one
+ * ({@link AttentionGradient}) reads: bit for bit what the op-by-op replay computes
+ * ({@code -Dpeft4j.fusedKernels=false}), and SameDiff's values to rounding. The sequence (70) spans two blocks of rows, the second not a multiple of four,
  * and neither it nor the head size (20) is a multiple of the vector length. The test JVM has peft4j's
  * kernels (see {@link ReplayKernelsTest}).
  */
@@ -30,6 +30,11 @@ class ScaledDotProductAttentionFusionTest {
     private static final int HEADS = 2;
     private static final int HEAD_SIZE = 20;
     private static final int WIDTH = HEADS * HEAD_SIZE;
+    /**
+     * The gradient's calls: the values' product's {@code matmul_bp}, the softmax gradient's product,
+     * sum, difference and product, the mask's {@code add_bp}, the scaling, the scores' {@code matmul_bp}.
+     */
+    private static final int GRADIENT_CALLS = 8;
 
     @Test
     void theForwardAttentionRunsAsOnePassBitForBit() {
@@ -47,7 +52,7 @@ class ScaledDotProductAttentionFusionTest {
     }
 
     @Test
-    void inAGradientTheForwardPassWritesTheProbabilities() {
+    void inAGradientBothPassesRunFusedBitForBit() {
         SameDiff sd = graph(Spelling.PADDING_MASK);
         GradientGraphSimplifier.simplify(sd);
         Map<String, INDArray> placeholders = placeholders();
@@ -56,7 +61,7 @@ class ScaledDotProductAttentionFusionTest {
         SameDiff gradients = sd.getFunction("grad");
         String[] outputs = {"wq-grad", "wk-grad", "wv-grad"};
         RecordedStep fused = record(gradients, placeholders, outputs);
-        assertEquals(Spelling.PADDING_MASK.calls, fused.fusedCalls(), "the forward group");
+        assertEquals(Spelling.PADDING_MASK.calls + GRADIENT_CALLS, fused.fusedCalls(), "the forward group and the gradient's");
         Map<String, INDArray> replayed = fused.output(placeholders);
         for (String name : parameters) {
             assertClose(expected.get(name), replayed.get(name + "-grad"), 1e-5, name + "'s gradient");

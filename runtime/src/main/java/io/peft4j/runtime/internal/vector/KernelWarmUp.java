@@ -109,11 +109,15 @@ final class KernelWarmUp {
         BatchedMatrix columnsRight = new BatchedMatrix(heads.bytes(), 0, offsets, 40, 37, 1, 40);
         kernels.add(new BatchedProductKernel(rowsLeft, rowsRight, region(4 * 36 * 37, 0f)));
         kernels.add(new BatchedProductKernel(columnsLeft, columnsRight, region(4 * 36 * 37, 0f)));
-        // Fused attention over the same heads: 37 keys (a tail), a mask broadcast over rows, the probabilities written.
+        // Fused attention and its gradient over the same heads: 37 keys (a tail), a mask broadcast over rows.
         BatchedMatrix values = new BatchedMatrix(heads.bytes(), 0, offsets, 37, 40, 40, 1);
         BatchedMatrix mask = new BatchedMatrix(region(37, 0f).bytes(), 0, new int[offsets.length], 36, 37, 0, 1);
         kernels.add(new AttentionKernel(rowsLeft, columnsRight, values, mask, AttentionKernel.Scaling.DIVIDE, 6.3245554f,
                 new AttentionKernel.Targets(null, null, null, region(4 * 36 * 37, 0f), region(4 * 36 * 40, 0f))));
+        FloatRegion probabilities = region(4 * 36 * 37, 0.02f);
+        kernels.add(new AttentionGradientKernel(rowsLeft, values, values, new BatchedMatrix(probabilities.bytes(), 0, new int[] {0, 1332, 2664, 3996},
+                36, 37, 37, 1), rowsLeft, AttentionKernel.Scaling.DIVIDE, 6.3245554f, new AttentionGradientKernel.Gradients(
+                region(4 * 36 * 40, 0f), region(4 * 37 * 40, 0f), region(4 * 37 * 40, 0f))));
         // Adam's step, with a tail after the last full vector.
         int parameters = ELEMENTS + 3;
         AdamKernel adam = new AdamKernel(region(parameters, 0.5f), region(parameters, 0.01f), region(parameters, 0f), region(parameters, 0f));

@@ -1,5 +1,6 @@
 package io.peft4j.runtime.internal.vector;
 
+import io.peft4j.runtime.internal.AttentionGradient;
 import io.peft4j.runtime.internal.ExactGelu;
 import io.peft4j.runtime.internal.ReplayKernels;
 import io.peft4j.runtime.internal.ScaledDotProductAttention;
@@ -219,6 +220,42 @@ public final class VectorKernels implements ReplayKernels {
                 regions.get(ScaledDotProductAttention.Part.SCALED), regions.get(ScaledDotProductAttention.Part.MASKED),
                 regions.get(ScaledDotProductAttention.Part.PROBABILITIES), out);
         return new AttentionKernel(query, keys, values, mask, scaling, scale == null ? 1f : scale.value(), targets);
+    }
+
+    @Override
+    public Runnable attentionGradient(AttentionGradient.Operands operands, INDArray queryGradient, INDArray keyGradient,
+                                      INDArray valueGradient) {
+        if ("false".equalsIgnoreCase(System.getProperty(PRODUCT_PROPERTY))) {
+            return null;
+        }
+        BatchedMatrix query = BatchedMatrix.of(operands.query(), false);
+        BatchedMatrix keys = BatchedMatrix.of(operands.keys(), false);
+        BatchedMatrix values = BatchedMatrix.of(operands.values(), false);
+        BatchedMatrix probabilities = BatchedMatrix.of(operands.probabilities(), false);
+        BatchedMatrix outputGradient = BatchedMatrix.of(operands.outputGradient(), false);
+        FloatRegion dq = FloatRegion.of(queryGradient);
+        FloatRegion dk = FloatRegion.of(keyGradient);
+        FloatRegion dv = FloatRegion.of(valueGradient);
+        if (query == null || keys == null || values == null || probabilities == null || outputGradient == null || dq == null || dk == null
+                || dv == null || !Arrays.equals(queryGradient.shape(), operands.query().shape())
+                || !Arrays.equals(keyGradient.shape(), operands.keys().shape()) || !Arrays.equals(valueGradient.shape(), operands.values().shape())) {
+            return null;
+        }
+        int rank = operands.query().rank();
+        for (INDArray array : List.of(operands.keys(), operands.values(), operands.probabilities(), operands.outputGradient())) {
+            if (array.rank() != rank || !Arrays.equals(array.shape(), 0, rank - 2, operands.query().shape(), 0, rank - 2)) {
+                return null;
+            }
+        }
+        if (keys.columns() != query.columns() || values.rows() != keys.rows() || probabilities.rows() != query.rows()
+                || probabilities.columns() != keys.rows() || outputGradient.rows() != query.rows() || outputGradient.columns() != values.columns()) {
+            return null;
+        }
+        ScaledDotProductAttention.Scale scale = operands.scale();
+        AttentionKernel.Scaling scaling = scale == null ? AttentionKernel.Scaling.NONE
+                : scale.divides() ? AttentionKernel.Scaling.DIVIDE : AttentionKernel.Scaling.MULTIPLY;
+        return new AttentionGradientKernel(query, keys, values, probabilities, outputGradient, scaling, scale == null ? 1f : scale.value(),
+                new AttentionGradientKernel.Gradients(dq, dk, dv));
     }
 
     @Override
