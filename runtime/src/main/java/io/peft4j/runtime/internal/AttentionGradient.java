@@ -1,6 +1,7 @@
 package io.peft4j.runtime.internal;
 
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.List;
 import java.util.Set;
@@ -22,7 +23,8 @@ import org.nd4j.linalg.api.ops.ScalarOp;
  * keeping it; {@code subtract(dP, sum)}; {@code multiply} of that by {@code P}; optionally an
  * {@code add_bp} of the mask whose gradient for the mask nothing reads; optionally the scaling's
  * {@code div_scalar} or {@code mul_scalar}; {@code matmul_bp(Q, K, dS)} with {@code K} transposed, into
- * {@code dQ} and {@code dK}. Other ops of the step run between them (the values' gradient flows on
+ * {@code dQ} and {@code dK}, or, where nothing needs {@code dK} and SameDiff's gradient was pruned
+ * ({@link MatMulGradientPruner}), {@code matmul(dS, K)} into {@code dQ} alone. Other ops of the step run between them (the values' gradient flows on
  * while the scores' is formed), so the group runs at its first call, where everything it reads is
  * ready, and {@code dQ} and {@code dK} are written there, earlier than their calls would have: their
  * buffers are reserved from that call on ({@link FusedGroup#writtenAtAnchor()}). A group is fused only
@@ -30,27 +32,33 @@ import org.nd4j.linalg.api.ops.ScalarOp;
  */
 public final class AttentionGradient {
     /**
-     * A fused pass's operands as the replay passes them: the forward pass's {@code query [.., m, d]},
-     * {@code keys [.., T, d]}, {@code values [.., T, e]} and {@code probabilities [.., m, T]}, the
-     * output's gradient {@code [.., m, e]}, and the scaling of the scores ({@code null} when none).
+     * A fused pass's operands as the replay passes them: the forward pass's {@code query [.., m, d]}
+     * ({@code null} when {@code dK} is not wanted), {@code keys [.., T, d]}, {@code values [.., T, e]}
+     * and {@code probabilities [.., m, T]}, the output's gradient {@code [.., m, e]}, and the scaling of
+     * the scores ({@code null} when none).
      */
     public record Operands(INDArray query, INDArray keys, INDArray values, INDArray probabilities, INDArray outputGradient,
                            ScaledDotProductAttention.Scale scale) {
     }
 
-    /** One fused group, run at its first call, {@code anchor}, the product by the values' gradient. */
+    /**
+     * One fused group, run at its first call, {@code anchor}, the product by the values' gradient;
+     * {@code keyGradient} is -1 when the scores' last call is {@code matmul(dS, K)}.
+     */
     record Fusion(int anchor, Set<Integer> members, int scoresGradient, ScaledDotProductAttention.Scale scale, int[] inputs,
                   int queryGradient, int keyGradient, int valueGradient) implements FusedGroup {
         @Override
         public Runnable kernel(ReplayKernels kernels, FusedGroup.StepArrays arrays) {
-            Operands operands = new Operands(arrays.input(scoresGradient, 0), arrays.input(scoresGradient, 1), arrays.input(anchor, 1),
-                    arrays.input(anchor, 0), arrays.input(anchor, 2), scale);
-            return kernels.attentionGradient(operands, arrays.slot(queryGradient), arrays.slot(keyGradient), arrays.slot(valueGradient));
+            boolean keys = keyGradient >= 0;
+            Operands operands = new Operands(keys ? arrays.input(scoresGradient, 0) : null, arrays.input(scoresGradient, 1),
+                    arrays.input(anchor, 1), arrays.input(anchor, 0), arrays.input(anchor, 2), scale);
+            return kernels.attentionGradient(operands, arrays.slot(queryGradient), keys ? arrays.slot(keyGradient) : null,
+                    arrays.slot(valueGradient));
         }
 
         @Override
         public int[] writtenAtAnchor() {
-            return new int[] {queryGradient, keyGradient};
+            return keyGradient >= 0 ? new int[] {queryGradient, keyGradient} : new int[] {queryGradient};
         }
     }
 
@@ -127,13 +135,22 @@ public final class AttentionGradient {
             current = calls.outputs(scaling)[0];
         }
         int scoresGradient = onlyReader(calls, current, "matmul_bp");
+        boolean keysWanted = scoresGradient >= 0;
+        if (!keysWanted) {
+            scoresGradient = onlyReader(calls, current, "matmul");
+        }
         if (scoresGradient < 0) {
             return null;
         }
         int[] scoresInputs = calls.inputs(scoresGradient);
         long[] scoresArguments = calls.integerArguments(scoresGradient);
-        if (scoresInputs.length != 3 || scoresInputs[2] != current || calls.outputs(scoresGradient).length != 2 || !plain(calls, scoresGradient)
-                || flag(scoresArguments, 0) || !flag(scoresArguments, 1) || flag(scoresArguments, 2)) {
+        boolean form = keysWanted
+                ? scoresInputs.length == 3 && scoresInputs[2] == current && calls.outputs(scoresGradient).length == 2
+                        && !flag(scoresArguments, 0) && flag(scoresArguments, 1) && !flag(scoresArguments, 2)
+                : scoresInputs.length == 2 && scoresInputs[0] == current && scoresInputs[1] != current
+                        && calls.outputs(scoresGradient).length == 1 && !flag(scoresArguments, 0) && !flag(scoresArguments, 1)
+                        && !flag(scoresArguments, 2);
+        if (!form || !plain(calls, scoresGradient)) {
             return null;
         }
         members.add(scoresGradient);
@@ -151,9 +168,10 @@ public final class AttentionGradient {
                 return null;
             }
         }
-        int[] read = {inputs[0], inputs[1], inputs[2], scoresInputs[0], scoresInputs[1]};
-        return new Fusion(anchor, members, scoresGradient, scale, java.util.Arrays.stream(read).filter(slot -> slot >= 0).toArray(),
-                calls.outputs(scoresGradient)[0], calls.outputs(scoresGradient)[1], calls.outputs(anchor)[1]);
+        int[] read = keysWanted ? new int[] {inputs[0], inputs[1], inputs[2], scoresInputs[0], scoresInputs[1]}
+                : new int[] {inputs[0], inputs[1], inputs[2], scoresInputs[1]};
+        return new Fusion(anchor, members, scoresGradient, scale, Arrays.stream(read).filter(slot -> slot >= 0).toArray(),
+                calls.outputs(scoresGradient)[0], keysWanted ? calls.outputs(scoresGradient)[1] : -1, calls.outputs(anchor)[1]);
     }
 
     /** The call named {@code opName} reading {@code slot} with inputs {@code first, second} (in either order when {@code commutes}), or -1. */

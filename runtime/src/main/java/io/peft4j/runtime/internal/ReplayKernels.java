@@ -98,8 +98,8 @@ public interface ReplayKernels {
     /**
      * The gradient of attention written out op by op ({@link AttentionGradient}) in one pass: from the
      * forward pass's operands and probabilities and the output's gradient, {@code queryGradient}
-     * ({@code [.., m, d]}), {@code keyGradient} ({@code [.., T, d]}) and {@code valueGradient}
-     * ({@code [.., T, e]}); {@code null} when not covered.
+     * ({@code [.., m, d]}), {@code keyGradient} ({@code [.., T, d]}; {@code null}, with the operands'
+     * query, when not wanted) and {@code valueGradient} ({@code [.., T, e]}); {@code null} when not covered.
      */
     default Runnable attentionGradient(AttentionGradient.Operands operands, INDArray queryGradient, INDArray keyGradient,
                                        INDArray valueGradient) {

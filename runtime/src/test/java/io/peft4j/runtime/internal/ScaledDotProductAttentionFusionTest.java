@@ -73,6 +73,27 @@ class ScaledDotProductAttentionFusionTest {
     }
 
     @Test
+    void withoutTheKeysGradientTheQueriesAloneComeFromTheFusedPass() {
+        SameDiff sd = graph(Spelling.PADDING_MASK, true);
+        assertEquals(3, MatMulGradientPruner.prune(sd),
+                "the scores' matmul_bp becomes matmul(dS, K), dQ alone; the projections of x keep only their weights' gradients");
+        GradientGraphSimplifier.simplify(sd);
+        Map<String, INDArray> placeholders = placeholders();
+        String[] parameters = {"wq", "wv"};
+        Map<String, INDArray> expected = sd.calculateGradients(placeholders, parameters);
+        SameDiff gradients = sd.getFunction("grad");
+        String[] outputs = {"wq-grad", "wv-grad"};
+        RecordedStep fused = record(gradients, placeholders, outputs);
+        assertEquals(Spelling.PADDING_MASK.calls + GRADIENT_CALLS, fused.fusedCalls(), "the forward group and the gradient's");
+        Map<String, INDArray> replayed = fused.output(placeholders);
+        Map<String, INDArray> opByOp = withoutFusion(() -> record(gradients, placeholders, outputs)).output(placeholders);
+        for (String name : parameters) {
+            assertClose(expected.get(name), replayed.get(name + "-grad"), 1e-5, name + "'s gradient");
+            assertBitwise(opByOp.get(name + "-grad"), replayed.get(name + "-grad"), name + "'s gradient against the op-by-op replay");
+        }
+    }
+
+    @Test
     void otherSpellingsAreLeftOpByOp() {
         for (Spelling spelling : List.of(Spelling.SOFTMAX_OVER_QUERIES, Spelling.PROBABILITIES_TRANSPOSED)) {
             SameDiff sd = graph(spelling);
@@ -126,14 +147,19 @@ class ScaledDotProductAttentionFusionTest {
 
     /** Self-attention over {@code x [3, 70, 40]} with two heads, {@code out = attention(x) · wo}, {@code loss = mean((out − y)²)}. */
     private static SameDiff graph(Spelling spelling) {
+        return graph(spelling, false);
+    }
+
+    /** As {@link #graph(Spelling)}, the keys' projection a constant when {@code frozenKeys}: nothing then needs {@code dK}. */
+    private static SameDiff graph(Spelling spelling, boolean frozenKeys) {
         Nd4j.getRandom().setSeed(47);
         SameDiff sd = SameDiff.create();
         SDVariable x = sd.placeHolder("x", DataType.FLOAT, -1, SEQUENCE, WIDTH);
         SDVariable y = sd.placeHolder("y", DataType.FLOAT, -1, SEQUENCE, WIDTH);
         SDVariable mask = sd.placeHolder("mask", DataType.FLOAT, -1, 1, 1, SEQUENCE);
-        SDVariable q = heads(sd, x, "wq");
-        SDVariable k = heads(sd, x, "wk");
-        SDVariable v = heads(sd, x, "wv");
+        SDVariable q = heads(sd, x, "wq", false);
+        SDVariable k = heads(sd, x, "wk", frozenKeys);
+        SDVariable v = heads(sd, x, "wv", false);
         SDVariable wo = sd.var("wo", Nd4j.randn(DataType.FLOAT, WIDTH, WIDTH).muli(0.3));
         SDVariable scores = sd.mmul(q, k, false, true, false);
         SDVariable weights = switch (spelling) {
@@ -153,8 +179,9 @@ class ScaledDotProductAttentionFusionTest {
     }
 
     /** {@code [3, 70, 40] · w → [3, 2, 70, 20]}. */
-    private static SDVariable heads(SameDiff sd, SDVariable x, String name) {
-        SDVariable w = sd.var(name, Nd4j.randn(DataType.FLOAT, WIDTH, WIDTH).muli(0.3));
+    private static SDVariable heads(SameDiff sd, SDVariable x, String name, boolean frozen) {
+        INDArray weights = Nd4j.randn(DataType.FLOAT, WIDTH, WIDTH).muli(0.3);
+        SDVariable w = frozen ? sd.constant(name, weights) : sd.var(name, weights);
         return sd.reshape(sd.reshape(x, -1, WIDTH).mmul(w), -1, SEQUENCE, HEADS, HEAD_SIZE).permute(0, 2, 1, 3);
     }
 

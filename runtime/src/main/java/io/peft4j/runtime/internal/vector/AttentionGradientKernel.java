@@ -16,7 +16,9 @@ import jdk.incubator.vector.VectorSpecies;
  * <p>Shapes: {@code query} {@code batch × [m, d]}, {@code keys} {@code batch × [T, d]},
  * {@code values} {@code batch × [T, e]}, {@code probabilities} {@code batch × [m, T]} and
  * {@code outputGradient} {@code batch × [m, e]}, any strides; the gradients {@code dQ [batch, m, d]},
- * {@code dK [batch, T, d]} and {@code dV [batch, T, e]} contiguous.
+ * {@code dK [batch, T, d]} and {@code dV [batch, T, e]} contiguous. Where nothing needs {@code dK}
+ * (SameDiff prunes it when the keys' projection has nothing to train), {@code query} and {@code dK}
+ * are {@code null}.
  *
  * <p>Why: op by op, {@code dP}, its product with {@code P}, the difference, the next product, the
  * scaled gradient are each a pass over {@code [batch, heads, m, T]} in memory, written and read
@@ -41,7 +43,7 @@ final class AttentionGradientKernel implements Runnable {
     private static final int PRODUCT = 9;
     private static final ThreadLocal<BlockProduct.Packing> PACKING = ThreadLocal.withInitial(() -> new BlockProduct.Packing(10));
 
-    /** Where the gradients go, each contiguous. */
+    /** Where the gradients go, each contiguous; {@code keys} {@code null} when not wanted. */
     record Gradients(FloatRegion query, FloatRegion keys, FloatRegion values) {
     }
 
@@ -69,15 +71,19 @@ final class AttentionGradientKernel implements Runnable {
 
     AttentionGradientKernel(BatchedMatrix query, BatchedMatrix keys, BatchedMatrix values, BatchedMatrix probabilities,
                             BatchedMatrix outputGradient, AttentionKernel.Scaling scaling, float scale, Gradients gradients) {
-        this.m = query.rows();
-        this.d = query.columns();
+        this.m = probabilities.rows();
+        this.d = keys.columns();
         this.positions = keys.rows();
         this.e = values.columns();
-        int batch = query.batch();
-        if (keys.columns() != d || values.rows() != positions || probabilities.rows() != m || probabilities.columns() != positions
-                || outputGradient.rows() != m || outputGradient.columns() != e || keys.batch() != batch || values.batch() != batch
-                || probabilities.batch() != batch || outputGradient.batch() != batch || gradients.query().length() != (long) batch * m * d
-                || gradients.keys().length() != (long) batch * positions * d || gradients.values().length() != (long) batch * positions * e) {
+        int batch = probabilities.batch();
+        if ((query == null) != (gradients.keys() == null)) {
+            throw new IllegalArgumentException("attention gradient: the keys' gradient needs the queries, and only it does");
+        }
+        boolean queriesFit = query == null || (query.rows() == m && query.columns() == d && query.batch() == batch);
+        if (!queriesFit || values.rows() != positions || outputGradient.rows() != m || outputGradient.columns() != e || keys.batch() != batch || values.batch() != batch
+                || outputGradient.batch() != batch || gradients.query().length() != (long) batch * m * d
+                || (gradients.keys() != null && gradients.keys().length() != (long) batch * positions * d)
+                || gradients.values().length() != (long) batch * positions * e) {
             throw new IllegalArgumentException("attention gradient: queries " + batch + " × [" + m + ", " + d + "], keys " + keys.batch()
                     + " × [" + keys.rows() + ", " + keys.columns() + "], values " + values.batch() + " × [" + values.rows() + ", " + e
                     + "], probabilities " + probabilities.batch() + " × [" + probabilities.rows() + ", " + probabilities.columns() + "]");
@@ -92,7 +98,7 @@ final class AttentionGradientKernel implements Runnable {
         this.paddedPositions = BlockProduct.paddedColumns(positions);
         this.paddedKeys = BlockProduct.paddedColumns(d);
         this.paddedValues = BlockProduct.paddedColumns(e);
-        this.queryFloats = query.floats();
+        this.queryFloats = query == null ? null : query.floats();
         this.keyFloats = keys.floats();
         this.valueFloats = values.floats();
         this.probabilityFloats = probabilities.floats();
@@ -101,16 +107,18 @@ final class AttentionGradientKernel implements Runnable {
         this.gradientFloats = new FloatBuffer[targets.length];
         this.gradientStart = new int[targets.length];
         for (int i = 0; i < targets.length; i++) {
-            gradientFloats[i] = targets[i].floats();
-            gradientStart[i] = targets[i].start() / Float.BYTES;
+            if (targets[i] != null) {
+                gradientFloats[i] = targets[i].floats();
+                gradientStart[i] = targets[i].start() / Float.BYTES;
+            }
         }
     }
 
     @Override
     public void run() {
-        long scores = (long) query.batch() * m * positions;
+        long scores = (long) probabilities.batch() * m * positions;
         long work = scores * 2 * (d + e) / BatchedProductKernel.MULTIPLY_ADDS_PER_WORK_UNIT + scores * ELEMENTWISE_COST;
-        KernelThreads.shared().forRange(query.batch(), 1, work, this::heads);
+        KernelThreads.shared().forRange(probabilities.batch(), 1, work, this::heads);
     }
 
     private void heads(int from, int to) {
@@ -130,7 +138,9 @@ final class AttentionGradientKernel implements Runnable {
         for (int item = from; item < to; item++) {
             BlockProduct.packRight(transposed, valueFloats, item, transposedValues, column);
             BlockProduct.packRight(keyRows, keyFloats, item, packedKeys, column);
-            BlockProduct.packRight(query, queryFloats, item, packedQuery, column);
+            if (query != null) {
+                BlockProduct.packRight(query, queryFloats, item, packedQuery, column);
+            }
             BlockProduct.packRight(outputGradient, outputGradientFloats, item, packedGradient, column);
             for (int firstRow = 0; firstRow < m; firstRow += ROW_BLOCK) {
                 int rows = Math.min(ROW_BLOCK, m - firstRow);
@@ -147,8 +157,10 @@ final class AttentionGradientKernel implements Runnable {
             // dQ = dS · K, dK = dSᵀ · Q, dV = Pᵀ · dO: the left operands read in place on the heap
             BlockProduct.multiply(scoreGradient, paddedPositions, 1, m, positions, packedKeys, paddedKeys, product);
             write(0, item, m, d, paddedKeys, product);
-            BlockProduct.multiply(scoreGradient, 1, paddedPositions, positions, m, packedQuery, paddedKeys, product);
-            write(1, item, positions, d, paddedKeys, product);
+            if (query != null) {
+                BlockProduct.multiply(scoreGradient, 1, paddedPositions, positions, m, packedQuery, paddedKeys, product);
+                write(1, item, positions, d, paddedKeys, product);
+            }
             BlockProduct.multiply(p, 1, paddedPositions, positions, m, packedGradient, paddedValues, product);
             write(2, item, positions, e, paddedValues, product);
         }

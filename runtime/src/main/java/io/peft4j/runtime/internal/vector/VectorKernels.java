@@ -225,30 +225,36 @@ public final class VectorKernels implements ReplayKernels {
     @Override
     public Runnable attentionGradient(AttentionGradient.Operands operands, INDArray queryGradient, INDArray keyGradient,
                                       INDArray valueGradient) {
-        if ("false".equalsIgnoreCase(System.getProperty(PRODUCT_PROPERTY))) {
+        if ("false".equalsIgnoreCase(System.getProperty(PRODUCT_PROPERTY)) || (operands.query() == null) != (keyGradient == null)) {
             return null;
         }
-        BatchedMatrix query = BatchedMatrix.of(operands.query(), false);
+        BatchedMatrix query = operands.query() == null ? null : BatchedMatrix.of(operands.query(), false);
         BatchedMatrix keys = BatchedMatrix.of(operands.keys(), false);
         BatchedMatrix values = BatchedMatrix.of(operands.values(), false);
         BatchedMatrix probabilities = BatchedMatrix.of(operands.probabilities(), false);
         BatchedMatrix outputGradient = BatchedMatrix.of(operands.outputGradient(), false);
         FloatRegion dq = FloatRegion.of(queryGradient);
-        FloatRegion dk = FloatRegion.of(keyGradient);
+        FloatRegion dk = keyGradient == null ? null : FloatRegion.of(keyGradient);
         FloatRegion dv = FloatRegion.of(valueGradient);
-        if (query == null || keys == null || values == null || probabilities == null || outputGradient == null || dq == null || dk == null
-                || dv == null || !Arrays.equals(queryGradient.shape(), operands.query().shape())
-                || !Arrays.equals(keyGradient.shape(), operands.keys().shape()) || !Arrays.equals(valueGradient.shape(), operands.values().shape())) {
+        if ((operands.query() != null && (query == null || dk == null || !Arrays.equals(keyGradient.shape(), operands.keys().shape())))
+                || keys == null || values == null || probabilities == null || outputGradient == null || dq == null || dv == null
+                || !Arrays.equals(valueGradient.shape(), operands.values().shape())) {
             return null;
         }
-        int rank = operands.query().rank();
-        for (INDArray array : List.of(operands.keys(), operands.values(), operands.probabilities(), operands.outputGradient())) {
-            if (array.rank() != rank || !Arrays.equals(array.shape(), 0, rank - 2, operands.query().shape(), 0, rank - 2)) {
+        INDArray p = operands.probabilities();
+        int rank = p.rank();
+        long[] queryShape = p.shape().clone();
+        queryShape[rank - 1] = keys.columns();
+        if (!Arrays.equals(queryGradient.shape(), queryShape) || (operands.query() != null && !Arrays.equals(operands.query().shape(), queryShape))) {
+            return null;
+        }
+        for (INDArray array : List.of(operands.keys(), operands.values(), operands.outputGradient())) {
+            if (array.rank() != rank || !Arrays.equals(array.shape(), 0, rank - 2, p.shape(), 0, rank - 2)) {
                 return null;
             }
         }
-        if (keys.columns() != query.columns() || values.rows() != keys.rows() || probabilities.rows() != query.rows()
-                || probabilities.columns() != keys.rows() || outputGradient.rows() != query.rows() || outputGradient.columns() != values.columns()) {
+        if (values.rows() != keys.rows() || probabilities.columns() != keys.rows() || outputGradient.rows() != probabilities.rows()
+                || outputGradient.columns() != values.columns()) {
             return null;
         }
         ScaledDotProductAttention.Scale scale = operands.scale();
