@@ -20,9 +20,9 @@ import org.nd4j.linalg.factory.Nd4j;
  * MiniLM and GPT write it) runs as one fused pass in a replayed forward pass, and in a replayed
  * gradient computation as two, the forward one writing the probabilities that the backward one
  * ({@link AttentionGradient}) reads: bit for bit what the op-by-op replay computes
- * ({@code -Dpeft4j.fusedKernels=false}), and SameDiff's values to rounding. The sequence (70) spans two blocks of rows, the second not a multiple of four,
- * and neither it nor the head size (20) is a multiple of the vector length. The test JVM has peft4j's
- * kernels (see {@link ReplayKernelsTest}).
+ * ({@code -Dpeft4j.fusedKernels=false}), and SameDiff's values to rounding. The sequence (70) spans
+ * two blocks of rows, the second not a multiple of four, and neither it nor the head size (20) is a
+ * multiple of the vector length. The test JVM has peft4j's kernels (see {@link ReplayKernelsTest}).
  */
 class ScaledDotProductAttentionFusionTest {
     private static final int BATCH = 3;

@@ -80,8 +80,8 @@ final class AttentionGradientKernel implements Runnable {
             throw new IllegalArgumentException("attention gradient: the keys' gradient needs the queries, and only it does");
         }
         boolean queriesFit = query == null || (query.rows() == m && query.columns() == d && query.batch() == batch);
-        if (!queriesFit || values.rows() != positions || outputGradient.rows() != m || outputGradient.columns() != e || keys.batch() != batch || values.batch() != batch
-                || outputGradient.batch() != batch || gradients.query().length() != (long) batch * m * d
+        if (!queriesFit || values.rows() != positions || probabilities.columns() != positions || outputGradient.rows() != m
+                || outputGradient.columns() != e || keys.batch() != batch || values.batch() != batch || outputGradient.batch() != batch || gradients.query().length() != (long) batch * m * d
                 || (gradients.keys() != null && gradients.keys().length() != (long) batch * positions * d)
                 || gradients.values().length() != (long) batch * positions * e) {
             throw new IllegalArgumentException("attention gradient: queries " + batch + " × [" + m + ", " + d + "], keys " + keys.batch()
