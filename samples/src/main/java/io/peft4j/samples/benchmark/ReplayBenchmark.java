@@ -32,10 +32,10 @@ import org.nd4j.linalg.dataset.adapter.SingletonMultiDataSetIterator;
  * by the kernels' rounding.
  *
  * <p>With {@code fused}, both copies replay with peft4j's kernels, the first running every op of
- * BERT's written-out exact GELU and its gradient, and of a LayerNorm written out, on its own
- * ({@link SameDiffTrainer#FUSED_KERNELS} false), the second one pass per group; the parameters then
- * agree to rounding (the same arithmetic, but an exponential can round differently in code the JIT
- * has compiled to another tier).
+ * BERT's written-out exact GELU and its gradient, of a LayerNorm written out, and of attention and its
+ * gradient on its own ({@link SameDiffTrainer#FUSED_KERNELS} false), the second one pass per group;
+ * the parameters then end identical (the same IEEE operations in the same order, the exponential
+ * included, in every JIT tier).
  *
  * <p>With {@code products}, both copies replay with peft4j's kernels, the first leaving matrix
  * products of arrays of rank 3 or more (attention's) to libnd4j ({@link SameDiffTrainer#PRODUCT_KERNELS}
@@ -102,7 +102,7 @@ public final class ReplayBenchmark {
     private enum Comparison {
         REPLAY("replayed / SameDiff", "in SameDiff's executor", "replayed"),
         KERNELS("vector kernels / libnd4j's", "replayed, libnd4j's kernels", "replayed, peft4j's vector kernels"),
-        FUSION("fused / op by op", "replayed, peft4j's kernels op by op", "replayed, peft4j's kernels, exact GELU and LayerNorm fused"),
+        FUSION("fused / op by op", "replayed, peft4j's kernels op by op", "replayed, peft4j's kernels, exact GELU, LayerNorm and attention fused"),
         PRODUCTS("peft4j's / libnd4j's batched products", "replayed, peft4j's kernels, batched products in libnd4j",
                 "replayed, peft4j's kernels and batched products"),
         OPTIMIZER("Adam in peft4j's kernel / in libnd4j", "replayed, peft4j's kernels, Adam in libnd4j", "replayed, peft4j's kernels and Adam's kernel");
