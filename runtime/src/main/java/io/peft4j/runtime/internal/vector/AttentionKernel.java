@@ -2,8 +2,6 @@ package io.peft4j.runtime.internal.vector;
 
 import java.nio.FloatBuffer;
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorMask;
-import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -182,47 +180,13 @@ final class AttentionKernel implements Runnable {
             }
             write(2, s, at, scoreIndex);
         }
-        softmax(s, at);
+        SoftmaxKernel.inPlace(s, at, positions);
         write(3, s, at, scoreIndex);
     }
 
     private void write(int intermediate, float[] s, int at, int index) {
         if (written[intermediate] != null) {
             written[intermediate].put(writtenStart[intermediate] + index, s, at, positions);
-        }
-    }
-
-    /** As {@link SoftmaxKernel} computes a row: the same vector operations in the same order, so the same bits. */
-    private void softmax(float[] s, int at) {
-        int width = positions;
-        int bound = SPECIES.loopBound(width);
-        VectorMask<Float> tail = SPECIES.indexInRange(bound, width);
-        FloatVector maxima = FloatVector.broadcast(SPECIES, Float.NEGATIVE_INFINITY);
-        int i = 0;
-        for (; i < bound; i += LANES) {
-            maxima = maxima.max(FloatVector.fromArray(SPECIES, s, at + i));
-        }
-        float max = maxima.reduceLanes(VectorOperators.MAX);
-        if (i < width) {
-            max = Math.max(max, FloatVector.fromArray(SPECIES, s, at + i, tail).reduceLanes(VectorOperators.MAX, tail));
-        }
-        FloatVector sums = FloatVector.zero(SPECIES);
-        for (i = 0; i < bound; i += LANES) {
-            FloatVector exponential = Exp.of(FloatVector.fromArray(SPECIES, s, at + i).sub(max));
-            sums = sums.add(exponential);
-            exponential.intoArray(s, at + i);
-        }
-        float sum = sums.reduceLanes(VectorOperators.ADD);
-        if (i < width) {
-            FloatVector exponential = Exp.of(FloatVector.fromArray(SPECIES, s, at + i, tail).sub(max));
-            sum += exponential.reduceLanes(VectorOperators.ADD, tail);
-            exponential.intoArray(s, at + i, tail);
-        }
-        for (i = 0; i < bound; i += LANES) {
-            FloatVector.fromArray(SPECIES, s, at + i).div(sum).intoArray(s, at + i);
-        }
-        if (i < width) {
-            FloatVector.fromArray(SPECIES, s, at + i, tail).div(sum).intoArray(s, at + i, tail);
         }
     }
 }

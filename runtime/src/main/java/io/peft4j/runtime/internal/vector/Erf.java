@@ -36,7 +36,7 @@ final class Erf {
         }
         float t = 1f / (magnitude * P + 1f);
         float polynomial = ((((t * A5 + A4) * t + A3) * t + A2) * t + A1) * t;
-        float far = 1f - polynomial * Exp.of(-squared);
+        float far = 1f - polynomial * (float) Math.exp(-squared);
         return x < 0 ? -far : far;
     }
 

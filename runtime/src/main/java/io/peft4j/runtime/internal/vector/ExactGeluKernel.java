@@ -85,7 +85,7 @@ final class ExactGeluKernel implements Runnable {
             FloatVector polynomial = t.mul(Erf.A5).add(Erf.A4).mul(t).add(Erf.A3).mul(t).add(Erf.A2).mul(t).add(Erf.A1).mul(t);
             FloatVector negated = squared.neg();
             // erf's e^-a² is the Gaussian part SameDiff's derivative asks for: one exponential for both
-            FloatVector gaussian = Exp.of(negated);
+            FloatVector gaussian = negated.lanewise(VectorOperators.EXP);
             FloatVector far = unit.sub(polynomial.mul(gaussian));
             far = far.blend(far.neg(), scaled.compare(VectorOperators.LT, 0f));
             FloatVector erf = far.blend(series.mul(scaled), magnitude.compare(VectorOperators.LT, Erf.SERIES_LIMIT));
@@ -128,7 +128,7 @@ final class ExactGeluKernel implements Runnable {
             put(onePlusErfOut, i, onePlusErf);
             put(squaredOut, i, squared);
             put(negatedOut, i, -squared);
-            put(gaussianOut, i, Exp.of(-squared));
+            put(gaussianOut, i, (float) Math.exp(-squared));
             put(output, i, halved * onePlusErf);
         }
     }

@@ -1,7 +1,7 @@
 package io.peft4j.runtime.internal.vector;
 
+import java.nio.FloatBuffer;
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -10,12 +10,13 @@ import jdk.incubator.vector.VectorSpecies;
  * per row, as libnd4j's {@code softmax} computes it.
  *
  * <p>Shapes: {@code x} and {@code y} {@code [.., d]}, viewed as {@code rows × d}; {@code y} may be
- * {@code x}. Three passes over each row (maximum, exponentials and their sum, scaling) while the row
- * is in cache.
+ * {@code x}. Each row is copied to the heap and computed there by {@link #inPlace} while it is in
+ * cache.
  */
 final class SoftmaxKernel implements Runnable {
     private static final VectorSpecies<Float> SPECIES = FloatVector.SPECIES_PREFERRED;
     private static final int COST = 12;
+    private static final ThreadLocal<BlockProduct.Packing> ROW = ThreadLocal.withInitial(() -> new BlockProduct.Packing(1));
 
     private final FloatRegion x;
     private final FloatRegion y;
@@ -37,45 +38,52 @@ final class SoftmaxKernel implements Runnable {
     }
 
     private void rows(int fromRow, int toRow) {
-        int bound = SPECIES.loopBound(width);
-        VectorMask<Float> tail = SPECIES.indexInRange(bound, width);
-        for (int row = fromRow; row < toRow; row++) {
-            int in = x.at(row * width);
-            int out = y.at(row * width);
-            FloatVector maxima = FloatVector.broadcast(SPECIES, Float.NEGATIVE_INFINITY);
-            int i = 0;
-            for (; i < bound; i += SPECIES.length()) {
-                maxima = maxima.max(load(x, in, i));
-            }
-            float max = maxima.reduceLanes(VectorOperators.MAX);
-            if (i < width) {
-                max = Math.max(max, FloatVector.fromByteBuffer(SPECIES, x.bytes(), in + i * Float.BYTES, FloatRegion.ORDER, tail)
-                        .reduceLanes(VectorOperators.MAX, tail));
-            }
-            FloatVector sums = FloatVector.zero(SPECIES);
-            for (i = 0; i < bound; i += SPECIES.length()) {
-                FloatVector e = Exp.of(load(x, in, i).sub(max));
-                sums = sums.add(e);
-                e.intoByteBuffer(y.bytes(), out + i * Float.BYTES, FloatRegion.ORDER);
-            }
-            float sum = sums.reduceLanes(VectorOperators.ADD);
-            if (i < width) {
-                FloatVector e = Exp.of(FloatVector.fromByteBuffer(SPECIES, x.bytes(), in + i * Float.BYTES, FloatRegion.ORDER, tail)
-                        .sub(max));
-                sum += e.reduceLanes(VectorOperators.ADD, tail);
-                e.intoByteBuffer(y.bytes(), out + i * Float.BYTES, FloatRegion.ORDER, tail);
-            }
-            for (i = 0; i < bound; i += SPECIES.length()) {
-                load(y, out, i).div(sum).intoByteBuffer(y.bytes(), out + i * Float.BYTES, FloatRegion.ORDER);
-            }
-            if (i < width) {
-                FloatVector.fromByteBuffer(SPECIES, y.bytes(), out + i * Float.BYTES, FloatRegion.ORDER, tail).div(sum)
-                        .intoByteBuffer(y.bytes(), out + i * Float.BYTES, FloatRegion.ORDER, tail);
-            }
+        float[] row = ROW.get().get(0, width);
+        FloatBuffer in = x.floats();
+        FloatBuffer out = y.floats();
+        for (int r = fromRow; r < toRow; r++) {
+            in.get(x.start() / Float.BYTES + r * width, row, 0, width);
+            inPlace(row, 0, width);
+            out.put(y.start() / Float.BYTES + r * width, row, 0, width);
         }
     }
 
-    private static FloatVector load(FloatRegion region, int rowByte, int index) {
-        return FloatVector.fromByteBuffer(SPECIES, region.bytes(), rowByte + index * Float.BYTES, FloatRegion.ORDER);
+    /**
+     * The softmax of {@code row[at, at + width)} in place: the maximum, the shifted values, their
+     * exponentials ({@link Exp}), their sum (whole vectors in lanes, the lanes added, then the tail
+     * one by one) and the quotients. {@link AttentionKernel} calls this too, so both give the same bits.
+     */
+    static void inPlace(float[] row, int at, int width) {
+        int bound = SPECIES.loopBound(width);
+        FloatVector maxima = FloatVector.broadcast(SPECIES, Float.NEGATIVE_INFINITY);
+        int i = 0;
+        for (; i < bound; i += SPECIES.length()) {
+            maxima = maxima.max(FloatVector.fromArray(SPECIES, row, at + i));
+        }
+        float max = maxima.reduceLanes(VectorOperators.MAX);
+        for (int j = i; j < width; j++) {
+            max = Math.max(max, row[at + j]);
+        }
+        for (i = 0; i < bound; i += SPECIES.length()) {
+            FloatVector.fromArray(SPECIES, row, at + i).sub(max).intoArray(row, at + i);
+        }
+        for (int j = i; j < width; j++) {
+            row[at + j] -= max;
+        }
+        Exp.inPlace(row, at, at + width);
+        FloatVector sums = FloatVector.zero(SPECIES);
+        for (i = 0; i < bound; i += SPECIES.length()) {
+            sums = sums.add(FloatVector.fromArray(SPECIES, row, at + i));
+        }
+        float sum = sums.reduceLanes(VectorOperators.ADD);
+        for (int j = i; j < width; j++) {
+            sum += row[at + j];
+        }
+        for (i = 0; i < bound; i += SPECIES.length()) {
+            FloatVector.fromArray(SPECIES, row, at + i).div(sum).intoArray(row, at + i);
+        }
+        for (int j = i; j < width; j++) {
+            row[at + j] /= sum;
+        }
     }
 }

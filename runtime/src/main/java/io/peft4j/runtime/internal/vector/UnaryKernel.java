@@ -14,7 +14,7 @@ import jdk.incubator.vector.VectorSpecies;
  * a shared loop calling a per-function helper ran 5–10× slower inside a training step than in
  * isolation. The last {@code length mod lanes} elements are computed one by one, and so are arrays
  * shorter than {@link KernelWarmUp#VECTOR_FROM}. {@code exp}, {@code sigmoid}, ND4J's sigmoid-form
- * {@code gelu} and its {@code _geluderivative} use {@link Exp} (the JDK's {@code TANH} and
+ * {@code gelu} and its {@code _geluderivative} use the JDK's vectorised {@code EXP} ({@code TANH} and
  * {@code LOG} ran slower than libnd4j's in JDK 17 and are left to it, and with them
  * {@code precise_gelu}); {@code erf} is {@link Erf}'s approximation.
  */
@@ -93,7 +93,7 @@ final class UnaryKernel implements Runnable {
 
     private void exp(int from, int to) {
         for (int i = from; i < to; i += LANES) {
-            Exp.of(load(i)).intoByteBuffer(y.bytes(), y.at(i), FloatRegion.ORDER);
+            load(i).lanewise(VectorOperators.EXP).intoByteBuffer(y.bytes(), y.at(i), FloatRegion.ORDER);
         }
     }
 
@@ -101,7 +101,7 @@ final class UnaryKernel implements Runnable {
         FloatVector one = FloatVector.broadcast(SPECIES, 1f);
         for (int i = from; i < to; i += LANES) {
             // libnd4j's form: 1 / (1 + e^-x)
-            one.div(Exp.of(load(i).neg()).add(1f)).intoByteBuffer(y.bytes(), y.at(i), FloatRegion.ORDER);
+            one.div(load(i).neg().lanewise(VectorOperators.EXP).add(1f)).intoByteBuffer(y.bytes(), y.at(i), FloatRegion.ORDER);
         }
     }
 
@@ -110,7 +110,7 @@ final class UnaryKernel implements Runnable {
         for (int i = from; i < to; i += LANES) {
             // libnd4j's form: x · σ(1.702 x)
             FloatVector v = load(i);
-            FloatVector sigmoid = one.div(Exp.of(v.mul(-GELU_SLOPE)).add(1f));
+            FloatVector sigmoid = one.div(v.mul(-GELU_SLOPE).lanewise(VectorOperators.EXP).add(1f));
             v.mul(sigmoid).intoByteBuffer(y.bytes(), y.at(i), FloatRegion.ORDER);
         }
     }
@@ -121,7 +121,7 @@ final class UnaryKernel implements Runnable {
             // σ(t) · (1 + t · (1 − σ(t))) with t = 1.702 x; for t ≥ 0, 1 − σ(t) is e^-t · σ(t), which keeps
             // the digits that 1 − σ(t) cancels (and e^-t cannot overflow there)
             FloatVector t = load(i).mul(GELU_SLOPE);
-            FloatVector exp = Exp.of(t.neg());
+            FloatVector exp = t.neg().lanewise(VectorOperators.EXP);
             FloatVector sigmoid = one.div(exp.add(1f));
             FloatVector complement = exp.mul(sigmoid).blend(one.sub(sigmoid), t.compare(VectorOperators.LT, 0f));
             sigmoid.mul(t.mul(complement).add(1f)).intoByteBuffer(y.bytes(), y.at(i), FloatRegion.ORDER);
@@ -140,7 +140,7 @@ final class UnaryKernel implements Runnable {
             }
             FloatVector t = one.div(magnitude.mul(Erf.P).add(1f));
             FloatVector polynomial = t.mul(Erf.A5).add(Erf.A4).mul(t).add(Erf.A3).mul(t).add(Erf.A2).mul(t).add(Erf.A1).mul(t);
-            FloatVector far = one.sub(polynomial.mul(Exp.of(squared.neg())));
+            FloatVector far = one.sub(polynomial.mul(squared.neg().lanewise(VectorOperators.EXP)));
             far = far.blend(far.neg(), v.compare(VectorOperators.LT, 0f));
             far.blend(series.mul(v), magnitude.compare(VectorOperators.LT, Erf.SERIES_LIMIT)).intoByteBuffer(y.bytes(), y.at(i), FloatRegion.ORDER);
         }
@@ -177,12 +177,12 @@ final class UnaryKernel implements Runnable {
 
     private float scalar(float value) {
         return switch (function) {
-            case EXP -> Exp.of(value);
-            case SIGMOID -> 1f / (1f + Exp.of(-value));
-            case GELU -> value * (1f / (1f + Exp.of(-(GELU_SLOPE * value))));
+            case EXP -> (float) Math.exp(value);
+            case SIGMOID -> 1f / (1f + (float) Math.exp(-value));
+            case GELU -> value * (1f / (1f + (float) Math.exp(-(GELU_SLOPE * value))));
             case GELU_DERIVATIVE -> {
                 float t = GELU_SLOPE * value;
-                float exp = Exp.of(-t);
+                float exp = (float) Math.exp(-t);
                 float sigmoid = 1f / (1f + exp);
                 yield sigmoid * (1f + t * (t < 0f ? 1f - sigmoid : exp * sigmoid));
             }
