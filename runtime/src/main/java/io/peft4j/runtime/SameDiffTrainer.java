@@ -85,7 +85,8 @@ public final class SameDiffTrainer {
     public static final String FUSED_KERNELS = ReplayKernels.FUSION_PROPERTY;
     /**
      * System property: {@code false} keeps matrix products of arrays of rank 3 or more (attention's
-     * scores and context, and their gradients) in libnd4j instead of peft4j's kernels
+     * scores and context, and their gradients) in libnd4j and matrix products with a short side
+     * (LoRA's factors, up to rank 16, and their gradients) in BLAS, instead of peft4j's kernels
      * ({@link ReplayKernels}).
      */
     public static final String PRODUCT_KERNELS = ReplayKernels.PRODUCT_PROPERTY;

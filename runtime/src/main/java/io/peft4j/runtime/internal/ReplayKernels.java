@@ -30,8 +30,8 @@ public interface ReplayKernels {
     String FUSION_PROPERTY = "peft4j.fusedKernels";
     /**
      * System property that keeps matrix products of arrays of rank 3 or more (attention's) in
-     * libnd4j, and with them the fused attention ({@code -Dpeft4j.productKernels=false}); read when a
-     * call is bound.
+     * libnd4j, and with them the fused attention, and matrix products with a short side (LoRA's) in
+     * BLAS ({@code -Dpeft4j.productKernels=false}); read when a call is bound.
      */
     String PRODUCT_PROPERTY = "peft4j.productKernels";
     /**

@@ -6,7 +6,8 @@ import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
- * An fp32 array of rank 3 or more on the host, seen as a batch of matrices over its last two axes,
+ * An fp32 array of rank 2 or more on the host, seen as a batch of matrices over its last two axes
+ * (one matrix for rank 2),
  * with any non-negative strides (attention heads split by a permuted view) and optionally transposed.
  *
  * <p>Shapes: an array {@code [b₁, …, bₙ, p, q]} is {@code b₁ · … · bₙ} matrices {@code [p, q]}, or
@@ -22,9 +23,9 @@ import org.nd4j.linalg.api.ndarray.INDArray;
  * @param columnStride elements between columns
  */
 record BatchedMatrix(ByteBuffer bytes, int start, int[] batchOffsets, int rows, int columns, int rowStride, int columnStride) {
-    /** The view of {@code array}, or {@code null} when it is not fp32 of rank 3 or more on the host with non-negative strides. */
+    /** The view of {@code array}, or {@code null} when it is not fp32 of rank 2 or more on the host with non-negative strides. */
     static BatchedMatrix of(INDArray array, boolean transposed) {
-        if (array == null || array.dataType() != DataType.FLOAT || array.rank() < 3 || array.isEmpty() || array.length() > Integer.MAX_VALUE) {
+        if (array == null || array.dataType() != DataType.FLOAT || array.rank() < 2 || array.isEmpty() || array.length() > Integer.MAX_VALUE) {
             return null;
         }
         int rank = array.rank();

@@ -5,10 +5,13 @@ import java.util.List;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
- * Binds {@code matmul} and {@code matmul_bp} of fp32 arrays of rank 3 or more with equal batch axes
- * (attention's products) to {@link BatchedProductKernel}s. Integer arguments are the transpositions
- * of the first operand, the second and the result; scaling arguments, if any, must be
- * {@code (1, 0)}. Each returns {@code null} for any other form, which then runs in libnd4j.
+ * Binds {@code matmul} and {@code matmul_bp} of fp32 arrays to peft4j's product kernels: arrays of
+ * rank 3 or more with equal batch axes (attention's products) to {@link BatchedProductKernel}s, and
+ * matrices where one side of the product is at most {@link #LOW_RANK} long (LoRA's factors and their
+ * gradients) to {@link LowRankProductKernel} or {@link OuterProductSumKernel}. Integer arguments are
+ * the transpositions of the first operand, the second and the result; scaling arguments, if any,
+ * must be {@code (1, 0)}. Each returns {@code null} for any other form, which then runs in libnd4j
+ * (other matrix products in BLAS).
  *
  * <p>Shapes: {@code matmul(x, y)} with {@code x [..., m, k]} and {@code y [..., k, n]} (each
  * {@code [..., k, m]} or {@code [..., n, k]} when transposed) gives {@code z [..., m, n]}, or
@@ -16,13 +19,19 @@ import org.nd4j.linalg.api.ndarray.INDArray;
  * {@code z}, gives {@code dx} and {@code dy} shaped as {@code x} and {@code y}.
  */
 final class BatchedProducts {
+    /**
+     * The longest short side of a matrix product that runs here rather than in BLAS: LoRA's usual
+     * ranks. At rank 32, OpenBLAS was faster on MiniLM's shapes (BENCHMARKS.md, change 29).
+     */
+    static final int LOW_RANK = 16;
+
     private BatchedProducts() {
     }
 
     /** A kernel for op {@code name} with these arrays and arguments, or {@code null}. */
     static Runnable kernelFor(String name, List<INDArray> inputs, INDArray[] outputs, long[] iArgs, double[] tArgs, boolean[] bArgs) {
         boolean plainScale = tArgs.length == 0 || (tArgs.length == 2 && tArgs[0] == 1.0 && tArgs[1] == 0.0);
-        if (!plainScale || bArgs.length > 0 || iArgs.length > 3 || inputs.size() < 2 || inputs.get(0).rank() < 3
+        if (!plainScale || bArgs.length > 0 || iArgs.length > 3 || inputs.size() < 2 || inputs.get(0).rank() < 2
                 || !sameBatchAxes(inputs)) {
             return null;
         }
@@ -85,7 +94,25 @@ final class BatchedProducts {
                 return null;
             }
         }
-        return new BatchedProductKernel(left, right, out);
+        return rank == 2 ? lowRank(left, right, out) : new BatchedProductKernel(left, right, out);
+    }
+
+    /**
+     * For {@code [m, k] · [k, n]}: rows times a small matrix when {@code m} is the longest side and
+     * {@code k} or {@code n} short, a sum of outer products when {@code k} is the longest and {@code m}
+     * or {@code n} short; else {@code null} (BLAS).
+     */
+    private static Runnable lowRank(BatchedMatrix left, BatchedMatrix right, FloatRegion out) {
+        int m = left.rows();
+        int k = left.columns();
+        int n = right.columns();
+        if (m >= k && m >= n && Math.min(k, n) <= LOW_RANK) {
+            return new LowRankProductKernel(left, right, out);
+        }
+        if (k >= m && k >= n && Math.min(m, n) <= LOW_RANK && OuterProductSumKernel.covers(left, right)) {
+            return new OuterProductSumKernel(left, right, out);
+        }
+        return null;
     }
 
     private static boolean sameBatchAxes(List<INDArray> inputs) {

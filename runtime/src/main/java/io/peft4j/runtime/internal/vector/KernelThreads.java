@@ -46,6 +46,11 @@ final class KernelThreads {
         return SHARED;
     }
 
+    /** The calling thread and the workers. */
+    int threads() {
+        return threads;
+    }
+
     /**
      * Runs {@code body} over {@code [0, count)}, in chunks whose bounds are multiples of {@code grain}
      * (except the end), on several threads when {@code work} is large enough.

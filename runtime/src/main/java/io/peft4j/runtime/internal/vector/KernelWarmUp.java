@@ -118,6 +118,16 @@ final class KernelWarmUp {
         kernels.add(new AttentionGradientKernel(rowsLeft, values, values, new BatchedMatrix(probabilities.bytes(), 0, new int[] {0, 1332, 2664, 3996},
                 36, 37, 37, 1), rowsLeft, AttentionKernel.Scaling.DIVIDE, 6.3245554f, new AttentionGradientKernel.Gradients(
                 region(4 * 36 * 40, 0f), region(4 * 37 * 40, 0f), region(4 * 37 * 40, 0f))));
+        // LoRA's products at rank 5 over 75 rows: rows times [40, 5] and [5, 37] (tails of rows and
+        // columns), and sums over the rows into [5, 37] and, transposed, [40, 5].
+        FloatRegion tall = region(75 * 40, 0.5f);
+        BatchedMatrix tallRows = new BatchedMatrix(tall.bytes(), 0, new int[1], 75, 40, 40, 1);
+        BatchedMatrix narrowRows = new BatchedMatrix(tall.bytes(), 0, new int[1], 75, 5, 40, 1);
+        kernels.add(new LowRankProductKernel(tallRows, new BatchedMatrix(heads.bytes(), 0, new int[1], 40, 5, 40, 1), region(75 * 5, 0f)));
+        kernels.add(new LowRankProductKernel(narrowRows, new BatchedMatrix(heads.bytes(), 0, new int[1], 5, 37, 40, 1), region(75 * 37, 0f)));
+        kernels.add(new OuterProductSumKernel(narrowRows.transposed(), new BatchedMatrix(tall.bytes(), 0, new int[1], 75, 37, 40, 1),
+                region(5 * 37, 0f)));
+        kernels.add(new OuterProductSumKernel(tallRows.transposed(), narrowRows, region(40 * 5, 0f)));
         // Adam's step, with a tail after the last full vector.
         int parameters = ELEMENTS + 3;
         AdamKernel adam = new AdamKernel(region(parameters, 0.5f), region(parameters, 0.01f), region(parameters, 0f), region(parameters, 0f));

@@ -24,7 +24,7 @@ import org.nd4j.linalg.api.ops.ScalarOp;
  * a matrix times a rank-1 vector, {@code layer_norm} over the last axis, one query's
  * {@code dot_product_attention}) and a key/value cache's appends and attention
  * ({@link #cacheWriter}, {@link #cacheAttention}); {@code matmul} and {@code matmul_bp} of arrays of
- * rank 3 or more, attention's products ({@link BatchedProducts});
+ * rank 3 or more, attention's products, and of matrices with a short side, LoRA's ({@link BatchedProducts});
  * {@code exp}, {@code sigmoid}, {@code erf}, {@code gelu} and {@code _geluderivative}; {@code softmax}, {@code reduce_mean} and
  * {@code reduce_sum} along the last axis and the gradients of those reductions; {@code multiply_bp}
  * of operands of one shape; {@code permute} when the last axis stays last; and, up to

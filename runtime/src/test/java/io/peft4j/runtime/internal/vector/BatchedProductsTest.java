@@ -124,9 +124,9 @@ class BatchedProductsTest {
 
     @Test
     void otherFormsAreLeftToLibnd4j() {
-        INDArray matrices = Nd4j.rand(DataType.FLOAT, 8, 8);
-        Mmul plain = new Mmul(matrices, matrices, Nd4j.create(DataType.FLOAT, 8, 8), 1.0, 0.0, MMulTranspose.allFalse());
-        assertNull(bind(plain, List.of(matrices, matrices), Nd4j.create(DataType.FLOAT, 8, 8)), "rank 2: BLAS's product");
+        INDArray matrices = Nd4j.rand(DataType.FLOAT, 64, 64);
+        Mmul plain = new Mmul(matrices, matrices, Nd4j.create(DataType.FLOAT, 64, 64), 1.0, 0.0, MMulTranspose.allFalse());
+        assertNull(bind(plain, List.of(matrices, matrices), Nd4j.create(DataType.FLOAT, 64, 64)), "rank 2 without a short side: BLAS's");
         INDArray x = Nd4j.rand(DataType.FLOAT, 2, 3, 4, 5);
         INDArray y = Nd4j.rand(DataType.FLOAT, 3, 2, 5, 4);
         Mmul otherBatch = new Mmul(x, y, Nd4j.create(DataType.FLOAT, 2, 3, 4, 4), 1.0, 0.0, MMulTranspose.allFalse());

@@ -87,9 +87,10 @@ class DecodingKernelsTest {
     @Test
     void otherFormsAreLeftToLibnd4j() {
         INDArray matrix = Nd4j.rand(DataType.FLOAT, 8, 8);
-        INDArray rows = Nd4j.rand(DataType.FLOAT, 2, 8);
-        Mmul product = new Mmul(rows, matrix, Nd4j.create(DataType.FLOAT, 2, 8), 1.0, 0.0, MMulTranspose.allFalse());
-        assertNull(KERNELS.kernelFor(product, List.of(rows, matrix), new INDArray[] {product.outputArguments().get(0)}, product.iArgs(),
+        // a short side would make it a low-rank product (LowRankProductsTest)
+        INDArray square = Nd4j.rand(DataType.FLOAT, 64, 64);
+        Mmul product = new Mmul(square, square, Nd4j.create(DataType.FLOAT, 64, 64), 1.0, 0.0, MMulTranspose.allFalse());
+        assertNull(KERNELS.kernelFor(product, List.of(square, square), new INDArray[] {product.outputArguments().get(0)}, product.iArgs(),
                 product.tArgs(), product.bArgs()), "a product of matrices");
         INDArray vector = Nd4j.rand(DataType.FLOAT, 8);
         Mmul scaled = new Mmul(matrix, vector, Nd4j.create(DataType.FLOAT, 8), 2.0, 0.0, MMulTranspose.allFalse());
