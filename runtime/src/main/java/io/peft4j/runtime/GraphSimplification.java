@@ -32,21 +32,24 @@ import java.util.Locale;
  * @param broadcastGradientsSummed {@code add_bp}, {@code subtract_bp} and {@code multiply_bp} ops of a broadcast
  *                               operand (a trainable bias or gain) replaced by element-wise ops and one sum (equal to
  *                               rounding; needs the first batch's shapes)
+ * @param sumGradientsPassedOn {@code add_bp} ops of two operands of one shape (residual connections, LoRA's
+ *                               branch) whose gradients' readers now read the incoming gradient instead of
+ *                               libnd4j's two copies of it (needs the first batch's shapes)
  */
 public record GraphSimplification(int opsBefore, int opsAfter, int duplicatesMerged, int identitiesBypassed,
                                   int zeroSumsBypassed, int reshapeChainsShortened, int gelusFromOneSigmoid,
                                   int softmaxGradientsFromOutput, int divisionGradientsFromOutput,
-                                  int crossEntropiesFromExponentials, int broadcastGradientsSummed) {
+                                  int crossEntropiesFromExponentials, int broadcastGradientsSummed, int sumGradientsPassedOn) {
 
     /** No rewrite, for a graph of {@code ops} ops per step. */
     public static GraphSimplification none(int ops) {
-        return new GraphSimplification(ops, ops, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+        return new GraphSimplification(ops, ops, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
     }
 
     public boolean changedAnything() {
         return duplicatesMerged + identitiesBypassed + zeroSumsBypassed + reshapeChainsShortened + gelusFromOneSigmoid
                 + softmaxGradientsFromOutput + divisionGradientsFromOutput + crossEntropiesFromExponentials
-                + broadcastGradientsSummed > 0;
+                + broadcastGradientsSummed + sumGradientsPassedOn > 0;
     }
 
     /** One line for people: the op counts and each kind of rewrite that happened. */
@@ -76,6 +79,7 @@ public record GraphSimplification(int opsBefore, int opsAfter, int duplicatesMer
             rewrites.add("summed " + broadcastGradientsSummed + (broadcastGradientsSummed == 1 ? " broadcast operand's gradient" : " broadcast operands' gradients")
                     + " without libnd4j's backward op");
         }
+        count(rewrites, sumGradientsPassedOn, "sum's gradient", "sums' gradients", "passed on");
         return String.format(Locale.ROOT, "%d -> %d ops per training step (%s)", opsBefore, opsAfter,
                 rewrites.isEmpty() ? "nothing to simplify" : String.join(", ", rewrites));
     }

@@ -31,11 +31,13 @@ import org.nd4j.linalg.api.shape.Shape;
  * rewrite handles the rest. Values agree to rounding (the sum's order may differ).
  *
  * <p>Shapes come from one forward pass over the first batch ({@link ActivationShapes}); later batches
- * must broadcast the same way, as for {@link ElementwiseGradientPruner}. Left alone: ops whose
- * operands have the same shape (libnd4j's path is fast there), or both broadcast, and ops whose
- * full-shape operand's gradient is a trainable variable's (its updater changes it in place, and here
- * it would be {@code g} itself). A trainable broadcast operand (the usual case: a bias read once)
- * takes the new sum as its gradient.
+ * must broadcast the same way, as for {@link ElementwiseGradientPruner}. An {@code add_bp} whose
+ * operands have one shape (a residual connection, LoRA's branch added to its layer's output) copies
+ * {@code g} into both gradients: their readers read {@code g} instead, and the op is no longer run.
+ * Left alone: {@code subtract_bp} and {@code multiply_bp} of operands of one shape (libnd4j's path is
+ * fast there), ops whose operands both broadcast, and any gradient that is a trainable variable's
+ * where it would become {@code g} itself (its updater changes it in place). A trainable broadcast
+ * operand (the usual case: a bias read once) takes the new sum as its gradient.
  */
 final class BroadcastOperandGradients {
 
@@ -43,11 +45,20 @@ final class BroadcastOperandGradients {
     }
 
     /**
-     * Rewrites the broadcast {@code add_bp}, {@code subtract_bp} and {@code multiply_bp} ops of
-     * {@code gradients}, with shapes from {@code forward} run over {@code batch} (asked for only when
-     * there is a candidate); returns how many were rewritten.
+     * What {@link #rewrite} did.
+     *
+     * @param summed    ops whose broadcast operand's gradient is now a sum of element-wise ops
+     * @param passedOn  {@code add_bp} ops of operands of one shape whose gradients' readers now read {@code g}
      */
-    static int rewrite(GradientGraph gradients, GraphWiring wiring, SameDiff forward, Supplier<Map<String, INDArray>> batch) {
+    record Rewrites(int summed, int passedOn) {
+    }
+
+    /**
+     * Rewrites the broadcast {@code add_bp}, {@code subtract_bp} and {@code multiply_bp} ops of
+     * {@code gradients} and passes on the gradients of {@code add_bp} ops of one shape, with shapes
+     * from {@code forward} run over {@code batch} (asked for only when there is a candidate).
+     */
+    static Rewrites rewrite(GradientGraph gradients, GraphWiring wiring, SameDiff forward, Supplier<Map<String, INDArray>> batch) {
         List<SameDiffOp> candidates = new ArrayList<>();
         for (SameDiffOp op : gradients.ops()) {
             Class<?> type = op.getOp().getClass();
@@ -57,15 +68,20 @@ final class BroadcastOperandGradients {
             }
         }
         if (candidates.isEmpty()) {
-            return 0;
+            return new Rewrites(0, 0);
         }
         Map<String, long[]> shapes = ActivationShapes.ofOperands(forward, candidates, batch.get());
         Set<String> required = gradients.requiredOutputs();
         int rewritten = 0;
+        int passedOn = 0;
         for (SameDiffOp op : candidates) {
             long[] x = shapes.get(op.getInputsToOp().get(0));
             long[] y = shapes.get(op.getInputsToOp().get(1));
             if (x == null || y == null || !Shape.areShapesBroadcastable(x, y)) {
+                continue;
+            }
+            if (Arrays.equals(x, y)) {
+                passedOn += op.getOp().getClass() == AddBpOp.class && passOn(gradients, wiring, op, required) ? 1 : 0;
                 continue;
             }
             long[] z = Shape.broadcastOutputShape(x, y);
@@ -76,7 +92,19 @@ final class BroadcastOperandGradients {
             rewrite(gradients, wiring, forward, op, broadcast, broadcastAxes(z, broadcast == 0 ? x : y), broadcast == 0 ? x : y, z);
             rewritten++;
         }
-        return rewritten;
+        return new Rewrites(rewritten, passedOn);
+    }
+
+    /** The readers of {@code add_bp}'s gradients, other than trainable variables', read its incoming gradient; true if any moved. */
+    private static boolean passOn(GradientGraph gradients, GraphWiring wiring, SameDiffOp op, Set<String> required) {
+        String g = op.getInputsToOp().get(2);
+        int moved = 0;
+        for (String gradient : op.getOutputsOfOp()) {
+            if (gradients.isUsed(gradient) && !required.contains(gradient)) {
+                moved += wiring.moveReaders(gradient, g);
+            }
+        }
+        return moved > 0;
     }
 
     private static void rewrite(GradientGraph gradients, GraphWiring wiring, SameDiff forward, SameDiffOp op, int broadcast, int[] axes,

@@ -57,7 +57,8 @@ import org.nd4j.linalg.factory.Nd4j;
  * recomputing it ({@link SoftmaxGradientFromOutput}); given the first batch, a broadcast division's
  * from its quotient ({@link DivisionGradientFromOutput}), a sparse softmax cross-entropy with its
  * gradient from one exponential pass ({@link SparseCrossEntropyFromExponentials}) and a broadcast
- * sum's, difference's or product's with element-wise ops and one sum ({@link BroadcastOperandGradients});
+ * sum's, difference's or product's with element-wise ops and one sum, and the gradients of a sum of
+ * operands of one shape passed on as they come ({@link BroadcastOperandGradients});
  * and, on the CPU,
  * ND4J's {@code gelu} and its derivative share one sigmoid ({@link SigmoidGelu}), one transcendental
  * kernel fewer per GELU, unless peft4j's kernels will run both in replayed steps. Nothing is deleted ({@link GraphWiring}): SameDiff runs only the ops that a step's outputs need, so
@@ -126,12 +127,13 @@ public final class GradientGraphSimplifier {
         int softmaxes = SoftmaxGradientFromOutput.rewrite(graph, wiring);
         int divisions = firstBatch == null ? 0 : DivisionGradientFromOutput.rewrite(gradients, wiring, forward, firstBatch);
         int crossEntropies = firstBatch == null ? 0 : SparseCrossEntropyFromExponentials.rewrite(gradients, wiring, forward, firstBatch);
-        int broadcasts = firstBatch == null ? 0 : BroadcastOperandGradients.rewrite(gradients, wiring, forward, firstBatch);
+        BroadcastOperandGradients.Rewrites broadcasts = firstBatch == null ? new BroadcastOperandGradients.Rewrites(0, 0)
+                : BroadcastOperandGradients.rewrite(gradients, wiring, forward, firstBatch);
         for (int round = 0; round < MAX_ROUNDS && simplifyOnce(); round++) {
             // every round can expose more: merged inputs make their readers duplicates, bypassed identities make reshape chains
         }
         return new GraphSimplification(before, opsPerStep(), duplicates, identities, zeroSums, reshapeChains, gelus, softmaxes, divisions,
-                crossEntropies, broadcasts);
+                crossEntropies, broadcasts.summed(), broadcasts.passedOn());
     }
 
     /** One sweep of every rewrite over the graph; true if anything changed. */

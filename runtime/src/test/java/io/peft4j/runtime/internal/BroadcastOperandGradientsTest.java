@@ -21,8 +21,9 @@ import org.nd4j.linalg.factory.Nd4j;
  * A broadcast sum's, difference's or product's gradients from element-wise ops and one sum equal
  * libnd4j's {@code add_bp}, {@code subtract_bp} and {@code multiply_bp} to rounding: a trainable bias
  * {@code [d]} of lower rank (its gradient is the bias's own, read by training), a gain
- * {@code [1, 1, d]}, a subtrahend and a minuend broadcast along the middle axis, a bias read twice;
- * operands of one shape are left to libnd4j.
+ * {@code [1, 1, d]}, a subtrahend and a minuend broadcast along the middle axis, a bias read twice.
+ * A sum of operands of one shape (a residual connection) passes its gradient on without
+ * {@code add_bp}, except to a trainable operand; products of one shape are left to libnd4j.
  */
 class BroadcastOperandGradientsTest {
     private static final int SEQUENCE = 3;
@@ -46,7 +47,8 @@ class BroadcastOperandGradientsTest {
 
     @Test
     void aBroadcastSubtrahendAndMinuend() {
-        assertRewrittenAndEqual(2, sd -> sd.getVariable("h").sub(parameter(sd, "shift", 1, SEQUENCE, 1))
+        // the two differences are then added: a sum of one shape, passed on
+        assertRewrittenAndEqual(2, 1, 3, sd -> sd.getVariable("h").sub(parameter(sd, "shift", 1, SEQUENCE, 1))
                 .add(parameter(sd, "offset", SEQUENCE, 1).sub(sd.getVariable("h")).mul(0.5)));
     }
 
@@ -59,6 +61,17 @@ class BroadcastOperandGradientsTest {
     }
 
     @Test
+    void aResidualSumPassesItsGradientOn() {
+        assertRewrittenAndEqual(0, 1, 1, sd -> sd.getVariable("h").add(sd.math.tanh(sd.getVariable("h"))));
+    }
+
+    @Test
+    void aTrainableOperandOfTheSameShapeKeepsItsOwnGradient() {
+        // h's gradient is passed on; the parameter's stays add_bp's output, which its updater changes in place
+        assertRewrittenAndEqual(0, 1, 0, sd -> sd.getVariable("h").add(parameter(sd, "shift", 2, SEQUENCE, WIDTH)));
+    }
+
+    @Test
     void operandsOfOneShapeAreLeftAlone() {
         assertRewrittenAndEqual(0, sd -> sd.getVariable("h").mul(sd.math.tanh(sd.getVariable("h"))));
     }
@@ -68,6 +81,14 @@ class BroadcastOperandGradientsTest {
     }
 
     private static void assertRewrittenAndEqual(int expectedRewrites, Function<SameDiff, SDVariable> layer) {
+        assertRewrittenAndEqual(expectedRewrites, 0, expectedRewrites, layer);
+    }
+
+    /**
+     * {@code summed} broadcast gradients rewritten, {@code passedOn} sums' gradients passed on, and
+     * {@code removed} backward ops no longer needed; gradients equal.
+     */
+    private static void assertRewrittenAndEqual(int summed, int passedOn, int removed, Function<SameDiff, SDVariable> layer) {
         SameDiff original = graph(layer);
         String[] trainable = original.variables().stream().filter(v -> v.getVariableType() == VariableType.VARIABLE)
                 .map(SDVariable::name).toArray(String[]::new);
@@ -77,13 +98,14 @@ class BroadcastOperandGradientsTest {
         GraphSimplification report = GradientGraphSimplifier.simplify(rewritten, () -> Map.of("x", FEATURES));
         Map<String, INDArray> actual = rewritten.calculateGradients(Map.of("x", FEATURES), trainable);
 
-        assertEquals(expectedRewrites, report.broadcastGradientsSummed(), report.describe());
+        assertEquals(summed, report.broadcastGradientsSummed(), report.describe());
+        assertEquals(passedOn, report.sumGradientsPassedOn(), report.describe());
         for (String name : trainable) {
             assertTrue(java.util.Arrays.equals(expected.get(name).shape(), actual.get(name).shape()), name);
             double scale = expected.get(name).amaxNumber().doubleValue();
             assertEquals(0.0, expected.get(name).sub(actual.get(name)).amaxNumber().doubleValue(), 1e-12 * scale, name);
         }
-        assertEquals(neededBackwardOps(original.getFunction("grad")) - expectedRewrites, neededBackwardOps(rewritten.getFunction("grad")),
+        assertEquals(neededBackwardOps(original.getFunction("grad")) - removed, neededBackwardOps(rewritten.getFunction("grad")),
                 "a rewritten backward op is still needed: the step would compute it");
     }
 
