@@ -11,7 +11,7 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 /**
  * A group of a recording's calls that {@link RecordedStep} runs as one pass of peft4j's kernels at
  * one of them, {@link #anchor()}; the other members then run nothing ({@link ExactGelu},
- * {@link WrittenOutLayerNorm}, {@link ScaledDotProductAttention}, {@link AttentionGradient}).
+ * {@link WrittenOutLayerNorm}, {@link ScaledDotProductAttention}, {@link AttentionGradient}, {@link ProductSum}).
  */
 interface FusedGroup {
     /** The recorded calls, as value slots: what a group's finder needs of a recording. */

@@ -260,6 +260,7 @@ public final class RecordedStep {
             fusions.addAll(WrittenOutLayerNorm.find(recordedCalls));
             fusions.addAll(ScaledDotProductAttention.find(recordedCalls));
             fusions.addAll(AttentionGradient.find(recordedCalls));
+            fusions.addAll(ProductSum.find(recordedCalls));
         }
         for (FusedGroup fusion : fusions) {
             for (int input : fusion.inputs()) {

@@ -24,7 +24,7 @@ public interface ReplayKernels {
     String PROPERTY = "peft4j.vectorKernels";
     /**
      * System property that keeps every call on its own kernel, without the fused groups of
-     * {@link ExactGelu}, {@link WrittenOutLayerNorm}, {@link ScaledDotProductAttention} and {@link AttentionGradient}
+     * {@link ExactGelu}, {@link WrittenOutLayerNorm}, {@link ScaledDotProductAttention}, {@link AttentionGradient} and {@link ProductSum}
      * ({@code -Dpeft4j.fusedKernels=false}); read when a step is recorded.
      */
     String FUSION_PROPERTY = "peft4j.fusedKernels";
@@ -103,6 +103,19 @@ public interface ReplayKernels {
      */
     default Runnable attentionGradient(AttentionGradient.Operands operands, INDArray queryGradient, INDArray keyGradient,
                                        INDArray valueGradient) {
+        return null;
+    }
+
+    /**
+     * A matrix product with a short side added to a value of its shape ({@link ProductSum}) in one
+     * pass: for {@code matmul(x, y)}, {@code sum = addend + op(x) · op(y)}; for
+     * {@code matmul_bp(x, y, g)}, {@code sum = addend + dx} with {@code dx} the gradient of
+     * {@code x}, and {@code otherGradient} the gradient of {@code y}. {@code product} is the recorded
+     * op, {@code inputs} its operands; {@code addend} and {@code sum} have the product's (or
+     * {@code x}'s) number of elements, contiguous. {@code null} when not covered.
+     */
+    default Runnable productSum(DifferentialFunction product, List<INDArray> inputs, long[] iArgs, double[] tArgs, INDArray addend,
+                                INDArray sum, INDArray otherGradient) {
         return null;
     }
 

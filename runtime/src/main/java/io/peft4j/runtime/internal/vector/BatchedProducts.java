@@ -47,6 +47,59 @@ final class BatchedProducts {
         return null;
     }
 
+    /**
+     * {@code sum = addend + op(x) · op(y)} for {@code matmul}, or {@code sum = addend + dx} and
+     * {@code otherGradient = dy} for {@code matmul_bp} with {@code x} not transposed, where the product
+     * (or {@code dx}) is a tall matrix times a small one ({@link LowRankProductKernel}); else {@code null}.
+     */
+    static Runnable productSum(String name, List<INDArray> inputs, long[] iArgs, double[] tArgs, INDArray addend, INDArray sum,
+                               INDArray otherGradient) {
+        boolean plainScale = tArgs.length == 0 || (tArgs.length == 2 && tArgs[0] == 1.0 && tArgs[1] == 0.0);
+        FloatRegion addendRegion = FloatRegion.of(addend);
+        FloatRegion sumRegion = FloatRegion.of(sum);
+        if (!plainScale || iArgs.length > 3 || flag(iArgs, 2) || addendRegion == null || sumRegion == null
+                || inputs.stream().anyMatch(input -> input.rank() != 2)) {
+            return null;
+        }
+        boolean transposeX = flag(iArgs, 0);
+        boolean transposeY = flag(iArgs, 1);
+        BatchedMatrix xs = BatchedMatrix.of(inputs.get(0), transposeX);
+        BatchedMatrix ys = BatchedMatrix.of(inputs.get(1), transposeY);
+        if (xs == null || ys == null) {
+            return null;
+        }
+        if (name.equals("matmul") && inputs.size() == 2 && otherGradient == null) {
+            return tallTimesSmall(xs, ys, sumRegion, addendRegion);
+        }
+        if (!name.equals("matmul_bp") || inputs.size() != 3 || otherGradient == null || transposeX
+                || !Arrays.equals(inputs.get(1).shape(), otherGradient.shape())) {
+            return null;
+        }
+        BatchedMatrix g = BatchedMatrix.of(inputs.get(2), false);
+        if (g == null) {
+            return null;
+        }
+        Runnable first = tallTimesSmall(g, ys.transposed(), sumRegion, addendRegion);
+        Runnable second = transposeY ? kernel(g.transposed(), xs, otherGradient, inputs.get(1))
+                : kernel(xs.transposed(), g, otherGradient, inputs.get(1));
+        if (first == null || second == null) {
+            return null;
+        }
+        return () -> {
+            first.run();
+            second.run();
+        };
+    }
+
+    private static Runnable tallTimesSmall(BatchedMatrix left, BatchedMatrix right, FloatRegion sum, FloatRegion addend) {
+        int m = left.rows();
+        int k = left.columns();
+        int n = right.columns();
+        boolean covered = k == right.rows() && m >= k && m >= n && Math.min(k, n) <= LOW_RANK && (long) m * n == sum.length()
+                && addend.length() == sum.length();
+        return covered ? new LowRankProductKernel(left, right, sum, addend) : null;
+    }
+
     /** {@code z = op(x) · op(y)}, or its transpose {@code op(y)ᵀ · op(x)ᵀ}. */
     private static Runnable product(INDArray x, boolean transposeX, INDArray y, boolean transposeY, boolean transposeZ, INDArray z) {
         BatchedMatrix left = BatchedMatrix.of(x, transposeX);
@@ -107,7 +160,7 @@ final class BatchedProducts {
         int k = left.columns();
         int n = right.columns();
         if (m >= k && m >= n && Math.min(k, n) <= LOW_RANK) {
-            return new LowRankProductKernel(left, right, out);
+            return new LowRankProductKernel(left, right, out, null);
         }
         if (k >= m && k >= n && Math.min(m, n) <= LOW_RANK && OuterProductSumKernel.covers(left, right)) {
             return new OuterProductSumKernel(left, right, out);

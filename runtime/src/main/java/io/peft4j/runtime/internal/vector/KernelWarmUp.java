@@ -123,8 +123,10 @@ final class KernelWarmUp {
         FloatRegion tall = region(75 * 40, 0.5f);
         BatchedMatrix tallRows = new BatchedMatrix(tall.bytes(), 0, new int[1], 75, 40, 40, 1);
         BatchedMatrix narrowRows = new BatchedMatrix(tall.bytes(), 0, new int[1], 75, 5, 40, 1);
-        kernels.add(new LowRankProductKernel(tallRows, new BatchedMatrix(heads.bytes(), 0, new int[1], 40, 5, 40, 1), region(75 * 5, 0f)));
-        kernels.add(new LowRankProductKernel(narrowRows, new BatchedMatrix(heads.bytes(), 0, new int[1], 5, 37, 40, 1), region(75 * 37, 0f)));
+        kernels.add(new LowRankProductKernel(tallRows, new BatchedMatrix(heads.bytes(), 0, new int[1], 40, 5, 40, 1), region(75 * 5, 0f),
+                null));
+        kernels.add(new LowRankProductKernel(narrowRows, new BatchedMatrix(heads.bytes(), 0, new int[1], 5, 37, 40, 1), region(75 * 37, 0f),
+                region(75 * 37, 0.5f)));
         kernels.add(new OuterProductSumKernel(narrowRows.transposed(), new BatchedMatrix(tall.bytes(), 0, new int[1], 75, 37, 40, 1),
                 region(5 * 37, 0f)));
         kernels.add(new OuterProductSumKernel(tallRows.transposed(), narrowRows, region(40 * 5, 0f)));

@@ -22,7 +22,7 @@ final class LowRankProductKernel implements Runnable {
     private static final VectorSpecies<Float> SPECIES = FloatVector.SPECIES_PREFERRED;
     /** Rows computed together: eight independent chains of multiply-adds keep both FMA units busy. */
     private static final int ROWS = 8;
-    private static final ThreadLocal<float[][]> ROW_BUFFERS = ThreadLocal.withInitial(() -> new float[2][0]);
+    private static final ThreadLocal<float[][]> ROW_BUFFERS = ThreadLocal.withInitial(() -> new float[3][0]);
 
     private final BatchedMatrix left;
     private final BatchedMatrix right;
@@ -35,12 +35,16 @@ final class LowRankProductKernel implements Runnable {
     private final FloatBuffer rightFloats;
     private final FloatBuffer resultFloats;
     private final int resultStart;
+    private final FloatBuffer addendFloats;
+    private final int addendStart;
 
-    LowRankProductKernel(BatchedMatrix left, BatchedMatrix right, FloatRegion result) {
+    /** {@code result = left · right}, or {@code addend + left · right} when {@code addend} (shaped as the result) is given. */
+    LowRankProductKernel(BatchedMatrix left, BatchedMatrix right, FloatRegion result, FloatRegion addend) {
         this.m = left.rows();
         this.k = left.columns();
         this.n = right.columns();
-        if (left.batch() != 1 || right.batch() != 1 || right.rows() != k || (long) m * n != result.length()) {
+        if (left.batch() != 1 || right.batch() != 1 || right.rows() != k || (long) m * n != result.length()
+                || (addend != null && addend.length() != result.length())) {
             throw new IllegalArgumentException("low-rank product: [" + m + ", " + k + "] times [" + right.rows() + ", " + n + "] into "
                     + result.length() + " elements");
         }
@@ -52,6 +56,8 @@ final class LowRankProductKernel implements Runnable {
         this.rightFloats = right.floats();
         this.resultFloats = result.floats();
         this.resultStart = result.start() / Float.BYTES;
+        this.addendFloats = addend == null ? null : addend.floats();
+        this.addendStart = addend == null ? 0 : addend.start() / Float.BYTES;
     }
 
     @Override
@@ -69,9 +75,11 @@ final class LowRankProductKernel implements Runnable {
         if (buffers[0].length < ROWS * k || buffers[1].length < ROWS * paddedColumns) {
             buffers[0] = new float[ROWS * k];
             buffers[1] = new float[ROWS * paddedColumns];
+            buffers[2] = new float[paddedColumns];
         }
         float[] rows = buffers[0];
         float[] products = buffers[1];
+        float[] addendRow = buffers[2];
         int row = from;
         for (; row + ROWS <= to; row += ROWS) {
             for (int r = 0; r < ROWS; r++) {
@@ -79,14 +87,30 @@ final class LowRankProductKernel implements Runnable {
             }
             eightRows(rows, products);
             for (int r = 0; r < ROWS; r++) {
-                resultFloats.put(resultStart + (row + r) * n, products, r * paddedColumns, n);
+                write(row + r, products, r * paddedColumns, addendRow);
             }
         }
         for (; row < to; row++) {
             copyLeftRow(row, rows, 0);
             oneRow(rows, products);
-            resultFloats.put(resultStart + row * n, products, 0, n);
+            write(row, products, 0, addendRow);
         }
+    }
+
+    /** Row {@code row} of the result from {@code products[at …]}, the addend's row added first if there is one. */
+    private void write(int row, float[] products, int at, float[] addendRow) {
+        if (addendFloats != null) {
+            addendFloats.get(addendStart + row * n, addendRow, 0, n);
+            int column = 0;
+            for (int bound = SPECIES.loopBound(n); column < bound; column += SPECIES.length()) {
+                FloatVector.fromArray(SPECIES, addendRow, column).add(FloatVector.fromArray(SPECIES, products, at + column))
+                        .intoArray(products, at + column);
+            }
+            for (; column < n; column++) {
+                products[at + column] = addendRow[column] + products[at + column];
+            }
+        }
+        resultFloats.put(resultStart + row * n, products, at, n);
     }
 
     private void copyLeftRow(int row, float[] into, int at) {

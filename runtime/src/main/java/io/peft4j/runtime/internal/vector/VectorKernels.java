@@ -117,6 +117,15 @@ public final class VectorKernels implements ReplayKernels {
     }
 
     @Override
+    public Runnable productSum(DifferentialFunction product, List<INDArray> inputs, long[] iArgs, double[] tArgs, INDArray addend,
+                               INDArray sum, INDArray otherGradient) {
+        if ("false".equalsIgnoreCase(System.getProperty(PRODUCT_PROPERTY)) || inputs.stream().anyMatch(Objects::isNull)) {
+            return null;
+        }
+        return BatchedProducts.productSum(product.opName(), inputs, iArgs, tArgs, addend, sum, otherGradient);
+    }
+
+    @Override
     public Runnable exactGelu(INDArray x, ExactGelu.Scalars scalars, Map<ExactGelu.Part, INDArray> parts) {
         FloatRegion input = FloatRegion.of(x);
         Map<ExactGelu.Part, FloatRegion> regions = new EnumMap<>(ExactGelu.Part.class);
