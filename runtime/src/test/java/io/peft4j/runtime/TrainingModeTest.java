@@ -140,6 +140,53 @@ class TrainingModeTest {
     }
 
     @Test
+    void fusedKernelsTrainAsTheOpByOpReplayDoesBitForBit() {
+        Map<Boolean, Map<String, float[]>> trained = new LinkedHashMap<>();
+        for (boolean fused : new boolean[] {false, true}) {
+            System.setProperty(SameDiffTrainer.RECORDED_STEPS, "true");
+            System.setProperty(SameDiffTrainer.FUSED_KERNELS, Boolean.toString(fused));
+            try {
+                Setup setup = Setup.create();
+                try (TrainingMode mode = setup.peft.trainingMode()) {
+                    ParameterUpdater updater = new ParameterUpdater(mode.sameDiff(), mode.trainableVariables(), adam(), List.of());
+                    mode.run(batches(setup.data, 0, STEPS).iterator(), (index, loss, gradients) -> updater.apply(gradients, index, 0));
+                }
+                trained.put(fused, setup.trainable());
+            } finally {
+                System.clearProperty(SameDiffTrainer.RECORDED_STEPS);
+                System.clearProperty(SameDiffTrainer.FUSED_KERNELS);
+            }
+        }
+        for (String name : trained.get(false).keySet()) {
+            assertArrayEquals(trained.get(false).get(name), trained.get(true).get(name), 0f, name);
+        }
+    }
+
+    /**
+     * As {@link #fusedKernelsTrainAsTheOpByOpReplayDoesBitForBit} through train(...), which updates each
+     * parameter inside the step right after its gradient: a fused group that computes LoRA's A gradient
+     * at a later call must update A there, after reading it.
+     */
+    @Test
+    void trainWithFusedKernelsEqualsTheOpByOpReplayBitForBit() {
+        Map<Boolean, Map<String, float[]>> trained = new LinkedHashMap<>();
+        for (boolean fused : new boolean[] {false, true}) {
+            System.setProperty(SameDiffTrainer.FUSED_KERNELS, Boolean.toString(fused));
+            try {
+                Setup setup = Setup.create();
+                TrainingConfig config = TrainingConfig.builder().updater(adam()).dataSetFeatureMapping("x").dataSetLabelMapping("y").build();
+                setup.peft.train(config, new ViewIterator(setup.data, BATCH), 1, new ProgressListener(null, 100));
+                trained.put(fused, setup.trainable());
+            } finally {
+                System.clearProperty(SameDiffTrainer.FUSED_KERNELS);
+            }
+        }
+        for (String name : trained.get(false).keySet()) {
+            assertArrayEquals(trained.get(false).get(name), trained.get(true).get(name), 0f, name);
+        }
+    }
+
+    @Test
     void optimizerStateRoundTripsAndContinuesIdentically() {
         Setup first = Setup.create();
         Setup second = Setup.create();

@@ -87,7 +87,13 @@ public final class RecordedStep {
      * What SameDiff ran for one op, and, once built, the context that runs it again; {@code kernel},
      * when not null, computes it instead of libnd4j ({@link ReplayKernels}).
      */
-    private record Call(SameDiffOp op, OpContext context, INDArray[] outputs, Role role, Runnable kernel) {
+    /**
+     * @param updatesLater whether the updates its gradients trigger wait for a later call: a fused
+     *                     group's member whose group computes them at its anchor ({@link ProductSum})
+     * @param updatesHere  the calls whose gradients' updates run after this one, a group's anchor
+     */
+    private record Call(SameDiffOp op, OpContext context, INDArray[] outputs, Role role, Runnable kernel, boolean updatesLater,
+                        List<Call> updatesHere) {
         boolean runs() {
             return role == Role.RUN || role == Role.RUN_FUSED;
         }
@@ -289,12 +295,16 @@ public final class RecordedStep {
                 return input >= 0 ? buffers[input] : externalInputs.get(call)[k];
             }
         };
+        // a parameter is updated right after the call that computes its gradient: for a member before its
+        // anchor, after the anchor, which computes the gradient (and may read the parameter first)
+        Map<Integer, Integer> updatedAtAnchor = new HashMap<>();
         for (FusedGroup fusion : fusions) {
             Runnable kernel = fusion.kernel(kernels, stepArrays);
             if (kernel != null) {
                 fusedKernels.put(fusion.anchor(), kernel);
                 fusedMembers.addAll(fusion.members());
                 fusedMembers.remove(fusion.anchor());
+                fusion.members().stream().filter(member -> member < fusion.anchor()).forEach(member -> updatedAtAnchor.put(member, fusion.anchor()));
             }
         }
         List<Call> calls = new ArrayList<>();
@@ -315,8 +325,10 @@ public final class RecordedStep {
             Runnable kernel = role == Role.RUN_FUSED ? fusedKernels.get(i)
                     : role != Role.RUN || Arrays.stream(call.dArgs()).anyMatch(type -> type != DataType.FLOAT)
                     ? null : kernels.kernelFor(call.op().getOp(), inputs, outputs, call.iArgs(), call.tArgs(), call.bArgs());
-            calls.add(new Call(call.op(), context(call, inputs, outputs), outputs, role, kernel));
+            calls.add(new Call(call.op(), context(call, inputs, outputs), outputs, role, kernel, updatedAtAnchor.containsKey(i),
+                    new ArrayList<>()));
         }
+        updatedAtAnchor.forEach((member, anchor) -> calls.get(anchor).updatesHere().add(calls.get(member)));
         for (Call call : calls) {
             if (call.role() == Role.COMPUTED_ONCE) {
                 execute(call);
@@ -747,13 +759,27 @@ public final class RecordedStep {
                 if (loss != null) {
                     losses[loss] += output.isScalar() ? output.getDouble(0) : output.sumNumber().doubleValue();
                 }
-                String variable = variableOfGradient.get(names.get(j));
-                if (variable != null) {
-                    update(variable, output, at, config, updaters.get(variable), active, regularizationLosses);
-                }
+            }
+            if (!call.updatesLater()) {
+                updateFrom(call, at, config, updaters, active, regularizationLosses);
+            }
+            for (Call member : call.updatesHere()) {
+                updateFrom(member, at, config, updaters, active, regularizationLosses);
             }
         }
         return loss(losses, regularizationLosses);
+    }
+
+    /** The updates of the parameters whose gradients are among {@code call}'s outputs. */
+    private void updateFrom(Call call, At at, TrainingConfig config, Map<String, GradientUpdater> updaters, List<Listener> active,
+                            Map<Class<?>, double[]> regularizationLosses) {
+        List<String> names = call.op().getOutputsOfOp();
+        for (int j = 0; j < names.size(); j++) {
+            String variable = variableOfGradient.get(names.get(j));
+            if (variable != null) {
+                update(variable, call.outputs()[j], at, config, updaters.get(variable), active, regularizationLosses);
+            }
+        }
     }
 
     /** As SameDiff's {@code TrainingSession}: regularisation before, the updater, regularisation after, listeners, then the step. */

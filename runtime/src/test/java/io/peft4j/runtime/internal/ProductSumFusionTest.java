@@ -5,11 +5,18 @@ import static io.peft4j.runtime.internal.RecordedSteps.record;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
+import io.peft4j.runtime.ProgressListener;
+import io.peft4j.runtime.SameDiffTrainer;
+import io.peft4j.runtime.TrainingReport;
 import java.util.Map;
 import java.util.function.Supplier;
 import org.junit.jupiter.api.Test;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
+import org.nd4j.autodiff.samediff.TrainingConfig;
+import org.nd4j.linalg.dataset.MultiDataSet;
+import org.nd4j.linalg.dataset.adapter.SingletonMultiDataSetIterator;
+import org.nd4j.linalg.learning.config.Adam;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
@@ -85,6 +92,33 @@ class ProductSumFusionTest {
         RecordedStep step = RecordedSteps.withProperty(ReplayKernels.PRODUCT_PROPERTY, "false", () -> record(sd, placeholders, "out"));
         assertEquals(0, step.fusedCalls());
         assertClose(sd.output(placeholders, "out").get("out"), step.output(placeholders).get("out"), 2e-6, "out");
+    }
+
+    /**
+     * Training updates each parameter inside the step right after its gradient's call: A's gradient
+     * comes from the pass at the sum, so A is updated there, after the pass has read it.
+     */
+    @Test
+    void trainingUpdatesAAfterThePassThatComputesItsGradient() {
+        Map<Boolean, Map<String, float[]>> trained = new java.util.LinkedHashMap<>();
+        Map<String, INDArray> placeholders = placeholders();
+        for (boolean fused : new boolean[] {false, true}) {
+            SameDiff sd = graph(RANK);
+            TrainingConfig config = TrainingConfig.builder().updater(new Adam(0.01)).dataSetFeatureMapping("x").dataSetLabelMapping("y").build();
+            MultiDataSet batch = new MultiDataSet(new INDArray[] {placeholders.get("x")}, new INDArray[] {placeholders.get("y")});
+            Supplier<TrainingReport> training = () -> SameDiffTrainer.fit(sd, config, new SingletonMultiDataSetIterator(batch), 6,
+                    new ProgressListener(null, 100));
+            TrainingReport report = fused ? training.get() : withoutFusion(training);
+            assertEquals(6, report.steps());
+            Map<String, float[]> values = new java.util.LinkedHashMap<>();
+            for (String name : new String[] {"w1", "a", "b"}) {
+                values.put(name, sd.getArrForVarName(name).data().asFloat());
+            }
+            trained.put(fused, values);
+        }
+        for (String name : trained.get(false).keySet()) {
+            assertArrayEquals(trained.get(false).get(name), trained.get(true).get(name), name + " after six steps, four replayed");
+        }
     }
 
     private static <T> T withoutFusion(Supplier<T> action) {
