@@ -193,7 +193,7 @@ public final class ProgressListener extends BaseListener {
         }
         String reason = unavailableReason;
         if (reason == null) {
-            out.printf(Locale.ROOT, "[peft4j] replayed steps run elementwise ops, erf, GELU, LayerNorm, attention and Adam in peft4j's vector kernels; -D%s=false turns this off%n",
+            out.printf(Locale.ROOT, "[peft4j] replayed steps run elementwise ops, erf, GELU, LayerNorm, attention, low-rank products and Adam in peft4j's vector kernels; -D%s=false turns this off%n",
                     ReplayKernels.PROPERTY);
         } else if (reason != null && !reason.contains(ReplayKernels.PROPERTY)) {
             out.printf(Locale.ROOT, "[peft4j] %s%n", reason);
