@@ -12,15 +12,23 @@ final class ExecutorChecks {
     private ExecutorChecks() {
     }
 
-    /** Loads the base on {@code tasks} tasks (and keeps it in their JVMs for the run); a failure names the base and the cause. */
+    /**
+     * Loads the base on {@code tasks} tasks (and keeps it in their JVMs for the run); a failure names
+     * the base and the cause. Says on the driver's standard error which {@code spark.executorEnv.*}
+     * settings the executors lack ({@link ExecutorEnvironment}).
+     */
     static void baseLoads(SparkSession spark, ModelSource<?> source, int tasks) {
         List<Integer> slots = new ArrayList<>();
         for (int i = 0; i < tasks; i++) {
             slots.add(i);
         }
         try {
-            new JavaSparkContext(spark.sparkContext()).parallelize(slots, tasks)
-                    .map(slot -> BaseWeightsCache.get(source).size()).collect();
+            List<ExecutorEnvironment> environments = new JavaSparkContext(spark.sparkContext()).parallelize(slots, tasks)
+                    .map(slot -> {
+                        BaseWeightsCache.get(source);
+                        return ExecutorEnvironment.ofThisJvm();
+                    }).collect();
+            ExecutorEnvironment.advice(environments, spark.sparkContext().isLocal()).ifPresent(System.err::println);
         } catch (Exception e) { // Spark rethrows a task's failure as a SparkException, undeclared
             Throwable cause = e;
             while (cause.getCause() != null && cause.getCause() != cause) {
