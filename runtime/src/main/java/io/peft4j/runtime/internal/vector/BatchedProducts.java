@@ -79,16 +79,8 @@ final class BatchedProducts {
         if (g == null) {
             return null;
         }
-        Runnable first = tallTimesSmall(g, ys.transposed(), sumRegion, addendRegion);
-        Runnable second = transposeY ? kernel(g.transposed(), xs, otherGradient, inputs.get(1))
-                : kernel(xs.transposed(), g, otherGradient, inputs.get(1));
-        if (first == null || second == null) {
-            return null;
-        }
-        return () -> {
-            first.run();
-            second.run();
-        };
+        return inTurn(tallTimesSmall(g, ys.transposed(), sumRegion, addendRegion), secondGradient(xs, transposeY, g, otherGradient,
+                inputs.get(1)));
     }
 
     private static Runnable tallTimesSmall(BatchedMatrix left, BatchedMatrix right, FloatRegion sum, FloatRegion addend) {
@@ -124,7 +116,16 @@ final class BatchedProducts {
             return null;
         }
         Runnable first = transposeX ? kernel(ys, g.transposed(), dx, x) : kernel(g, ys.transposed(), dx, x);
-        Runnable second = transposeY ? kernel(g.transposed(), xs, dy, y) : kernel(xs.transposed(), g, dy, y);
+        return inTurn(first, secondGradient(xs, transposeY, g, dy, y));
+    }
+
+    /** {@code dY = Xᵀ · G} into {@code dy}, written transposed ({@code Gᵀ · X}) where {@code y} was used transposed. */
+    private static Runnable secondGradient(BatchedMatrix xs, boolean transposeY, BatchedMatrix g, INDArray dy, INDArray y) {
+        return transposeY ? kernel(g.transposed(), xs, dy, y) : kernel(xs.transposed(), g, dy, y);
+    }
+
+    /** Both kernels, one after the other; {@code null} unless both are covered. */
+    private static Runnable inTurn(Runnable first, Runnable second) {
         if (first == null || second == null) {
             return null;
         }
