@@ -5,7 +5,9 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 
 /**
  * Binds the ops of an eager decoding step that only peft4j's kernels cover to them: the product of
- * one row ({@code matmul} of a matrix and a rank-1 vector, as {@code RowProduct} calls it),
+ * one row ({@code matmul} of a matrix and a rank-1 vector, as {@code RowProduct} calls it), a
+ * prompt's few rows times a weight plus a bias ({@code xw_plus_b} of up to
+ * {@link RowProductKernel#MAX_INPUT_ROWS} rows, when matrix products run here),
  * {@code layer_norm} over the last axis, and {@code dot_product_attention} of one query without a
  * mask. Each returns {@code null} for any other form of the op, which then runs in libnd4j.
  */
@@ -13,10 +15,15 @@ final class DecodingKernels {
     private DecodingKernels() {
     }
 
-    /** A kernel for op {@code name} with these arrays and arguments, or {@code null}. */
-    static Runnable kernelFor(String name, List<INDArray> inputs, INDArray output, long[] iArgs, double[] tArgs, boolean[] bArgs) {
+    /**
+     * A kernel for op {@code name} with these arrays and arguments, or {@code null}; {@code products}
+     * says whether matrix products of several rows run here ({@code -Dpeft4j.productKernels}).
+     */
+    static Runnable kernelFor(String name, List<INDArray> inputs, INDArray output, long[] iArgs, double[] tArgs, boolean[] bArgs,
+            boolean products) {
         return switch (name) {
             case "matmul" -> rowProduct(inputs, output, iArgs, tArgs, bArgs);
+            case "xw_plus_b" -> products ? fewRowsPlusBias(inputs, output, iArgs, tArgs, bArgs) : null;
             case "layer_norm" -> layerNorm(inputs, output, iArgs, tArgs, bArgs);
             case "dot_product_attention" -> attention(inputs, output, iArgs, tArgs, bArgs);
             default -> null;
@@ -44,6 +51,28 @@ final class DecodingKernels {
             return null;
         }
         return new RowProductKernel(m, (int) matrix.size(0), (int) matrix.size(1), v, y, layout);
+    }
+
+    /** {@code xw_plus_b(x [count, in], weight [in, out], bias [out])} for a few rows, the weight not transposed. */
+    private static Runnable fewRowsPlusBias(List<INDArray> inputs, INDArray output, long[] iArgs, double[] tArgs, boolean[] bArgs) {
+        if (inputs.size() != 3 || tArgs.length > 0 || bArgs.length > 0 || java.util.Arrays.stream(iArgs).anyMatch(flag -> flag != 0)) {
+            return null;
+        }
+        INDArray x = inputs.get(0);
+        INDArray weight = inputs.get(1);
+        INDArray bias = inputs.get(2);
+        if (x.rank() != 2 || weight.rank() != 2 || output.rank() != 2 || x.size(0) > RowProductKernel.MAX_INPUT_ROWS || x.size(1) != weight.size(0)
+                || bias.length() != weight.size(1) || output.size(0) != x.size(0) || output.size(1) != weight.size(1)) {
+            return null;
+        }
+        FloatRegion rows = FloatRegion.of(x);
+        FloatRegion w = FloatRegion.of(weight);
+        FloatRegion b = FloatRegion.of(bias);
+        FloatRegion y = FloatRegion.of(output);
+        if (rows == null || w == null || b == null || y == null) {
+            return null;
+        }
+        return new RowProductKernel(w, (int) weight.size(0), (int) weight.size(1), (int) x.size(0), rows, b, y, RowProductKernel.Layout.TRANSPOSED);
     }
 
     /** {@code layer_norm(x, gain, bias)} over the last axis, channels last. */

@@ -21,7 +21,7 @@ import org.nd4j.linalg.api.ops.ScalarOp;
  * peft4j's replay kernels on the JDK's Vector API, for fp32 arrays contiguous in C order on the host.
  *
  * <p>Covered: the ops of an eager decoding step that libnd4j runs per call ({@link DecodingKernels}:
- * a matrix times a rank-1 vector, {@code layer_norm} over the last axis, one query's
+ * a matrix times a rank-1 vector, a prompt's few rows times a weight plus a bias, {@code layer_norm} over the last axis, one query's
  * {@code dot_product_attention}) and a key/value cache's appends and attention
  * ({@link #cacheWriter}, {@link #cacheAttention}); {@code matmul} and {@code matmul_bp} of arrays of
  * rank 3 or more, attention's products, and of matrices with a short side, LoRA's ({@link BatchedProducts});
@@ -59,13 +59,14 @@ public final class VectorKernels implements ReplayKernels {
             return null;
         }
         String name = op.opName();
+        boolean products = !"false".equalsIgnoreCase(System.getProperty(PRODUCT_PROPERTY));
         if (outputs.length == 1) {
-            Runnable decoding = DecodingKernels.kernelFor(name, inputs, outputs[0], iArgs, tArgs, bArgs);
+            Runnable decoding = DecodingKernels.kernelFor(name, inputs, outputs[0], iArgs, tArgs, bArgs, products);
             if (decoding != null) {
                 return decoding;
             }
         }
-        if (!"false".equalsIgnoreCase(System.getProperty(PRODUCT_PROPERTY))) {
+        if (products) {
             Runnable product = BatchedProducts.kernelFor(name, inputs, outputs, iArgs, tArgs, bArgs);
             if (product != null) {
                 return product;

@@ -1,6 +1,7 @@
 package io.peft4j.runtime.internal.vector;
 
 import static io.peft4j.runtime.internal.vector.KernelAssertions.assertClose;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 
@@ -14,6 +15,7 @@ import org.nd4j.linalg.api.ops.CustomOp;
 import org.nd4j.linalg.api.ops.impl.reduce.Mmul;
 import org.nd4j.linalg.api.ops.impl.transforms.custom.DotProductAttention;
 import org.nd4j.linalg.api.ops.impl.transforms.custom.LayerNorm;
+import org.nd4j.linalg.api.ops.impl.transforms.custom.XwPlusB;
 import org.nd4j.linalg.factory.Nd4j;
 
 /**
@@ -41,6 +43,55 @@ class DecodingKernelsTest {
                 Nd4j.exec(op);
                 assertClose(op.outputArguments().get(0), actual, 2e-5, "matrix " + Arrays.toString(shape) + (transposed ? " transposed" : ""));
             }
+        }
+    }
+
+    @Test
+    void aPromptsRowsTimesAWeightPlusBiasAreLibnd4jsAndEachRowsOwnProduct() {
+        int[][] shapes = {{1, 37, 70}, {3, 70, 37}, {8, 256, 1024}, {16, 1024, 256}, {5, 9, 3}, {2, 2048, 2048}};
+        for (int[] shape : shapes) {
+            INDArray x = Nd4j.randn(DataType.FLOAT, shape[0], shape[1]);
+            INDArray weight = Nd4j.randn(DataType.FLOAT, shape[1], shape[2]);
+            INDArray bias = Nd4j.randn(DataType.FLOAT, shape[2]);
+            XwPlusB op = new XwPlusB(new INDArray[] {x, weight, bias}, Nd4j.create(DataType.FLOAT, shape[0], shape[2]));
+            INDArray actual = Nd4j.create(DataType.FLOAT, shape[0], shape[2]);
+            kernel(op, List.of(x, weight, bias), actual).run();
+            Nd4j.exec(op);
+            assertClose(op.outputArguments().get(0), actual, 2e-5, "x " + Arrays.toString(shape));
+            // A token fed alone gets the bits it gets as one of the prompt's rows.
+            for (int r = 0; r < shape[0]; r++) {
+                INDArray row = x.getRow(r).dup();
+                INDArray alone = Nd4j.create(DataType.FLOAT, shape[2]);
+                Mmul product = new Mmul(weight, row, alone, 1.0, 0.0, MMulTranspose.builder().transposeA(true).build());
+                kernel(product, List.of(weight, row), alone).run();
+                alone.addi(bias);
+                assertArrayEquals(alone.toFloatVector(), actual.getRow(r).toFloatVector(), "row " + r + " of " + Arrays.toString(shape));
+            }
+        }
+        INDArray seventeen = Nd4j.randn(DataType.FLOAT, 17, 8);
+        INDArray weight = Nd4j.randn(DataType.FLOAT, 8, 4);
+        INDArray bias = Nd4j.randn(DataType.FLOAT, 4);
+        XwPlusB tooMany = new XwPlusB(new INDArray[] {seventeen, weight, bias}, Nd4j.create(DataType.FLOAT, 17, 4));
+        assertNull(KERNELS.kernelFor(tooMany, List.of(seventeen, weight, bias), new INDArray[] {tooMany.outputArguments().get(0)}, tooMany.iArgs(),
+                tooMany.tArgs(), tooMany.bArgs()), "17 rows are a matrix product for BLAS");
+    }
+
+    @Test
+    void aBoundRowProductReadsItsArraysCurrentValuesOnEveryRun() {
+        // A decoding session binds a kernel once and runs it every step, the vector being a row of a
+        // larger array (an offset view) and the weight changing in place (merge, unmerge, training).
+        INDArray matrix = Nd4j.randn(DataType.FLOAT, 96, 80);
+        INDArray rows = Nd4j.randn(DataType.FLOAT, 3, 96);
+        INDArray vector = rows.getRow(2);
+        INDArray actual = Nd4j.create(DataType.FLOAT, 80);
+        MMulTranspose transpose = MMulTranspose.builder().transposeA(true).build();
+        Runnable kernel = kernel(new Mmul(matrix, vector, actual, 1.0, 0.0, transpose), List.of(matrix, vector), actual);
+        for (int step = 0; step < 3; step++) {
+            kernel.run();
+            INDArray expected = vector.reshape(1, 96).mmul(matrix).reshape(80);
+            assertClose(expected, actual, 2e-5, "step " + step);
+            rows.getRow(2).assign(Nd4j.randn(DataType.FLOAT, 96));
+            matrix.addi(Nd4j.randn(DataType.FLOAT, 96, 80));
         }
     }
 
