@@ -69,7 +69,8 @@ final class ExactGeluKernel implements Runnable {
     }
 
     private void run(int from, int to) {
-        int bound = x.length() < KernelWarmUp.VECTOR_FROM ? from : from + SPECIES.loopBound(to - from);
+        // vectorised from the length UnaryKernel's erf is, so that the bits match the op-by-op ops'
+        int bound = x.length() < UnaryKernel.Function.ERF.vectorFrom ? from : from + SPECIES.loopBound(to - from);
         FloatVector unit = FloatVector.broadcast(SPECIES, 1f);
         for (int i = from; i < bound; i += LANES) {
             FloatVector v = FloatVector.fromByteBuffer(SPECIES, x.bytes(), x.at(i), FloatRegion.ORDER);

@@ -26,6 +26,13 @@ final class KernelWarmUp {
      * (an addition of LayerNorm's epsilon: 230 µs against 34); scalar Java is slow only before C1.
      */
     static final int VECTOR_FROM = 4096;
+    /**
+     * {@link #VECTOR_FROM} of the functions built on the exponential ({@code exp}, {@code sigmoid}, the
+     * GELUs, {@code erf}): their scalar loop calls {@code Math.exp} per element, about ten times the
+     * vector loop's time (ND4J's {@code gelu} on a decoding step's {@code [1, 1024]}: 5.1 µs against
+     * 0.6; BENCHMARKS.md, change 32), which outweighs the risk above for arrays of a few hundred.
+     */
+    static final int TRANSCENDENTAL_VECTOR_FROM = 256;
     private static final int ELEMENTS = 4 * VECTOR_FROM;
     private static final int ROUNDS = 400;
 

@@ -13,7 +13,8 @@ import jdk.incubator.vector.VectorSpecies;
  * and a vector passed to or returned from a method that the JIT did not inline is boxed on the heap;
  * a shared loop calling a per-function helper ran 5–10× slower inside a training step than in
  * isolation. The last {@code length mod lanes} elements are computed one by one, and so are arrays
- * shorter than {@link KernelWarmUp#VECTOR_FROM}. {@code exp}, {@code sigmoid}, ND4J's sigmoid-form
+ * shorter than {@link KernelWarmUp#VECTOR_FROM} ({@link KernelWarmUp#TRANSCENDENTAL_VECTOR_FROM} for
+ * the functions built on the exponential). {@code exp}, {@code sigmoid}, ND4J's sigmoid-form
  * {@code gelu} and its {@code _geluderivative} use the JDK's vectorised {@code EXP} ({@code TANH} and
  * {@code LOG} ran slower than libnd4j's in JDK 17 and are left to it, and with them
  * {@code precise_gelu}); {@code erf} is {@link Erf}'s approximation.
@@ -21,15 +22,18 @@ import jdk.incubator.vector.VectorSpecies;
 final class UnaryKernel implements Runnable {
     /** The functions, with the libnd4j op names they replace and a relative cost per element. */
     enum Function {
-        EXP("exp", 8), SIGMOID("sigmoid", 10), GELU("gelu", 11), GELU_DERIVATIVE("_geluderivative", 12), ERF("erf", 12), NEG("neg", 1),
-        SQRT("sqrt", 2), SQUARE("square", 1), ABS("abs", 1);
+        EXP("exp", 8, true), SIGMOID("sigmoid", 10, true), GELU("gelu", 11, true), GELU_DERIVATIVE("_geluderivative", 12, true),
+        ERF("erf", 12, true), NEG("neg", 1, false), SQRT("sqrt", 2, false), SQUARE("square", 1, false), ABS("abs", 1, false);
 
         final String opName;
         final int cost;
+        /** Arrays from this length run the vector loop. */
+        final int vectorFrom;
 
-        Function(String opName, int cost) {
+        Function(String opName, int cost, boolean exponential) {
             this.opName = opName;
             this.cost = cost;
+            this.vectorFrom = exponential ? KernelWarmUp.TRANSCENDENTAL_VECTOR_FROM : KernelWarmUp.VECTOR_FROM;
         }
 
         static Function named(String opName) {
@@ -67,7 +71,7 @@ final class UnaryKernel implements Runnable {
     }
 
     private void run(int from, int to) {
-        if (x.length() < KernelWarmUp.VECTOR_FROM) {
+        if (x.length() < function.vectorFrom) {
             for (int i = from; i < to; i++) {
                 y.put(i, scalar(x.get(i)));
             }
