@@ -6,8 +6,8 @@ import io.peft4j.runtime.KeyValueCache;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.function.Supplier;
+import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.factory.Nd4j;
 
 /**
  * Key/value-cached decoding of one sequence without a graph: each token runs the model's layers as
@@ -68,10 +68,19 @@ public final class EagerDecoder {
         for (int i = 0; i < at.length; i++) {
             at[i] = positions + i;
         }
-        Supplier<INDArray> step = () -> model.decode(Nd4j.createFromArray(tokens), Nd4j.createFromArray(at), caches);
+        Supplier<INDArray> step = () -> model.decode(ids("token ids", tokens), ids("positions", at), caches);
         INDArray logits = session != null ? session.run(step) : EagerInference.run(step);
         positions += tokens.length;
         return logits.toFloatVector();
+    }
+
+    /** {@code values} as INT32 {@code [n]}, in the same array every step of the session ({@link EagerSession#outputFor}). */
+    private INDArray ids(String name, int[] values) {
+        INDArray ids = EagerSession.outputFor(this, name, DataType.INT32, values.length);
+        for (int i = 0; i < values.length; i++) {
+            ids.putScalar(i, values[i]);
+        }
+        return ids;
     }
 
     /** Token positions fed so far (prefixes and virtual tokens not counted). */

@@ -8,8 +8,8 @@ import org.nd4j.linalg.api.ndarray.INDArray;
  * one row ({@code matmul} of a matrix and a rank-1 vector, as {@code RowProduct} calls it), a
  * prompt's few rows times a weight plus a bias ({@code xw_plus_b} of up to
  * {@link RowProductKernel#MAX_INPUT_ROWS} rows, when matrix products run here),
- * {@code layer_norm} over the last axis, and {@code dot_product_attention} of one query without a
- * mask. Each returns {@code null} for any other form of the op, which then runs in libnd4j.
+ * {@code layer_norm} over the last axis, {@code dot_product_attention} of one query without a
+ * mask, and {@code gather} of a table's rows by INT32 indices (an embedding lookup). Each returns {@code null} for any other form of the op, which then runs in libnd4j.
  */
 final class DecodingKernels {
     private DecodingKernels() {
@@ -24,6 +24,7 @@ final class DecodingKernels {
         return switch (name) {
             case "matmul" -> rowProduct(inputs, output, iArgs, tArgs, bArgs);
             case "xw_plus_b" -> products ? fewRowsPlusBias(inputs, output, iArgs, tArgs, bArgs) : null;
+            case "gather" -> rowGather(inputs, output, iArgs, tArgs, bArgs);
             case "layer_norm" -> layerNorm(inputs, output, iArgs, tArgs, bArgs);
             case "dot_product_attention" -> attention(inputs, output, iArgs, tArgs, bArgs);
             default -> null;
@@ -73,6 +74,27 @@ final class DecodingKernels {
             return null;
         }
         return new RowProductKernel(w, (int) weight.size(0), (int) weight.size(1), (int) x.size(0), rows, b, y, RowProductKernel.Layout.TRANSPOSED);
+    }
+
+    /** {@code gather(table [rows, width], indices [count])} along axis 0, the indices INT32, into {@code [count, width]}. */
+    private static Runnable rowGather(List<INDArray> inputs, INDArray output, long[] iArgs, double[] tArgs, boolean[] bArgs) {
+        if (inputs.size() != 2 || iArgs.length != 1 || iArgs[0] != 0 || tArgs.length > 0 || bArgs.length > 0) {
+            return null;
+        }
+        INDArray table = inputs.get(0);
+        INDArray indices = inputs.get(1);
+        if (table.rank() != 2 || indices.rank() != 1 || indices.dataType() != org.nd4j.linalg.api.buffer.DataType.INT32 || output.rank() != 2
+                || output.size(0) != indices.length() || output.size(1) != table.size(1) || indices.length() > 1 && indices.stride(0) != 1) {
+            return null;
+        }
+        FloatRegion rows = FloatRegion.of(table);
+        FloatRegion y = FloatRegion.of(output);
+        java.nio.ByteBuffer indexBytes = indices.data().asNio();
+        if (rows == null || y == null || indexBytes == null || !indexBytes.isDirect()) {
+            return null;
+        }
+        return new RowGatherKernel(rows, (int) table.size(0), (int) table.size(1), indexBytes, (int) indices.offset() * Integer.BYTES,
+                (int) indices.length(), y);
     }
 
     /** {@code layer_norm(x, gain, bias)} over the last axis, channels last. */

@@ -2,6 +2,9 @@ package io.peft4j.runtime.internal.vector;
 
 import static io.peft4j.runtime.internal.vector.KernelAssertions.assertClose;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 
@@ -14,6 +17,7 @@ import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.ops.CustomOp;
 import org.nd4j.linalg.api.ops.impl.reduce.Mmul;
 import org.nd4j.linalg.api.ops.impl.transforms.custom.DotProductAttention;
+import org.nd4j.linalg.api.ops.impl.shape.Gather;
 import org.nd4j.linalg.api.ops.impl.transforms.custom.LayerNorm;
 import org.nd4j.linalg.api.ops.impl.transforms.custom.XwPlusB;
 import org.nd4j.linalg.factory.Nd4j;
@@ -74,6 +78,26 @@ class DecodingKernelsTest {
         XwPlusB tooMany = new XwPlusB(new INDArray[] {seventeen, weight, bias}, Nd4j.create(DataType.FLOAT, 17, 4));
         assertNull(KERNELS.kernelFor(tooMany, List.of(seventeen, weight, bias), new INDArray[] {tooMany.outputArguments().get(0)}, tooMany.iArgs(),
                 tooMany.tArgs(), tooMany.bArgs()), "17 rows are a matrix product for BLAS");
+    }
+
+    @Test
+    void gatheredRowsAreTheTablesRowsAtTheCurrentIndices() {
+        INDArray table = Nd4j.randn(DataType.FLOAT, 257, 40);
+        INDArray indices = Nd4j.createFromArray(3, 256, 0, 3);
+        INDArray actual = Nd4j.create(DataType.FLOAT, 4, 40);
+        Gather op = new Gather(table, indices, 0);
+        op.addOutputArgument(Nd4j.create(DataType.FLOAT, 4, 40));
+        Runnable kernel = kernel(op, List.of(table, indices), actual);
+        kernel.run();
+        Nd4j.exec(op);
+        assertEquals(op.outputArguments().get(0), actual);
+        // a decoder writes the next token into the same index array: the bound kernel reads it
+        indices.putScalar(1, 7);
+        kernel.run();
+        assertArrayEquals(table.getRow(7).toFloatVector(), actual.getRow(1).toFloatVector());
+        indices.putScalar(2, 257);
+        IndexOutOfBoundsException outside = assertThrows(IndexOutOfBoundsException.class, kernel::run);
+        assertTrue(outside.getMessage().contains("index 257") && outside.getMessage().contains("257 rows"), outside.getMessage());
     }
 
     @Test
