@@ -6,6 +6,7 @@ import org.nd4j.linalg.api.memory.MemoryWorkspace;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.api.ops.CustomOp;
 import org.nd4j.linalg.api.ops.impl.transforms.custom.DotProductAttention;
+import org.nd4j.linalg.api.ops.impl.transforms.custom.SoftMax;
 import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.linalg.indexing.NDArrayIndex;
 
@@ -20,7 +21,8 @@ import org.nd4j.linalg.indexing.NDArrayIndex;
  *
  * <p>In an {@link EagerSession} with peft4j's kernels ({@link SameDiffTrainer#VECTOR_KERNELS}), a
  * step's append and its one query's attention ({@link #attendOne}) run in kernels bound to the cache
- * once per sequence: no view of the cache per step. Views cost ND4J a native shape buffer each, and
+ * once per sequence: no view of the cache per step. A prompt's queries ({@link #attendEach}) each run
+ * that kernel over their own prefix of the cache. Views cost ND4J a native shape buffer each, and
  * the eight a layer made per step were a third of what a decoding step allocated (BENCHMARKS.md,
  * change 22). Elsewhere (other backends, plain calls) both are ND4J's views and ops.
  */
@@ -122,6 +124,72 @@ public final class KeyValueCache {
         };
         EagerSession.call(owner, "dot_product_attention", op, attended, queries, byHeadKeys, byHeadValues);
         return EagerSession.reshape(attended, 1, size);
+    }
+
+    /**
+     * The queries {@code [T, d]} of the last {@code T} cached positions (a prompt just appended), each
+     * over the cached positions up to and including its own, {@code heads} heads splitting the
+     * features: per head {@code softmax(q · Kᵀ / √(d / heads) + causal mask) · V}, returned as
+     * {@code [T, d]} (an {@link EagerSession#outputFor} array of {@code owner}). One query is
+     * {@link #attendOne}.
+     *
+     * <p>With peft4j's kernels each query runs {@link #attendOne}'s kernel over its own prefix of the
+     * cache, so a prompt's positions get the arithmetic its tokens would get fed one by one; the
+     * masked product, softmax and product written with ND4J's ops were a dozen libnd4j calls a layer,
+     * most of a prompt's time outside its matrix products (BENCHMARKS.md, change 32). Without them it
+     * is those ops.
+     */
+    public INDArray attendEach(Object owner, INDArray queries, int heads) {
+        long count = queries.size(0);
+        if (count > length) {
+            throw new IllegalStateException(count + " queries but " + length + " cached positions: append the queries' keys and values first");
+        }
+        if (count == 1) {
+            return attendOne(owner, queries, heads);
+        }
+        long size = keys.size(1);
+        INDArray attended = EagerSession.outputFor(owner, "attended rows", queries.dataType(), count, size);
+        ReplayKernels kernels = EagerSession.currentKernels();
+        if (kernels != ReplayKernels.NONE && attendEachByKernels(kernels, queries, attended, heads)) {
+            return attended;
+        }
+        long perHead = size / heads;
+        INDArray byHeadQueries = queries.reshape(count, heads, perHead).permute(1, 0, 2);
+        INDArray byHeadKeys = keys().reshape(length, heads, perHead).permute(1, 0, 2);
+        INDArray byHeadValues = values().reshape(length, heads, perHead).permute(1, 0, 2);
+        INDArray scores = Nd4j.matmul(byHeadQueries, byHeadKeys, null, false, true, false).divi(Math.sqrt((double) perHead));
+        scores.addi(causalMask(count, length).broadcast(scores.shape()));
+        INDArray weights = Nd4j.exec((CustomOp) new SoftMax(scores, scores, 2))[0];
+        INDArray byHead = Nd4j.matmul(weights, byHeadValues, null, false, false, false);
+        return attended.assign(byHead.permute(1, 0, 2).reshape(count, size));
+    }
+
+    private boolean attendEachByKernels(ReplayKernels kernels, INDArray queries, INDArray attended, int heads) {
+        int count = (int) queries.size(0);
+        ReplayKernels.CacheKernel[] each = new ReplayKernels.CacheKernel[count];
+        for (int t = 0; t < count; t++) {
+            INDArray query = queries.get(NDArrayIndex.interval(t, t + 1), NDArrayIndex.all());
+            INDArray output = attended.get(NDArrayIndex.interval(t, t + 1), NDArrayIndex.all());
+            each[t] = kernels.cacheAttention(query, keys, values, output, heads, true);
+            if (each[t] == null) {
+                return false;
+            }
+        }
+        for (int t = 0; t < count; t++) {
+            each[t].run((int) (length - count + t + 1));
+        }
+        return true;
+    }
+
+    /** {@code [1, queries, keys]}: 0 where a query (the last {@code queries} of {@code keys} positions) sees a key, else -1e9. */
+    private static INDArray causalMask(long queries, long keys) {
+        float[][] mask = new float[(int) queries][(int) keys];
+        for (int i = 0; i < queries; i++) {
+            for (int j = 0; j < keys; j++) {
+                mask[i][j] = j <= i + keys - queries ? 0f : -1e9f;
+            }
+        }
+        return Nd4j.createFromArray(mask).reshape(1, queries, keys);
     }
 
     /** Whether nothing was appended yet. */

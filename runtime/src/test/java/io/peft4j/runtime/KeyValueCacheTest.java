@@ -61,6 +61,32 @@ class KeyValueCacheTest {
         assertThrows(IllegalStateException.class, () -> new KeyValueCache(2).attendOne(LAYER, query, HEADS), "nothing cached yet");
     }
 
+    @Test
+    void aPromptsQueriesEachAttendUpToTheirOwnPositionInASessionAndWithout() {
+        // Two positions in front (a prefix) and a prompt of five: query t sees the prefix and prompt rows 0..t.
+        INDArray keys = Nd4j.randn(DataType.FLOAT, 7, WIDTH);
+        INDArray values = Nd4j.randn(DataType.FLOAT, 7, WIDTH);
+        INDArray queries = Nd4j.randn(DataType.FLOAT, 5, WIDTH).muli(2);
+        KeyValueCache inSession = new KeyValueCache(3);
+        KeyValueCache plain = new KeyValueCache(3);
+        INDArray attended;
+        try (EagerSession session = new EagerSession()) {
+            attended = session.run(() -> {
+                inSession.append(keys, values);
+                return inSession.attendEach(LAYER, queries, HEADS);
+            });
+        }
+        plain.append(keys, values);
+        INDArray withoutSession = plain.attendEach(LAYER, queries, HEADS);
+        for (int t = 0; t < 5; t++) {
+            INDArray seen = keys.get(NDArrayIndex.interval(0, 3 + t), NDArrayIndex.all());
+            INDArray expected = reference(seen, values.get(NDArrayIndex.interval(0, 3 + t), NDArrayIndex.all()), queries.getRow(t).reshape(1, WIDTH));
+            assertTrue(expected.equalsWithEps(attended.getRow(t).reshape(1, WIDTH), 1e-5), "query " + t + " in a session: " + attended.getRow(t));
+            assertTrue(expected.equalsWithEps(withoutSession.getRow(t).reshape(1, WIDTH), 1e-5), "query " + t + " without: " + withoutSession.getRow(t));
+        }
+        assertThrows(IllegalStateException.class, () -> new KeyValueCache(0).attendEach(LAYER, queries, HEADS), "nothing cached yet");
+    }
+
     /** Per head: softmax(q · Kᵀ / √(d / heads)) · V. */
     private static INDArray reference(INDArray keys, INDArray values, INDArray query) {
         int size = WIDTH / HEADS;

@@ -7,10 +7,7 @@ import io.peft4j.samples.transformer.Shapes;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.linalg.api.ndarray.INDArray;
-import org.nd4j.linalg.api.ops.CustomOp;
-import org.nd4j.linalg.api.ops.impl.transforms.custom.SoftMax;
 import org.nd4j.linalg.api.rng.Random;
-import org.nd4j.linalg.factory.Nd4j;
 import org.nd4j.linalg.indexing.NDArrayIndex;
 
 /**
@@ -80,36 +77,12 @@ public final class CausalSelfAttention {
         INDArray values = value.forward(x);
         long length = x.size(0);
         cache.append(cache.isEmpty() ? keys : lastRows(keys, length), cache.isEmpty() ? values : lastRows(values, length));
-        if (length == 1) {
-            return output.forward(cache.attendOne(this, query.forward(x), heads));
-        }
-        INDArray scores = Nd4j.matmul(byHead(query.forward(x)), byHead(cache.keys()), null, false, true, false)
-                .divi(Math.sqrt((double) size / heads));
-        scores.addi(causalMask(length, cache.length()).broadcast(scores.shape()));
-        INDArray weights = Nd4j.exec((CustomOp) new SoftMax(scores, scores, 2))[0];
-        INDArray attended = Nd4j.matmul(weights, byHead(cache.values()), null, false, false, false);
-        return output.forward(attended.permute(1, 0, 2).dup('c').reshape(length, size));
+        return output.forward(cache.attendEach(this, query.forward(x), heads));
     }
 
     private static INDArray lastRows(INDArray rows, long n) {
         long length = rows.size(0);
         return n == length ? rows : rows.get(NDArrayIndex.interval(length - n, length), NDArrayIndex.all());
-    }
-
-    /** {@link Sequences#causalMask}'s values for {@code queries} over {@code keys}: {@code [1, queries, keys]}. */
-    private static INDArray causalMask(long queries, long keys) {
-        float[][] mask = new float[(int) queries][(int) keys];
-        for (int i = 0; i < queries; i++) {
-            for (int j = 0; j < keys; j++) {
-                mask[i][j] = j <= i + keys - queries ? 0f : -1e9f;
-            }
-        }
-        return Nd4j.createFromArray(mask).reshape(1, queries, keys);
-    }
-
-    /** {@code [T, d] → [heads, T, d/heads]}. */
-    private INDArray byHead(INDArray rows) {
-        return rows.reshape(rows.size(0), heads, size / heads).permute(1, 0, 2);
     }
 
     /** {@code [batch, T, d] → [batch, heads, T, d/heads]}. */

@@ -71,7 +71,15 @@ public final class EagerDecoder {
         Supplier<INDArray> step = () -> model.decode(ids("token ids", tokens), ids("positions", at), caches);
         INDArray logits = session != null ? session.run(step) : EagerInference.run(step);
         positions += tokens.length;
-        return logits.toFloatVector();
+        return values(logits);
+    }
+
+    /**
+     * The elements of {@code row}: read from its buffer where they lie one after another, since
+     * {@code toFloatVector} copies the array first (an allocation and a native call every step).
+     */
+    private static float[] values(INDArray row) {
+        return row.elementWiseStride() == 1 ? row.data().getFloatsAt(row.offset(), (int) row.length()) : row.toFloatVector();
     }
 
     /** {@code values} as INT32 {@code [n]}, in the same array every step of the session ({@link EagerSession#outputFor}). */
