@@ -15,7 +15,8 @@ import org.nd4j.linalg.indexing.NDArrayIndex;
  * allocated once: {@code [capacity, d]} each, of which the first {@link #length()} rows are filled.
  *
  * <p>The capacity is set by the first {@link #append} (the prompt, with any prefix or virtual-token
- * positions in front) plus {@code room} positions for what follows, so a decoding step writes its
+ * positions in front) plus {@code room} positions for what follows ({@link #clear} keeps it for the
+ * next sequence where that fits), so a decoding step writes its
  * new position in place instead of copying the whole cache, as a graph's {@code concat} does. The
  * arrays live outside any workspace: they outlast the step that fills them.
  *
@@ -51,12 +52,20 @@ public final class KeyValueCache {
     /** Appends {@code newKeys} and {@code newValues} {@code [m, d]}. */
     public void append(INDArray newKeys, INDArray newValues) {
         long count = newKeys.size(0);
+        if (keys != null && length == 0 && (count + room > keys.size(0) || keys.size(1) != newKeys.size(1)
+                || keys.dataType() != newKeys.dataType())) {
+            keys = null; // a cleared cache whose arrays do not fit the new sequence's first append
+        }
         if (keys == null) {
             long[] shape = {count + room, newKeys.size(1)};
             try (MemoryWorkspace outside = Nd4j.getWorkspaceManager().scopeOutOfWorkspaces()) {
                 keys = Nd4j.create(newKeys.dataType(), shape);
                 values = Nd4j.create(newValues.dataType(), shape);
             }
+            // kernels bound to earlier arrays are bound again at their next call
+            writtenKeys = null;
+            writtenValues = null;
+            attendedQuery = null;
         }
         if (length + count > keys.size(0)) {
             throw new IllegalStateException("the key/value cache holds " + keys.size(0) + " positions and is full: " + length
@@ -134,10 +143,9 @@ public final class KeyValueCache {
      * {@link #attendOne}.
      *
      * <p>With peft4j's kernels each query runs {@link #attendOne}'s kernel over its own prefix of the
-     * cache, so a prompt's positions get the arithmetic its tokens would get fed one by one; the
-     * masked product, softmax and product written with ND4J's ops were a dozen libnd4j calls a layer,
-     * most of a prompt's time outside its matrix products (BENCHMARKS.md, change 32). Without them it
-     * is those ops.
+     * cache, so a prompt's positions get the arithmetic its tokens would get fed one by one, in place
+     * of a dozen libnd4j calls a layer for the masked product, softmax and product. Without them it is
+     * those ops.
      */
     public INDArray attendEach(Object owner, INDArray queries, int heads) {
         long count = queries.size(0);
@@ -190,6 +198,16 @@ public final class KeyValueCache {
             }
         }
         return Nd4j.createFromArray(mask).reshape(1, queries, keys);
+    }
+
+    /**
+     * Forgets the cached positions, for the next sequence, and keeps the arrays (and the kernels bound
+     * to them in a session): the next first append reuses them if it and the room fit, else allocates
+     * new ones: allocating and zeroing them and binding their kernels again is part of what makes a
+     * new sequence's first two passes slow (BENCHMARKS.md, change 32).
+     */
+    public void clear() {
+        length = 0;
     }
 
     /** Whether nothing was appended yet. */

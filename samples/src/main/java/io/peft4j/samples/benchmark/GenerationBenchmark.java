@@ -15,6 +15,7 @@ import io.peft4j.samples.gpt.ResidentMemoryCheck;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Locale;
 import java.util.Optional;
 import java.util.function.IntFunction;
@@ -67,15 +68,27 @@ public final class GenerationBenchmark {
         // Eager decoding kept getting faster for the first tens of seconds of a process, so the eager rows
         // come after the graph rows and take turns: base in a session, the same with libnd4j's kernels, base with
         // plain calls, LoRA unmerged.
-        double[][] eagerWays = tokensPerSecond(generated, EAGER_WARM_UP_RUNS, () -> generate(model, session, prompt, Mode.EAGER_CACHE),
-                () -> generate(model, session, prompt, Mode.EAGER_CACHE_LIBND4J_KERNELS),
-                () -> generate(model, session, prompt, Mode.EAGER_CACHE_PLAIN_CALLS), () -> generate(adapted, null, prompt, Mode.EAGER_CACHE));
+        // A decoder serves one generation after another (reset between them), as a server's would; one row
+        // makes a new decoder per generation, which binds its ops and allocates its arrays again.
+        EagerDecoder reused = new EagerDecoder(model);
+        EagerDecoder libnd4jReused = withVectorKernelsOff(() -> new EagerDecoder(model));
+        EagerDecoder plainReused = EagerDecoder.withPlainOpCalls(model);
+        EagerDecoder adaptedReused = new EagerDecoder(adapted);
+        for (EagerDecoder decoder : List.of(reused, libnd4jReused, plainReused, reused)) {
+            if (!Arrays.equals(expected, generate(decoder, prompt))) {
+                throw new IllegalStateException("a reused eager decoder generated other tokens than " + Mode.GRAPH_RECOMPUTE);
+            }
+        }
+        double[][] eagerWays = tokensPerSecond(generated, EAGER_WARM_UP_RUNS, () -> generate(reused, prompt),
+                () -> generate(model, session, prompt, Mode.EAGER_CACHE), () -> generate(libnd4jReused, prompt),
+                () -> generate(plainReused, prompt), () -> generate(adaptedReused, prompt));
         double[] eager = eagerWays[0];
-        double[] libnd4jKernels = eagerWays[1];
-        double[] plainCalls = eagerWays[2];
-        double[] unmerged = eagerWays[3];
+        double[] newDecoders = eagerWays[1];
+        double[] libnd4jKernels = eagerWays[2];
+        double[] plainCalls = eagerWays[3];
+        double[] unmerged = eagerWays[4];
         lora.merge();
-        double[] merged = tokensPerSecond(generated, EAGER_WARM_UP_RUNS, () -> generate(adapted, null, prompt, Mode.EAGER_CACHE))[0];
+        double[] merged = tokensPerSecond(generated, EAGER_WARM_UP_RUNS, () -> generate(adaptedReused, prompt))[0];
         double predicted = flops(config, prompt.length, false) / flops(config, prompt.length, true);
         System.out.printf(Locale.ROOT, "%d native thread%s; GPT %s, batch 1, %d-byte prompt extended to %d positions (%d tokens), "
                 + "median of %d runs after %d warm-up runs (eager: %d); JavaCPP's resident-memory check %s%n%n", threads, threads == 1 ? "" : "s", config, prompt.length, LENGTH,
@@ -84,6 +97,7 @@ public final class GenerationBenchmark {
         System.out.println("|---|---:|---:|---:|");
         Optional<JsonNode> torch = PyTorchReference.run("gpt", threads);
         row("with the key/value cache, eager", eager, torch.map(t -> t.path("cached_tokens_per_s")));
+        row("with the key/value cache, eager, a new decoder per generation", newDecoders, torch.map(t -> t.path("cached_tokens_per_s")));
         row("with the key/value cache, eager, libnd4j's kernels (-D" + SameDiffTrainer.VECTOR_KERNELS + "=false)", libnd4jKernels,
                 torch.map(t -> t.path("cached_tokens_per_s")));
         row("with the key/value cache, eager, plain op calls (no session)", plainCalls, torch.map(t -> t.path("cached_tokens_per_s")));
@@ -155,6 +169,20 @@ public final class GenerationBenchmark {
             summary[g] = new double[] {rates[g][0], rates[g][RUNS / 2], rates[g][RUNS - 1]};
         }
         return summary;
+    }
+
+    /** {@link #LENGTH} tokens greedily from {@code prompt}, by {@code decoder} reset for a new sequence. */
+    private static int[] generate(EagerDecoder decoder, int[] prompt) {
+        decoder.reset();
+        int[] tokens = Arrays.copyOf(prompt, LENGTH);
+        float[] logits = decoder.feed(prompt);
+        for (int length = prompt.length; length < LENGTH; length++) {
+            tokens[length] = argmax(logits);
+            if (length + 1 < LENGTH) {
+                logits = decoder.feed(tokens[length]);
+            }
+        }
+        return tokens;
     }
 
     private static int[] generate(GptModel model, DecoderSession session, int[] prompt, Mode mode) {

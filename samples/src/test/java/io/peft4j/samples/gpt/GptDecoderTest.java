@@ -3,6 +3,7 @@ package io.peft4j.samples.gpt;
 import static io.peft4j.samples.gpt.GptGenerator.Decoding.EAGER_CACHE;
 import static io.peft4j.samples.gpt.GptGenerator.Decoding.GRAPH_CACHE;
 import static io.peft4j.samples.gpt.GptGenerator.Decoding.RECOMPUTE;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -169,6 +170,23 @@ class GptDecoderTest {
             worst = Math.max(worst, maxDifference(session.feed(TEXT[t]), plain.feed(TEXT[t])));
         }
         assertTrue(worst < 1e-6, "session vs plain op calls: logits differ by " + worst);
+    }
+
+    @Test
+    void aResetDecoderGivesANewDecodersLogitsForTheNextSequence() {
+        GptModel model = new GptModel(SameDiff.create(), TINY, 7);
+        withRandomLora(model);
+        EagerDecoder reused = new EagerDecoder(model);
+        // prompts of 5, then 3 (the caches' arrays kept), then 8 positions (more than they hold: new arrays)
+        for (int prompt : new int[] {5, 3, 8}) {
+            reused.reset();
+            EagerDecoder fresh = new EagerDecoder(model);
+            assertArrayEquals(fresh.feed(Arrays.copyOf(TEXT, prompt)), reused.feed(Arrays.copyOf(TEXT, prompt)), "prompt of " + prompt);
+            for (int t = prompt; t < prompt + 4; t++) {
+                assertArrayEquals(fresh.feed(TEXT[t]), reused.feed(TEXT[t]), "prompt of " + prompt + ", token " + t);
+            }
+            assertEquals(fresh.positions(), reused.positions());
+        }
     }
 
     @Test
