@@ -80,16 +80,16 @@ public final class EagerSession implements AutoCloseable {
     }
 
     /**
-     * An op's reused context (none for ND4J's legacy ops) and the kernel last bound to its arrays: a
-     * call with the same array objects as the one before, as a session's outputs and views are, runs
-     * that kernel again without looking anything up.
+     * An op's reused context (none for ND4J's legacy ops) and the kernels bound to its arrays of the
+     * last two shapes it was called with: a call with the same array objects as before, as a session's
+     * outputs and views are, runs that kernel again without looking anything up. Two, because a
+     * decoder reset for its next sequence alternates between a prompt's rows and a step's one row.
      */
     private static final class ReusedOp {
         private final DifferentialFunction op;
         private final OpContext context;
-        private INDArray[] boundInputs;
-        private INDArray boundOutput;
-        private Runnable kernel;
+        private Binding current;
+        private Binding previous;
 
         ReusedOp(DifferentialFunction op, OpContext context) {
             this.op = op;
@@ -97,14 +97,27 @@ public final class EagerSession implements AutoCloseable {
         }
 
         Runnable kernel(ReplayKernels kernels, INDArray output, INDArray[] inputs) {
-            if (output != boundOutput || !sameObjects(inputs, boundInputs)) {
-                boundInputs = inputs.clone();
-                boundOutput = output;
-                kernel = op instanceof CustomOp custom
+            if (current != null && current.matches(output, inputs)) {
+                return current.kernel;
+            }
+            Binding other = previous;
+            previous = current;
+            if (other != null && other.matches(output, inputs)) {
+                current = other;
+            } else {
+                Runnable kernel = op instanceof CustomOp custom
                         ? kernels.kernelFor(op, Arrays.asList(inputs), new INDArray[] {output}, custom.iArgs(), custom.tArgs(), custom.bArgs())
                         : kernels.kernelFor(op, Arrays.asList(inputs), new INDArray[] {output}, new long[0], new double[0], new boolean[0]);
+                current = new Binding(inputs.clone(), output, kernel);
             }
-            return kernel;
+            return current.kernel;
+        }
+    }
+
+    /** A kernel ({@code null}: libnd4j's op) bound to these array objects. */
+    private record Binding(INDArray[] inputs, INDArray output, Runnable kernel) {
+        boolean matches(INDArray otherOutput, INDArray[] otherInputs) {
+            return otherOutput == output && sameObjects(otherInputs, inputs);
         }
 
         private static boolean sameObjects(INDArray[] a, INDArray[] b) {

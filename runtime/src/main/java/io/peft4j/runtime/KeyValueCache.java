@@ -40,6 +40,9 @@ public final class KeyValueCache {
     private ReplayKernels.CacheKernel attention;
     private INDArray attendedQuery;
     private INDArray attendedOutput;
+    private ReplayKernels.CacheKernel[] eachAttention;
+    private INDArray eachQueries;
+    private INDArray eachAttended;
 
     /** A cache that will hold the first append's positions and {@code room} more. */
     public KeyValueCache(long room) {
@@ -66,6 +69,7 @@ public final class KeyValueCache {
             writtenKeys = null;
             writtenValues = null;
             attendedQuery = null;
+            eachQueries = null;
         }
         if (length + count > keys.size(0)) {
             throw new IllegalStateException("the key/value cache holds " + keys.size(0) + " positions and is full: " + length
@@ -174,15 +178,24 @@ public final class KeyValueCache {
 
     private boolean attendEachByKernels(ReplayKernels kernels, INDArray queries, INDArray attended, int heads) {
         int count = (int) queries.size(0);
-        ReplayKernels.CacheKernel[] each = new ReplayKernels.CacheKernel[count];
-        for (int t = 0; t < count; t++) {
-            INDArray query = queries.get(NDArrayIndex.interval(t, t + 1), NDArrayIndex.all());
-            INDArray output = attended.get(NDArrayIndex.interval(t, t + 1), NDArrayIndex.all());
-            each[t] = kernels.cacheAttention(query, keys, values, output, heads, true);
-            if (each[t] == null) {
-                return false;
+        // a decoder reset for its next sequence passes the same session arrays for a prompt of the same length
+        if (queries != eachQueries || attended != eachAttended) {
+            eachQueries = queries;
+            eachAttended = attended;
+            eachAttention = new ReplayKernels.CacheKernel[count];
+            for (int t = 0; t < count && eachAttention != null; t++) {
+                INDArray query = queries.get(NDArrayIndex.interval(t, t + 1), NDArrayIndex.all());
+                INDArray output = attended.get(NDArrayIndex.interval(t, t + 1), NDArrayIndex.all());
+                eachAttention[t] = kernels.cacheAttention(query, keys, values, output, heads, true);
+                if (eachAttention[t] == null) {
+                    eachAttention = null;
+                }
             }
         }
+        if (eachAttention == null) {
+            return false;
+        }
+        ReplayKernels.CacheKernel[] each = eachAttention;
         for (int t = 0; t < count; t++) {
             each[t].run((int) (length - count + t + 1));
         }

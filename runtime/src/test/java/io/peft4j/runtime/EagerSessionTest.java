@@ -45,6 +45,23 @@ class EagerSessionTest {
     }
 
     @Test
+    void callsAlternatingBetweenTwoSetsOfArraysEachComputeFromTheirOwn() {
+        // A decoder reset between sequences alternates a prompt's [5, d] arrays and a step's [1, d] ones.
+        INDArray[] prompt = {Nd4j.rand(DataType.FLOAT, 5, 300), Nd4j.rand(DataType.FLOAT, 5, 300)};
+        INDArray[] step = {Nd4j.rand(DataType.FLOAT, 1, 300), Nd4j.rand(DataType.FLOAT, 1, 300)};
+        INDArray[] third = {Nd4j.rand(DataType.FLOAT, 2, 300), Nd4j.rand(DataType.FLOAT, 2, 300)};
+        try (EagerSession session = new EagerSession()) {
+            for (int call = 0; call < 7; call++) {
+                INDArray[] operands = call == 5 ? third : call % 2 == 0 ? prompt : step;
+                operands[0].addi(1f); // new values in the same arrays
+                INDArray expected = operands[0].add(operands[1]);
+                INDArray actual = session.run(() -> EagerSession.sum(LAYER, "sum", operands[0], operands[1]));
+                assertTrue(expected.equalsWithEps(actual, 0), "call " + call + ": " + actual + " instead of " + expected);
+            }
+        }
+    }
+
+    @Test
     void equalOwnersAreStillTwoLayers() {
         record Layer(String name) {
         }

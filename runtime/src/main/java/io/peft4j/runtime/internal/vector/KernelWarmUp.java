@@ -99,6 +99,10 @@ final class KernelWarmUp {
         FloatRegion rowOut = region(256, 0f);
         kernels.add(new RowProductKernel(matrix, 256, 128, rowIn, region(128, 0f), RowProductKernel.Layout.TRANSPOSED));
         kernels.add(new RowProductKernel(matrix, 128, 256, rowIn, region(128, 0f), RowProductKernel.Layout.PLAIN));
+        // A prompt's few rows with a bias, 136 columns (a tail after the 64-column blocks), so that the
+        // JIT has seen both forms of the product before the first prompt.
+        kernels.add(new RowProductKernel(region(256 * 136, 0.25f), 256, 136, 5, region(5 * 256, 0.5f), region(136, 0f), region(5 * 136, 0f),
+                RowProductKernel.Layout.TRANSPOSED));
         kernels.add(new LayerNormKernel(x, region(64, 1f), region(64, 0f), y));
         FloatRegion cache = region(32 * 256, 0.5f);
         ReplayKernels.CacheKernel attention = new SingleQueryAttentionKernel(rowIn, StridedRegion.byHead(cache, 32, 4),
