@@ -156,8 +156,9 @@ final class RowProductKernel implements Runnable {
     /**
      * Sums of input rows {@code [r, r + 4)} (fewer at the end: the last row stands in for the missing
      * ones, its sums kept once) over columns {@code [j, j + BLOCK)}, in sixteen registers: each loaded
-     * piece of the matrix serves four rows. Streamed as for one row, eight rows took 3–5× as long as
-     * one (their sums read and written per matrix row).
+     * piece of the matrix serves four rows. Streamed as for one row (their sums read and written per
+     * matrix row), eight rows took 11–17, 57–68 and 45–49 µs on {@code [256, 256]}, {@code [256, 1024]}
+     * and {@code [1024, 256]} against 9.4–10, 42–47 and 39–43 here (BENCHMARKS.md, change 32).
      */
     private void fourRowsBlock(int r, int j) {
         ByteBuffer bytes = matrix.bytes();
@@ -228,7 +229,7 @@ final class RowProductKernel implements Runnable {
         int at = matrix.at(i * columns + start);
         if (count == 1) {
             // One input row (a decoding step): its eight elements stay in registers across the columns;
-            // broadcast per column as below, the step's products took 1.1–1.2× as long (change 32).
+            // broadcast per column as below, the step's 24 products took 268–305 µs against 218–243 (change 32).
             FloatVector x0 = FloatVector.broadcast(SPECIES, x[i]);
             FloatVector x1 = FloatVector.broadcast(SPECIES, x[i + 1]);
             FloatVector x2 = FloatVector.broadcast(SPECIES, x[i + 2]);
