@@ -35,6 +35,8 @@ public final class GptGenerator {
     private final Map<String, String> groups = new LinkedHashMap<>();
     private final Set<String> mergedRequests = new HashSet<>();
     private final Map<String, DecoderSession> sessions = new LinkedHashMap<>();
+    // One eager decoder for every request, reset between them: its ops stay bound (EagerDecoder#reset).
+    private EagerDecoder eagerDecoder;
     private int builds;
 
     /** How each new token's logits are computed; every way gives the same logits to fp32 rounding. */
@@ -184,12 +186,20 @@ public final class GptGenerator {
         return peft::unmerge;
     }
 
+    private EagerDecoder eagerDecoder() {
+        if (eagerDecoder == null) {
+            eagerDecoder = new EagerDecoder(model);
+        }
+        eagerDecoder.reset();
+        return eagerDecoder;
+    }
+
     private Generation run(String request, DecoderSession session, int[] promptTokens, int maxTokens, Sampler sampler, Decoding decoding) {
         int context = base.config().context();
         int[] sequence = Arrays.copyOf(promptTokens, context);
         int length = promptTokens.length;
         long start = System.nanoTime();
-        EagerDecoder eager = decoding == Decoding.EAGER_CACHE ? new EagerDecoder(model) : null;
+        EagerDecoder eager = decoding == Decoding.EAGER_CACHE ? eagerDecoder() : null;
         DecoderSession.Cache cache = decoding == Decoding.GRAPH_CACHE ? session.newCache() : null;
         float[] logits = switch (decoding) {
             case EAGER_CACHE -> eager.feed(promptTokens);
